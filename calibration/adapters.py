@@ -1,0 +1,57 @@
+"""Adapters from a calibration source to what each exporter expects."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .sources import CalibrationSource
+
+
+def representative_dataset(source: CalibrationSource, progress=None) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """TFLite's `representative_dataset`: a callable returning a generator of input lists."""
+
+    def generate() -> Iterator[list[np.ndarray]]:
+        for sample in source:
+            if progress is not None:
+                progress.update(1)
+            yield [np.asarray(v, dtype=np.float32) for v in sample.values()]
+
+    return generate
+
+
+class OrtCalibrationReader:
+    """ONNX Runtime's CalibrationDataReader protocol (`get_next`, `rewind`) over a source.
+
+    `transform` maps each sample to the ONNX model's layout (NHWC to NCHW) and `rename`
+    maps Keras input names to the ONNX graph's.
+    """
+
+    def __init__(self, source: CalibrationSource, rename: dict[str, str] | None = None,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None, progress=None) -> None:
+        self.source = source
+        self.rename = rename or {}
+        self.transform = transform or (lambda x: x)
+        self.progress = progress
+        self._iterator = iter(source)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        sample = next(self._iterator, None)
+        if sample is None:
+            return None
+        if self.progress is not None:
+            self.progress.update(1)
+        return {self.rename.get(k, k): self.transform(np.asarray(v, np.float32)) for k, v in sample.items()}
+
+    def rewind(self) -> None:
+        self._iterator = iter(self.source)
+
+    def __iter__(self):
+        self.rewind()
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item

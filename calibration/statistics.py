@@ -1,0 +1,67 @@
+"""Activation statistics from the float model on calibration samples.
+
+Per ReLU/ReLU6 (a ReLU layer, an Activation layer, or a layer's own relu activation):
+the fraction of outputs that are zero (activation sparsity) and the channels that are zero
+on every calibration sample ("dead" channels). A dying ReLU wastes compute and hurts
+accuracy; a tool that sees the activations anyway should say so.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from converters.activations import FUSABLE_PRODUCERS, classify, own_activation
+
+
+@dataclass
+class ActivationStats:
+    layer: str
+    kind: str  # relu or relu6
+    channels: int
+    sparsity: float  # fraction of zero outputs over all samples, positions and channels
+    dead_channels: int  # channels that are zero on every sample and position
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def relu_layers(model) -> list[tuple[object, str]]:
+    """(layer, 'relu'|'relu6') for every layer whose output is a ReLU/ReLU6, in model order."""
+    found = []
+    for layer in model.layers:
+        config = layer.get_config()
+        kind, _ = classify(type(layer).__name__, config)
+        if kind is None and type(layer).__name__ in FUSABLE_PRODUCERS and own_activation(config) in ("relu", "relu6"):
+            kind = own_activation(config)
+        if kind is not None:
+            found.append((layer, kind))
+    return found
+
+
+def activation_statistics(model, samples: np.ndarray, batch_size: int = 32) -> list[ActivationStats]:
+    """Sparsity and dead channels of every ReLU/ReLU6 output, accumulated batch by batch."""
+    import keras
+
+    layers = relu_layers(model)
+    if not layers:
+        return []
+    probe = keras.Model(model.inputs, [layer.output for layer, _ in layers])
+    zeros = np.zeros(len(layers))
+    counts = np.zeros(len(layers))
+    alive: list[np.ndarray | None] = [None] * len(layers)
+    for start in range(0, len(samples), batch_size):
+        outputs = probe(samples[start:start + batch_size], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for i, out in enumerate(outputs):
+            out = np.asarray(out)
+            zero = out <= 0
+            zeros[i] += zero.sum()
+            counts[i] += zero.size
+            channel_alive = ~np.all(zero.reshape(-1, out.shape[-1]), axis=0)
+            alive[i] = channel_alive if alive[i] is None else (alive[i] | channel_alive)
+    return [
+        ActivationStats(layer.name, kind, int(alive[i].size), float(zeros[i] / counts[i]),
+                        int(np.sum(~alive[i])))
+        for i, (layer, kind) in enumerate(layers)
+    ]

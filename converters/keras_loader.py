@@ -1,0 +1,98 @@
+"""Load the user's Keras model: .keras, legacy .h5, or a SavedModel folder."""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeact.errors import ModelLoadError
+from edgeact.quiet import native_output_captured, silence_tensorflow
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and what the rest of the pipeline needs to know about it.
+
+    `keras_model` is None for a SavedModel folder: it can be converted and run, but
+    not rewritten by graph passes.
+    """
+
+    path: Path
+    kind: str  # "keras", "h5", "savedmodel"
+    keras_model: Any
+    saved_model_fn: Any = None  # callable for a SavedModel: batch -> outputs
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path.is_file() else self.path.name
+
+
+def import_keras():
+    """TensorFlow's Keras 3, imported quietly."""
+    silence_tensorflow()
+    with native_output_captured():
+        import tensorflow as tf  # noqa: F401  (registers the tf backend)
+        import keras
+    return keras
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a model file or SavedModel folder; raise ModelLoadError with a fix on failure."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model {path} does not exist; check the path")
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise ModelLoadError(
+                f"folder {path} is not a SavedModel (no saved_model.pb); give a .keras or .h5 file"
+            )
+        return _load_saved_model(path)
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ModelLoadError(f"{path} is not a valid .keras file (not a zip archive); re-save it with model.save()")
+        kind = "keras"
+    elif suffix in (".h5", ".hdf5"):
+        kind = "h5"
+    else:
+        raise ModelLoadError(
+            f"{path} has an unsupported extension '{suffix}'; give a .keras, .h5 or SavedModel folder"
+        )
+    keras = import_keras()
+    try:
+        with native_output_captured():
+            model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for corrupt files
+        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load {path}: {message}; check that the file is a complete Keras model") from None
+    check_graph_model(model, path)
+    return LoadedModel(path=path, kind=kind, keras_model=model)
+
+
+def check_graph_model(model, path: Path) -> None:
+    """Only Functional and Sequential models have a graph edgeact can rewrite and export."""
+    keras = import_keras()
+    if isinstance(model, keras.Sequential):
+        return
+    if type(model).__name__ == "Functional" or type(model) is keras.Model and hasattr(model, "_operations"):
+        return
+    raise ModelLoadError(
+        f"{path} holds a subclassed model ({type(model).__name__}); rebuild it with the functional API "
+        "or keras.Sequential, or export it with model.export() and convert the SavedModel folder"
+    )
+
+
+def _load_saved_model(path: Path) -> LoadedModel:
+    silence_tensorflow()
+    try:
+        with native_output_captured():
+            import tensorflow as tf
+
+            loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load SavedModel {path}: {str(exc).splitlines()[0][:200]}") from None
+    signatures = getattr(loaded, "signatures", {})
+    if "serving_default" not in signatures:
+        raise ModelLoadError(f"SavedModel {path} has no 'serving_default' signature; export it with model.export()")
+    return LoadedModel(path=path, kind="savedmodel", keras_model=None, saved_model_fn=signatures["serving_default"])

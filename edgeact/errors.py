@@ -1,0 +1,46 @@
+"""The one exception hierarchy of edgeact.
+
+Library code raises these with a message that names what was wrong and what to do;
+the CLI turns them into a one-line error and the exit code below, in one place
+(`edgeact.cli.main`). Anything else reaching the CLI is a bug in edgeact.
+"""
+
+
+class EdgeactError(Exception):
+    """Base class: a problem the user can act on. Exit code 2."""
+
+    exit_code = 2
+
+
+class InputError(EdgeactError):
+    """A model, data file, folder or option the user gave cannot be used."""
+
+
+class ModelLoadError(InputError):
+    """The model file is missing, corrupt or of a kind edgeact cannot read."""
+
+
+class CalibrationError(InputError):
+    """The calibration data cannot be read or does not fit the model."""
+
+
+class OutputExistsError(InputError):
+    """An output file exists and --force was not given."""
+
+
+class ConversionError(EdgeactError):
+    """An exporter (TFLiteConverter, tf2onnx, ONNX Runtime) refused the model."""
+
+
+class RuntimeUnavailableError(EdgeactError):
+    """No runtime (or delegate) that can run this model is installed."""
+
+
+class VerificationError(EdgeactError):
+    """Outputs were written, but the converted model is further from float than allowed."""
+
+    exit_code = 1
+
+
+class EdgeactWarning(UserWarning):
+    """Something the user should know that does not stop the work (e.g. random calibration)."""

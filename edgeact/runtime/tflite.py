@@ -1,0 +1,156 @@
+"""TFLite runner over LiteRT (ai-edge-litert), tflite-runtime or tf.lite, whichever is installed."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InputError, RuntimeUnavailableError
+from ..tflite_model import read_tflite
+from .base import IOSpec, Runner, RuntimeName
+
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+
+
+@dataclass(frozen=True)
+class TFLiteBackend:
+    name: RuntimeName
+    version: str
+    interpreter: type
+    load_delegate: Callable[..., Any]
+    op_resolver: Any  # OpResolverType enum, to turn the default XNNPACK delegate off
+
+
+def _import_backend(name: RuntimeName) -> TFLiteBackend:
+    if name is RuntimeName.LITERT:
+        module = importlib.import_module("ai_edge_litert.interpreter")
+        version = getattr(importlib.import_module("ai_edge_litert"), "__version__", None)
+        if version is None:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version("ai-edge-litert")
+    elif name is RuntimeName.TFLITE_RUNTIME:
+        module = importlib.import_module("tflite_runtime.interpreter")
+        version = getattr(importlib.import_module("tflite_runtime"), "__version__", "unknown")
+    elif name is RuntimeName.TF_LITE:
+        tf = importlib.import_module("tensorflow")
+        module, version = tf.lite, tf.__version__
+        return TFLiteBackend(name, version, tf.lite.Interpreter, tf.lite.experimental.load_delegate,
+                             tf.lite.experimental.OpResolverType)
+    else:
+        raise InputError(f"runtime '{name.value}' does not run .tflite models; choose litert, "
+                         "tflite-runtime or tf-lite")
+    return TFLiteBackend(name, str(version), module.Interpreter, module.load_delegate,
+                         getattr(module, "OpResolverType", None))
+
+
+TFLITE_RUNTIMES = (RuntimeName.LITERT, RuntimeName.TFLITE_RUNTIME, RuntimeName.TF_LITE)
+
+
+def tflite_backend(runtime: RuntimeName | str | None = None) -> TFLiteBackend:
+    """The requested TFLite runtime, or the first installed in the order litert, tflite-runtime, tf.lite."""
+    if runtime is not None:
+        name = RuntimeName(runtime)
+        try:
+            return _import_backend(name)
+        except ImportError:
+            raise RuntimeUnavailableError(
+                f"runtime '{name.value}' is not installed; {INSTALL_HINTS[name]}"
+            ) from None
+    for name in TFLITE_RUNTIMES:
+        try:
+            return _import_backend(name)
+        except ImportError:
+            continue
+    raise RuntimeUnavailableError(
+        "no TFLite runtime is installed; pip install ai-edge-litert "
+        "(or 'numpy<2' tflite-runtime on older Raspberry Pi OS)"
+    )
+
+
+INSTALL_HINTS = {
+    RuntimeName.LITERT: "pip install ai-edge-litert",
+    RuntimeName.TFLITE_RUNTIME: "pip install 'numpy<2' tflite-runtime",
+    RuntimeName.TF_LITE: "pip install tensorflow",
+    RuntimeName.ONNXRUNTIME: "pip install onnxruntime",
+}
+
+
+def _spec(detail: dict) -> IOSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return IOSpec(
+        name=detail["name"], shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]), scale=float(scale), zero_point=int(zero_point),
+    )
+
+
+class TFLiteRunner(Runner):
+    """A .tflite model in a TFLite interpreter.
+
+    Args:
+        path: the .tflite file; its flatbuffer is checked before the interpreter sees it.
+        runtime: a RuntimeName, or None for the first installed.
+        threads: interpreter threads (None: the runtime's default).
+        delegate: "xnnpack" (the runtime's default CPU path), "none" (reference kernels),
+            "edgetpu" (Coral, libedgetpu.so.1), or a path to a delegate library.
+    """
+
+    format = "tflite"
+
+    def __init__(self, path: str | Path, runtime: RuntimeName | str | None = None,
+                 threads: int | None = None, delegate: str = "xnnpack") -> None:
+        self.path = Path(path)
+        self.model_info = read_tflite(self.path)
+        backend = tflite_backend(runtime)
+        self.runtime = backend.name.value
+        self.runtime_version = backend.version
+        self.delegate = delegate
+        kwargs: dict[str, Any] = {"model_path": str(self.path)}
+        if threads is not None:
+            kwargs["num_threads"] = int(threads)
+        if delegate == "none":
+            if backend.op_resolver is None:
+                raise RuntimeUnavailableError(
+                    f"{self.runtime} {self.runtime_version} cannot turn XNNPACK off; use --delegate xnnpack"
+                )
+            kwargs["experimental_op_resolver_type"] = backend.op_resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate != "xnnpack":
+            kwargs["experimental_delegates"] = [self._load_delegate(backend, delegate)]
+        try:
+            self.interpreter = backend.interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"{self.runtime} cannot load {self.path}: {str(exc).splitlines()[0]}") from None
+        self._input_index = [d["index"] for d in self.interpreter.get_input_details()]
+        self._output_index = [d["index"] for d in self.interpreter.get_output_details()]
+        self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
+        self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]
+
+    @staticmethod
+    def _load_delegate(backend: TFLiteBackend, delegate: str):
+        library = EDGETPU_LIBRARY if delegate == "edgetpu" else delegate
+        try:
+            return backend.load_delegate(library)
+        except (ValueError, OSError, RuntimeError):
+            if delegate == "edgetpu":
+                raise RuntimeUnavailableError(
+                    f"cannot load the Edge TPU delegate ({EDGETPU_LIBRARY}); install libedgetpu1-std "
+                    "from the Coral apt repository and plug the Coral in"
+                ) from None
+            raise RuntimeUnavailableError(
+                f"cannot load delegate library '{library}'; check the path and that it matches "
+                f"{backend.name.value} {backend.version}"
+            ) from None
+
+    def set_inputs(self, arrays: list[np.ndarray]) -> None:
+        for index, array in zip(self._input_index, arrays):
+            self.interpreter.set_tensor(index, array)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def get_outputs(self) -> list[np.ndarray]:
+        return [self.interpreter.get_tensor(i) for i in self._output_index]
