@@ -46,7 +46,7 @@ def activation_statistics(model, samples: np.ndarray, batch_size: int = 32) -> l
     layers = relu_layers(model)
     if not layers:
         return []
-    probe = keras.Model(model.inputs, [layer.output for layer, _ in layers])
+    probe = keras.Model(model.inputs[0], [layer.output for layer, _ in layers])
     zeros = np.zeros(len(layers))
     counts = np.zeros(len(layers))
     alive: list[np.ndarray | None] = [None] * len(layers)

@@ -25,7 +25,7 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return self.path.stem if self.path.is_file() else self.path.name
+        return self.path.name if self.kind == "savedmodel" else self.path.stem
 
 
 def import_keras():

@@ -1,6 +1,7 @@
 """The `edgeact` command line. Commands parse options, call one library function, render its result.
 
-Every EdgeactError becomes a one-line `error: ...` and its exit code here, in `main`, once.
+Every EdgeactError becomes a one-line `error: ...` and its exit code in one place,
+`EdgeactGroup.invoke`, so the console script and click's CliRunner behave the same.
 """
 from __future__ import annotations
 
@@ -46,7 +47,21 @@ def _print_warnings(caught) -> None:
             click.echo(f"warning: {w.message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class EdgeactGroup(click.Group):
+    """The boundary where library errors become one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeactError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=EdgeactGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgeact")
 def cli() -> None:
     """Put quantized CNNs on edge devices: convert Keras models to INT8 TFLite and ONNX, inspect
@@ -137,18 +152,5 @@ def inspect(model, as_json):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; turn edgeact's errors into one line and an exit code."""
-    try:
-        cli.main(args=argv, prog_name="edgeact", standalone_mode=False)
-    except EdgeactError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="edgeact")

@@ -52,10 +52,7 @@ class CapturedOutput:
 def native_output_captured() -> Iterator[CapturedOutput]:
     """Send fds 1 and 2 (and sys.stdout/err) to a temp file for the duration of the block."""
     captured = CapturedOutput()
-    try:
-        fds = (sys.stdout.fileno(), sys.stderr.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
-        fds = ()
+    fds = (1, 2)  # the process's own descriptors, whatever sys.stdout/err were replaced with
     with tempfile.TemporaryFile(mode="w+b") as sink:
         saved = [os.dup(fd) for fd in fds]
         old_streams = sys.stdout, sys.stderr

