@@ -61,6 +61,8 @@ class ConvertJob:
     calibration: Any  # calibration.CalibrationSet
     reference_outputs: list[np.ndarray]  # the user's float model on the held-out samples
     options: ConvertOptions
+    # Held-out outputs of each converted model ("tflite_int8", "onnx_int8"), for cross-format parity.
+    predictions: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @contextmanager
     def step(self, description: str, total: int | None = None) -> Iterator[Any]:
@@ -178,6 +180,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     with staged_outputs() as staged:
         for fmt in formats:
             report["formats"][fmt.value] = EXPORTERS[fmt].export(job, staged)
+        report["parity"] = _parity(job, report)
         report["checks_passed"] = _all_checks_pass(report)
         staged.write_json(report_path(output_dir, name), report)
         staged.commit()
@@ -187,6 +190,20 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
             "use more or better calibration data, or see the report"
         )
     return report
+
+
+def _parity(job: ConvertJob, report: dict) -> dict:
+    """Every float-vs-converted comparison in one place, plus TFLite INT8 vs ONNX INT8 when both exist."""
+    from .verify import compare_outputs
+
+    parity = {}
+    for fmt, section in report["formats"].items():
+        for name, checks in section.get("checks", {}).items():
+            parity[f"{fmt}_{name}"] = checks
+    if {"tflite_int8", "onnx_int8"} <= set(job.predictions):
+        parity["tflite_int8_vs_onnx_int8"] = compare_outputs(
+            job.predictions["tflite_int8"], job.predictions["onnx_int8"], job.output_names, job.options.tolerances)
+    return parity
 
 
 def _model_signature(loaded) -> tuple[str, tuple[int, ...], list[str]]:
@@ -229,11 +246,11 @@ def _model_hash(loaded) -> str | None:
 
 
 def _iter_checks(report: dict) -> Iterator[tuple[str, dict]]:
+    for name, checks in report.get("parity", {}).items():
+        for check in checks:
+            yield f"{name} ({check['output']})", check
     for fmt, section in report["formats"].items():
-        for name, checks in section.get("checks", {}).items():
-            for check in checks:
-                yield f"{fmt} {name} ({check['output']})", check
-        for name in ("integer_only", "integer_kernels"):
+        for name in ("graph_shape", "integer_only", "integer_kernels"):
             if name in section:
                 yield f"{fmt} {name}", section[name]
         for kind, fusion in section.get("fusion", {}).items():

@@ -75,7 +75,8 @@ class TFLiteExporter:
             names = job.output_names
             float_checks = compare_outputs(job.reference_outputs, fp32_runner.predict(holdout), names,
                                            job.options.tolerances, exact=True)
-            int8_checks = compare_outputs(job.reference_outputs, int8_runner.predict(holdout), names,
+            job.predictions["tflite_int8"] = int8_runner.predict(holdout)
+            int8_checks = compare_outputs(job.reference_outputs, job.predictions["tflite_int8"], names,
                                           job.options.tolerances)
         return {
             "files": {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)},

@@ -42,12 +42,19 @@ def render_convert_report(report: dict) -> str:
                                   title="\nactivation statistics (float model, calibration samples)"))
     for fmt_name, section in report["formats"].items():
         parts.append(render_format_section(fmt_name, section))
+    if report.get("parity"):
+        parts.append(render_table(
+            ["", "comparison", "output", "n", "top-1 agree", "cosine", "SQNR dB", "max |diff|", "tolerance"],
+            _checks_rows(report["parity"]), title=f"\nparity on {report['calibration']['verified_on']}"))
     parts.append(f"\n{mark(report['checks_passed'])} all checks {'passed' if report['checks_passed'] else 'did not pass'}")
     return "\n".join(parts)
 
 
 def render_format_section(name: str, section: dict) -> str:
     lines = [f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in section["files"].items())]
+    if section.get("layout"):
+        lines.append(f"  opset {section['opset']}, input layout {section['layout'].upper()}, "
+                     + ", ".join(f"{k} {v}" for k, v in section.get("quantization", {}).items()))
     sizes = section.get("size_bytes", {})
     if sizes:
         lines.append("  size: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items()))
@@ -59,19 +66,16 @@ def render_format_section(name: str, section: dict) -> str:
         counts = ", ".join(f"{op} {act} x{n}" for op, acts in fusion["fused"].items()
                            for act, n in acts.items() if act != "NONE") or "none"
         lines.append(f"  {mark(fusion['passed'])} {kind} fused activations: {counts}; "
-                     f"unfusable left: {len(fusion['unfused'])}")
+                     f"fusable but left: {len(fusion['unfused'])}"
+                     + (f"; Relu/Clip nodes: {fusion['activations']}" if "activations" in fusion else ""))
         for item in fusion["standalone"]:
             lines.append(f"      standalone {item['op']} after {item['after']}: {item['reason']}")
         for item in fusion["unfused"]:
             lines.append(f"      {mark(False)} {item['op']} after {item['after']}: {item['reason']}")
-    for key in ("integer_only", "integer_kernels"):
+    for key in ("graph_shape", "integer_only", "integer_kernels"):
         if key in section:
             check = section[key]
             lines.append(f"  {mark(check['passed'])} {key.replace('_', ' ')}: {check.get('summary') or _integer_text(check)}")
-    if section.get("checks"):
-        lines.append(render_table(
-            ["", "comparison", "output", "n", "top-1 agree", "cosine", "SQNR dB", "max |diff|", "tolerance"],
-            _checks_rows(section["checks"])))
     return "\n".join(lines)
 
 

@@ -1,0 +1,186 @@
+"""INT8 ONNX: integer kernels after ORT optimisation, no Relu/Clip left, float parity, NCHW, errors."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from converters import ConvertOptions, convert
+from edgeact.cli import cli
+from edgeact.config import CalibrationMethod, Format, OnnxLayout
+from edgeact.runtime import open_runner
+
+from .test_cli_convert import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def converted_both(small_cnn_file, pixels_npy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("both")
+    report = convert(small_cnn_file, pixels_npy, out, ConvertOptions(
+        formats=(Format.TFLITE, Format.ONNX), samples=60, holdout=20, progress=False))
+    return out, report
+
+
+def ops(path):
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def ort_optimized_ops(path, tmp_path):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ops(tmp_path / "optimized.onnx")
+
+
+def holdout(pixels_npy, n=20):
+    from calibration import read_calibration
+    from calibration.sources import ModelInput
+    from edgeact.preprocess import make_preprocessing
+
+    return read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, n, 0).holdout
+
+
+def test_both_formats_are_written(converted_both):
+    out, report = converted_both
+    assert {p.name for p in out.iterdir()} == {
+        "small_cnn.edgeact.json", "small_cnn_fp32.tflite", "small_cnn_int8.tflite",
+        "small_cnn_fp32.onnx", "small_cnn_int8.onnx"}
+    section = json.loads((out / "small_cnn.edgeact.json").read_text())["formats"]["onnx"]
+    assert section["opset"] >= 17 and section["layout"] == "nhwc"
+    assert report["checks_passed"]
+
+
+def test_no_float_conv_left_after_ort_optimisation(converted_both, tmp_path):
+    out, report = converted_both
+    optimized = ort_optimized_ops(out / "small_cnn_int8.onnx", tmp_path)
+    assert optimized["QLinearConv"] == ops(out / "small_cnn_int8.onnx")["Conv"] == 2
+    assert not {"Conv", "FusedConv", "MatMul", "Gemm", "FusedMatMul"} & set(optimized)
+    kernels = report["formats"]["onnx"]["integer_kernels"]
+    assert kernels["passed"] and kernels["summary"].startswith("2/2 Conv run as QLinearConv")
+
+
+def test_no_relu_or_clip_left_in_int8(converted_both):
+    out, report = converted_both
+    int8 = ops(out / "small_cnn_int8.onnx")
+    assert int8["Relu"] == 0 and int8["Clip"] == 0
+    fp32 = ops(out / "small_cnn_fp32.onnx")
+    assert fp32["Relu"] + fp32["Clip"] == 3  # conv ReLU, depthwise ReLU6, residual ReLU
+    assert fp32["BatchNormalization"] == 0
+    fusion = report["formats"]["onnx"]["fusion"]["fp32"]
+    assert fusion["after_conv"] == 2 and fusion["fused_by_ort"] == 2
+
+
+def test_float_relu_follows_its_conv(converted_both):
+    out, _ = converted_both
+    graph = onnx.load(str(out / "small_cnn_fp32.onnx")).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    after = sorted(producers[n.input[0]] for n in graph.node if n.op_type in ("Relu", "Clip"))
+    assert after == ["Add", "Conv", "Conv"]
+
+
+def test_float_onnx_matches_keras(converted_both, small_cnn, pixels_npy):
+    out, _ = converted_both
+    x = holdout(pixels_npy)
+    session = ort.InferenceSession(str(out / "small_cnn_fp32.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, small_cnn.predict(x, verbose=0), atol=1e-4)
+
+
+def test_parity_numbers_agree_with_direct_computation(converted_both, pixels_npy):
+    out, report = converted_both
+    x = holdout(pixels_npy)
+    tflite = open_runner(out / "small_cnn_int8.tflite").predict(x)[0]
+    onnx_int8 = open_runner(out / "small_cnn_int8.onnx").predict(x)[0]
+    parity = report["parity"]["tflite_int8_vs_onnx_int8"][0]
+    assert parity["samples"] == len(x)
+    assert parity["max_abs_diff"] == pytest.approx(np.abs(tflite - onnx_int8).max(), rel=1e-5)
+    assert parity["top1_agreement"] == pytest.approx(np.mean(tflite.argmax(1) == onnx_int8.argmax(1)))
+    noise = np.sum((tflite.astype(np.float64) - onnx_int8) ** 2)
+    assert parity["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(tflite.astype(np.float64) ** 2) / noise), rel=1e-6)
+    assert set(report["parity"]) == {"tflite_fp32_vs_keras", "tflite_int8_vs_keras", "onnx_fp32_vs_keras",
+                                     "onnx_int8_vs_keras", "tflite_int8_vs_onnx_int8"}
+
+
+def test_nchw_layout_has_no_transpose(small_cnn, small_cnn_file, pixels_npy, tmp_path):
+    report = convert(small_cnn_file, pixels_npy, tmp_path, ConvertOptions(
+        formats=(Format.ONNX,), onnx_layout=OnnxLayout.NCHW, samples=40, holdout=10, progress=False))
+    for name in ("small_cnn_fp32.onnx", "small_cnn_int8.onnx"):
+        assert ops(tmp_path / name)["Transpose"] == 0
+    session = ort.InferenceSession(str(tmp_path / "small_cnn_fp32.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, 16, 16]
+    x = holdout(pixels_npy, 10)
+    got = session.run(None, {session.get_inputs()[0].name: x.transpose(0, 3, 1, 2)})[0]
+    np.testing.assert_allclose(got, small_cnn.predict(x, verbose=0), atol=1e-4)
+    assert report["formats"]["onnx"]["integer_kernels"]["passed"]
+    assert "tflite" not in report["formats"]
+
+
+def test_nhwc_layout_has_one_input_transpose(converted_both):
+    out, report = converted_both
+    assert ops(out / "small_cnn_fp32.onnx")["Transpose"] == 1
+    assert report["formats"]["onnx"]["graph_shape"]["transposes_after"] == ["graph input"]
+
+
+@pytest.mark.parametrize("method, extra", [(CalibrationMethod.PERCENTILE, 99.9), (CalibrationMethod.ENTROPY, None)])
+def test_calibration_methods(small_cnn_file, pixels_npy, tmp_path, method, extra):
+    options = ConvertOptions(formats=(Format.ONNX,), calibration_method=method, samples=40, holdout=10,
+                             progress=False, **({"percentile": extra} if extra else {}))
+    report = convert(small_cnn_file, pixels_npy, tmp_path, options)
+    assert report["formats"]["onnx"]["quantization"]["method"] == method.value
+    assert report["formats"]["onnx"]["integer_kernels"]["passed"]
+
+
+def test_unexportable_layer_is_named(keras, tmp_path):
+    import tensorflow as tf
+
+    from edgeact.errors import ConversionError
+
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    x = L.Lambda(tf.math.bessel_i0e, name="bessel")(L.Conv2D(2, 3)(inputs))
+    model = keras.Model(inputs, L.Flatten()(x))
+    with pytest.raises(ConversionError, match="op BesselI0e in layer 'bessel'"):
+        convert(model, np.random.default_rng(0).uniform(size=(20, 8, 8, 1)).astype("float32"), tmp_path,
+                ConvertOptions(formats=(Format.ONNX,), samples=10, holdout=5, progress=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_onnx_options_and_errors(small_cnn_file, pixels_npy, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy), "-o", str(tmp_path),
+                                 "--format", "onnx", "--calibration-method", "percentile", "--percentile", "99.99",
+                                 "--samples", "30", "--holdout", "10"])
+    assert result.exit_code == 0, result.output
+    assert "Conv run as QLinearConv" in result.output and "tflite int8 vs onnx int8" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small_cnn.edgeact.json", "small_cnn_fp32.onnx",
+                                                          "small_cnn_int8.onnx"]
+    for bad in ("0", "-1", "100.5"):
+        assert_one_line_error(runner.invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy),
+                                                  "-f", "onnx", "--percentile", bad]), "outside (0, 100]")
+    result = runner.invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy), "-f", "onnx",
+                                 "--calibration-method", "kl"])
+    assert result.exit_code == 2 and "'kl' is not one of" in result.output
+    assert_one_line_error(runner.invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy), "-o",
+                                              str(tmp_path), "-f", "onnx"]), "--force")
+
+
+def test_inspect_onnx(converted_both):
+    out, _ = converted_both
+    result = CliRunner().invoke(cli, ["inspect", str(out / "small_cnn_int8.onnx"), "--json"])
+    info = json.loads(result.stdout)
+    assert info["opset"] == 17 and info["qdq_pairs"] > 0
+    assert info["op_counts"]["Conv"] == 2 and info["inputs"][0]["shape"] == [-1, 16, 16, 3]
+    text = CliRunner().invoke(cli, ["inspect", str(out / "small_cnn_int8.onnx")]).output
+    assert "QDQ pairs" in text and "opset 17" in text
+
+
+def test_inspect_corrupt_onnx(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not a protobuf model")
+    assert_one_line_error(CliRunner().invoke(cli, ["inspect", str(bad)]), "not a valid ONNX model")
