@@ -14,6 +14,7 @@ convolution's output range.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -115,7 +116,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                                       transform=lambda x: to_layout(x, layout), progress=progress)
         try:
             with native_output_captured() as captured:
-                quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=False)
+                _pre_process(quant_pre_process, float_path, prepared)
                 quantize_static(
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -125,6 +126,24 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         except Exception as exc:
             detail = last_error_line(captured.text) or str(exc).splitlines()[0][:300]
             raise ConversionError(f"ONNX Runtime could not quantize the model: {detail}") from None
+
+
+def _pre_process(quant_pre_process, source: Path, target: Path) -> None:
+    """ORT's pre-processing (basic optimisation, shape inference), run inside the target's folder.
+
+    Symbolic shape inference writes 'sym_shape_infer_temp.onnx' into the working directory
+    when it cannot finish; it must not land in the user's folder. Models it cannot finish
+    are quantized with ONNX's own shape inference instead.
+    """
+    previous = os.getcwd()
+    os.chdir(target.parent)
+    try:
+        try:
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+        except Exception:
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    finally:
+        os.chdir(previous)
 
 
 def _input_name(path: Path) -> str:
