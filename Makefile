@@ -18,7 +18,7 @@ setup: $(BIN)/edgeact
 
 demo: setup
 	$(BIN)/edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \
-		--preprocess unit --labels examples/mnist/labels.txt -o $(OUT) --force
+		--preprocess unit --labels examples/mnist/labels.txt --format tflite --format onnx -o $(OUT) --force
 
 test: setup
 	$(BIN)/python -m pytest

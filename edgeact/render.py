@@ -37,8 +37,8 @@ def render_convert_report(report: dict) -> str:
     stats = report.get("activation_stats") or []
     if stats:
         rows = [[s["layer"], s["kind"], s["channels"], f"{100 * s['sparsity']:.1f}%",
-                 s["dead_channels"], "dead channels!" if s["dead_channels"] else ""] for s in stats]
-        parts.append(render_table(["activation", "kind", "channels", "zeros", "dead", ""], rows,
+                 f"{s['dead_channels']} (dying ReLU?)" if s["dead_channels"] else 0] for s in stats]
+        parts.append(render_table(["activation", "kind", "channels", "zeros", "dead channels"], rows,
                                   title="\nactivation statistics (float model, calibration samples)"))
     for fmt_name, section in report["formats"].items():
         parts.append(render_format_section(fmt_name, section))
