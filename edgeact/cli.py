@@ -92,7 +92,8 @@ def cli() -> None:
               help="Percentile for --calibration-method percentile, in (0, 100].")
 @click.option("--onnx-layout", type=click.Choice(choices(OnnxLayout)), default="nhwc", show_default=True,
               help="Input layout of the ONNX models.")
-@click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=click.IntRange(min=13, max=18), default=17, show_default=True,
+              help="ONNX opset (tf2onnx 1.17 writes 13 to 18).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
@@ -154,3 +155,7 @@ def inspect(model, as_json):
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="edgeact")
+
+
+from .cli_profile import profile  # noqa: E402  (at the bottom: it imports the shared options above)
+cli.add_command(profile)
