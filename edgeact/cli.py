@@ -159,3 +159,5 @@ def main(argv: list[str] | None = None) -> None:
 
 from .cli_profile import profile  # noqa: E402  (at the bottom: it imports the shared options above)
 cli.add_command(profile)
+from .cli_device import device  # noqa: E402
+cli.add_command(device)

@@ -1,0 +1,162 @@
+"""Devices over real SSH: an OpenSSH server on 127.0.0.1 (tests/sshd.py) running this machine's Python."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeact.cli import cli
+from edgeact.errors import InputError
+from edgeact.remote import parse_device
+from edgeact.remote.device_profile import DeviceOptions, DeviceSession
+from edgeact.remote.ssh import DeviceError, SshTransport
+
+from .sshd import make_server
+
+pytestmark = pytest.mark.device
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def options(server, tmp_path):
+    # The device's "own Python" is this venv's; its cache lives in the test's folder.
+    return DeviceOptions(python=sys.executable, ssh_options=tuple(server.ssh_options), timeout=60,
+                         cache_dir=str(tmp_path / "remote-cache"))
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """A Python with neither numpy nor a TFLite runtime: a device that cannot profile yet."""
+    folder = tmp_path_factory.mktemp("bare")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
+    return str(folder / "venv" / "bin" / "python")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("pi@raspberrypi.local", ("raspberrypi.local", "pi", None)),
+    ("rpi5", ("rpi5", None, None)),
+    ("root@127.0.0.1:2222", ("127.0.0.1", "root", 2222)),
+])
+def test_parse_device(text, expected):
+    spec = parse_device(text)
+    assert (spec.host, spec.user, spec.port) == expected
+
+
+@pytest.mark.parametrize("text", ["-oProxyCommand=touch /tmp/x", "pi@host;rm -rf ~", "host:99999", "a b", "@host"])
+def test_parse_device_rejects_what_ssh_could_misread(text):
+    with pytest.raises(InputError):
+        parse_device(text)
+
+
+def test_arguments_reach_the_device_verbatim(server, options):
+    transport = SshTransport(parse_device(server.device), options.ssh_options)
+    nasty = "a file; rm -rf / $(touch pwned) `id` 'quoted' \"double\""
+    out = transport.run([sys.executable, "-c", "import sys; print(sys.argv[1])", nasty])
+    assert out.decode().rstrip("\n") == nasty
+    assert not Path("pwned").exists()
+    transport.close()
+
+
+def test_device_check_reports_facts(server, options):
+    result = CliRunner().invoke(cli, ["device", "check", server.device, "--ssh-option", f"-F {server.client_config}",
+                                      "--device-python", sys.executable, "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads(result.stdout)
+    assert report["can_profile"] is True
+    assert report["facts"]["arch"] == os.uname().machine
+    assert report["facts"]["runtimes"]["litert"]
+
+
+def test_device_without_runtime_gets_install_commands(server, bare_python):
+    result = CliRunner().invoke(cli, ["device", "check", server.device, "--ssh-option", f"-F {server.client_config}",
+                                      "--device-python", bare_python])
+    assert result.exit_code == 1
+    assert "numpy is not importable" in result.output
+    assert f"fix: {bare_python} -m pip install ai-edge-litert" in result.output
+    assert "cannot run a profile yet" in result.output
+
+
+def test_device_without_python(server):
+    result = CliRunner().invoke(cli, ["device", "check", server.device, "--ssh-option", f"-F {server.client_config}",
+                                      "--device-python", "/no/such/python3"])
+    assert result.exit_code == 3
+    assert result.stderr.strip().startswith("error: device ") and "no Python at '/no/such/python3'" in result.stderr
+
+
+def test_connection_refused(server):
+    closed = parse_device(f"root@127.0.0.1:{server.port + 1 if server.port < 65535 else 1}")
+    with pytest.raises(DeviceError, match="connection refused"):
+        SshTransport(closed, server.ssh_options).run(["true"])
+
+
+def test_authentication_failure(server, tmp_path):
+    config = tmp_path / "config"
+    other_key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    config.write_text(server.client_config.read_text().replace(str(server.client_key), str(other_key)))
+    with pytest.raises(DeviceError, match="authentication failed"):
+        SshTransport(parse_device(server.device), ["-F", str(config)]).run(["true"])
+
+
+def test_host_key_mismatch_is_never_accepted(server, tmp_path):
+    fake = tmp_path / "fake_host"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fake)], check=True)
+    known = tmp_path / "known_hosts"
+    key = Path(f"{fake}.pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{server.port} {key[0]} {key[1]}\n")
+    config = tmp_path / "config"
+    config.write_text(server.client_config.read_text().replace(str(server.folder / "known_hosts"), str(known)))
+    for _ in range(2):  # and it stays refused: nothing was written to known_hosts
+        with pytest.raises(DeviceError, match="host key mismatch"):
+            SshTransport(parse_device(server.device), ["-F", str(config)]).run(["true"])
+    assert known.read_text().split()[2] == key[1]
+
+
+def test_hanging_command_times_out(server, options):
+    transport = SshTransport(parse_device(server.device), options.ssh_options, command_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(DeviceError, match="timed out after 2 s"):
+        transport.run(["sleep", "30"])
+    assert time.monotonic() - started < 15
+    transport.close()
+
+
+def test_blobs_are_content_addressed_and_sent_once(server, options, tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"TFL3" * 100)
+    with DeviceSession(parse_device(server.device), options) as session:
+        first = session.send_model(model)
+        session.send_bundle()
+        assert len(session.sent) == 2
+    with DeviceSession(parse_device(server.device), options) as session:
+        assert session.send_model(model) == first
+        session.send_bundle()
+        assert session.sent == []  # both were there already
+    assert Path(first).read_bytes() == model.read_bytes() if Path(first).is_absolute() else True
+
+
+def test_cache_is_kept_under_its_limit(server, options, tmp_path):
+    limited = DeviceOptions(**{**options.__dict__, "cache_limit_mb": 1})
+    with DeviceSession(parse_device(server.device), limited) as session:
+        for i in range(3):
+            session.send_inputs(np.full((300_000,), i, np.float32))  # 1.2 MB each
+        keep = session.used[-1]
+        session.used = [keep]
+        result = session.tidy()
+    remaining = os.listdir(Path(options.cache_dir) / "blobs")
+    assert result["removed"] == 2 and remaining == [keep]
