@@ -1,11 +1,22 @@
-"""The `Runner` interface every runtime implements, and quantize/dequantize helpers."""
+"""The `Runner` interface every runtime implements, and quantize/dequantize helpers.
+
+A runner has two ways in. The convenience path, `predict`, takes float batches and
+returns float outputs. The measuring path is what `edgeact.profiler` times: inputs are
+`prepare`d once (quantized with the model's own scale and zero point), then each step is
+`write_input` (a copy into the runtime's own input buffer, no allocation), `invoke`, and
+`store_outputs` (a copy from the runtime's output buffers into arrays allocated once).
+Only `invoke` sits inside the timer.
+"""
 from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from ..errors import InputError
 
 
 class RuntimeName(str, enum.Enum):
@@ -15,6 +26,24 @@ class RuntimeName(str, enum.Enum):
     TFLITE_RUNTIME = "tflite-runtime"
     TF_LITE = "tf-lite"  # tensorflow.lite, on a desktop with TensorFlow
     ONNXRUNTIME = "onnxruntime"
+
+
+class Delegate(str, enum.Enum):
+    """Named delegates; any other value is taken as the path of a TFLite delegate library."""
+
+    XNNPACK = "xnnpack"  # the TFLite runtimes' default CPU path; plain CPU provider in ORT
+    NONE = "none"  # TFLite reference kernels, no delegate
+    EDGETPU = "edgetpu"  # Coral Edge TPU through libedgetpu.so.1
+
+
+def check_delegate(delegate: str) -> str:
+    """A delegate name, or a library path that looks like one; InputError otherwise."""
+    if delegate in {d.value for d in Delegate}:
+        return delegate
+    if Path(delegate).suffix in (".so", ".dylib", ".dll") or ".so." in Path(delegate).name:
+        return delegate
+    names = ", ".join(d.value for d in Delegate)
+    raise InputError(f"unknown delegate '{delegate}'; choose {names} or give the path of a delegate library (.so)")
 
 
 @dataclass(frozen=True)
@@ -58,14 +87,15 @@ class Runner(ABC):
     """A loaded model ready to run one sample at a time.
 
     `set_inputs` takes arrays already in the model's input types (prepared before any
-    timing), `invoke` runs the model, `get_outputs` returns raw outputs. `predict` is
-    the convenience path: float in, float out, over a batch.
+    timing), `invoke` runs the model, `get_outputs` returns raw outputs (copies).
+    `write_input` / `store_outputs` are the allocation-free versions the profiler's loop uses.
     """
 
     format: str
     runtime: str
     runtime_version: str
     delegate: str
+    path: Path
     inputs: list[IOSpec]
     outputs: list[IOSpec]
 
@@ -78,20 +108,41 @@ class Runner(ABC):
     @abstractmethod
     def get_outputs(self) -> list[np.ndarray]: ...
 
+    def write_input(self, sample: np.ndarray) -> None:
+        """Copy one prepared sample (with or without its batch axis) into the input buffer."""
+        self.set_inputs([np.reshape(sample, self.inputs[0].shape)])
+
+    def store_outputs(self, results: list[np.ndarray], row: int) -> None:
+        """Copy the raw outputs of the last `invoke` into `results[k][row]`."""
+        for slot, out in zip(results, self.get_outputs()):
+            slot[row] = out.reshape(slot.shape[1:])
+
     def prepare(self, batch: np.ndarray, index: int = 0) -> np.ndarray:
         """Quantize a float batch for input `index`, once, outside any timed loop."""
         return quantize(batch, self.inputs[index])
 
+    def run_prepared(self, prepared: np.ndarray, progress=None, chunk: int = 256) -> list[np.ndarray]:
+        """Raw outputs (N, ...) for prepared samples (N, ...), one sample per `invoke`.
+
+        Outputs go into arrays allocated once; `progress.update` is called every `chunk` samples.
+        """
+        n = len(prepared)
+        results = [np.empty((n, *spec.shape[1:]), dtype=spec.dtype) for spec in self.outputs]
+        write, invoke, store = self.write_input, self.invoke, self.store_outputs
+        for i in range(n):
+            write(prepared[i])
+            invoke()
+            store(results, i)
+            if progress is not None and (i + 1) % chunk == 0:
+                progress.update(chunk)
+        if progress is not None and n % chunk:
+            progress.update(n % chunk)
+        return results
+
     def predict(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run a float batch (N, ...) one sample at a time; float outputs, one array per output."""
-        prepared = self.prepare(batch)
-        results: list[list[np.ndarray]] = [[] for _ in self.outputs]
-        for sample in prepared:
-            self.set_inputs([sample[None]])
-            self.invoke()
-            for slot, out, spec in zip(results, self.get_outputs(), self.outputs):
-                slot.append(dequantize(out, spec)[0])
-        return [np.stack(r) for r in results]
+        raw = self.run_prepared(self.prepare(batch))
+        return [dequantize(r, spec) for r, spec in zip(raw, self.outputs)]
 
     def describe(self) -> dict:
         return {

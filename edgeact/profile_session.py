@@ -1,0 +1,352 @@
+"""One `edgeact profile` run: the data, the float reference, every model on its runtimes, the metrics.
+
+    profile_models(["out/mnist_int8.tflite", "out/mnist_fp32.tflite"],
+                   ProfileOptions(data="test_images/", reference="model.keras", runs=200))
+
+Everything the user gave is checked first (models, runtimes, target, data shape, class
+folders), so a mistake costs no measuring time. Then each model is measured by
+`edgeact.profiler` (in this process, or with `isolate` in a child process running the very
+module a device runs), and its outputs are scored here: top-1/top-5 against the labels and
+agreement with the reference's outputs on the same inputs. TensorFlow is imported only for
+a Keras reference.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, errors
+from .errors import EdgeactError, InputError, ModelLoadError, RuntimeUnavailableError
+from .evaldata import EvalData, read_eval_data
+from .metrics import agreement, topk_accuracy
+from .model_report import ModelReport, find_report, report_path
+from .preprocess import Preprocessing
+from .profiler import LoopSettings, ModelProfile, fit_inputs, profile_model
+from .runtime import RuntimeName, dequantize, installed_runtimes, model_format, open_runner, runtimes_for
+from .targets import TARGETS, Target, check_target, default_delegate, host_info, host_note
+
+RANDOM_SAMPLES = 64
+
+
+@dataclass
+class ProfileOptions:
+    """Everything `profile` can be told; the CLI builds one of these from its options."""
+
+    data: str | Path | None = None  # folder of class subfolders, .npz with x (and y); None: random inputs
+    reference: str | Path | None = None  # .keras/.h5/SavedModel, or a float .tflite/.onnx
+    runs: int = 100
+    warmup: int = 10
+    threads: int | None = None
+    runtimes: tuple[str, ...] = ()  # empty: the first installed runtime for each model's format
+    delegate: str | None = None  # None: the target's default (xnnpack; edgetpu for Coral targets)
+    streams: int = 1
+    target: Target = Target.DESKTOP
+    preprocessing: Preprocessing | None = None  # overrides the models' reports
+    limit: int | None = None  # evaluate at most this many samples
+    isolate: bool = False  # each model in a child process
+    progress: bool | None = None  # None: progress bars when stderr is a terminal
+    seed: int = 0
+
+
+@dataclass
+class ModelPlan:
+    """One row of the profile: a model on one runtime, and how to feed it."""
+
+    path: Path
+    runtime: RuntimeName
+    delegate: str
+    report: ModelReport | None
+    preprocessing: Preprocessing | None
+    image_shape: tuple[int, ...]  # the model input without batch, NHWC
+    classes: int  # size of the first output, per sample
+
+
+def profile_models(models: list[str | Path], options: ProfileOptions | None = None) -> dict:
+    """Measure and score every model; the report `edgeact profile` renders.
+
+    Raises:
+        EdgeactError subclasses for bad input, before anything is measured where possible.
+    """
+    options = options or ProfileOptions()
+    target = Target(options.target)
+    if not models:
+        raise InputError("no model given; pass one or more .tflite/.onnx files")
+    settings = LoopSettings(options.runs, options.warmup, options.threads, None,
+                            options.delegate or "xnnpack", options.streams)
+    plans = plan_models(models, options)
+    labels = _common_labels(plans)
+    data = read_eval_data(options.data, labels, options.limit, options.seed) if options.data else None
+    for plan in plans:
+        _check_data(plan, data)
+    bars = progress_factory(options.progress)
+    reference = Reference(options.reference) if options.reference else None
+    inputs_cache: dict = {}
+    profiles = []
+    for plan in plans:
+        key = (plan.image_shape, plan.preprocessing)
+        if key not in inputs_cache:
+            inputs_cache[key] = _model_inputs(plan, data, options, bars)
+        run_settings = LoopSettings(**{**asdict(settings), "runtime": plan.runtime.value, "delegate": plan.delegate})
+        profiles.append(run_isolated(plan.path, inputs_cache[key], run_settings) if options.isolate else
+                        profile_model(plan.path, inputs_cache[key], run_settings, bars))
+    # The reference runs after every model is measured: loading TensorFlow for a Keras reference
+    # must not weigh on the models' memory or timings.
+    reference_outputs = {key: reference.predict(inputs, bars) for key, inputs in inputs_cache.items()} \
+        if reference is not None else {}
+    rows = [_row(plan, profile, data, reference_outputs.get((plan.image_shape, plan.preprocessing)))
+            for plan, profile in zip(plans, profiles)]
+    notes = [n for n in (host_note(target),) if n]
+    if data is None:
+        notes.append(f"no --data: timed on {RANDOM_SAMPLES} random inputs; accuracy needs labelled --data")
+    return {
+        "edgeact_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "target": {"name": target.value, "description": TARGETS[target].description},
+        "host": host_info(),
+        "settings": {"runs": options.runs, "warmup": options.warmup, "threads": options.threads,
+                     "streams": options.streams, "isolate": options.isolate, "limit": options.limit},
+        "data": data.summary() if data else {"source": "random", "samples": RANDOM_SAMPLES, "labelled": False},
+        "reference": reference.describe() if reference else None,
+        "models": rows,
+        "notes": notes,
+    }
+
+
+def plan_models(models: list[str | Path], options: ProfileOptions) -> list[ModelPlan]:
+    """Check every model, runtime and target requirement; one plan per (model, runtime)."""
+    requested = [RuntimeName(r) for r in options.runtimes]
+    formats = {}
+    for model in models:
+        path = Path(model)
+        if not path.is_file():
+            raise InputError(f"model {path} does not exist; check the path")
+        formats[path] = model_format(path)
+    missing = [r for r in requested if r not in installed_runtimes()]
+    if missing:
+        from .runtime.tflite import INSTALL_HINTS
+
+        raise RuntimeUnavailableError(f"runtime '{missing[0].value}' is not installed; {INSTALL_HINTS[missing[0]]}")
+    unused = [r.value for r in requested if not any(r in runtimes_for(f) for f in formats.values())]
+    if unused:
+        raise InputError(f"--runtime {unused[0]} runs none of the given models "
+                         f"({', '.join(sorted(set(formats.values())))})")
+    delegate = options.delegate or default_delegate(options.target)
+    plans = []
+    for path, fmt in formats.items():
+        report = find_report(path)
+        preprocessing = options.preprocessing or (report.preprocessing if report else None)
+        input_shape, classes = model_io(path)
+        image_shape = report.input_shape if report and report.input_shape else _nhwc(input_shape)
+        for runtime in _runtimes(fmt, requested):
+            check_target(options.target, path, runtime, delegate)
+            plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, classes))
+    return plans
+
+
+def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
+    chosen = [r for r in requested if r in runtimes_for(fmt)]
+    if chosen:
+        return chosen
+    installed = installed_runtimes()
+    for runtime in runtimes_for(fmt):
+        if runtime in installed:
+            return [runtime]
+    raise RuntimeUnavailableError(f"no runtime for .{fmt} models is installed; "
+                                  + ("pip install ai-edge-litert" if fmt == "tflite" else "pip install onnxruntime"))
+
+
+def model_io(path: Path) -> tuple[tuple[int, ...], int]:
+    """The model's input shape without batch and its first output's size per sample, without running it."""
+    if model_format(path) == "tflite":
+        from .tflite_model import read_tflite
+
+        info = read_tflite(path)
+        if not info.inputs or not info.outputs:
+            raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
+        shape = tuple(info.tensors[info.inputs[0]].shape[1:])
+        out = info.tensors[info.outputs[0]].shape[1:]
+    else:
+        runner = open_runner(path)
+        shape, out = runner.inputs[0].shape[1:], runner.outputs[0].shape[1:]
+    return tuple(int(d) for d in shape), int(np.prod(out)) if len(out) else 1
+
+
+def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """An NCHW image input (C first, 1 or 3) as (H, W, C); anything else unchanged."""
+    if len(shape) == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3):
+        return (shape[1], shape[2], shape[0])
+    return tuple(shape)
+
+
+def _common_labels(plans: list[ModelPlan]) -> list[str] | None:
+    found = {tuple(p.report.labels) for p in plans if p.report and p.report.labels}
+    if len(found) > 1:
+        raise InputError("the models' reports list different class labels; profile them in separate runs")
+    return list(found.pop()) if found else None
+
+
+def _check_data(plan: ModelPlan, data: EvalData | None) -> None:
+    if data is None:
+        return
+    if data.pixels and plan.preprocessing is None:
+        raise InputError(f"{plan.path.name} has no report ({report_path(plan.path).name}) to take its "
+                         f"preprocessing from, and {data.source} holds pixels; pass --preprocess (or "
+                         "--mean/--std) as used in training, or give float model inputs in an .npz")
+    if not data.is_folder:  # arrays: check the shape now; folders are resized to the model
+        data.samples(plan.image_shape)
+    data.check_classes(plan.classes, plan.path.name)
+
+
+def _model_inputs(plan: ModelPlan, data: EvalData | None, options: ProfileOptions, bars) -> np.ndarray:
+    if data is None:
+        low, high = plan.report.input_range if plan.report and plan.report.input_range else (0.0, 1.0)
+        rng = np.random.default_rng(options.seed)
+        return rng.uniform(low, high, (RANDOM_SAMPLES, *plan.image_shape)).astype(np.float32)
+    bar = bars(f"reading {data.source}", len(data)) if bars and data.is_folder else None
+    try:
+        return data.model_inputs(plan.image_shape, plan.preprocessing, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _row(plan: ModelPlan, profile: ModelProfile, data: EvalData | None, reference: np.ndarray | None) -> dict:
+    row = dict(profile.summary)
+    scores = profile.outputs[0] if profile.outputs else None
+    row["report"] = str(plan.report.path) if plan.report else None
+    row["preprocessing"] = plan.preprocessing.preset if plan.preprocessing else None
+    row["accuracy"] = score(scores, data.labels) if data is not None and data.labels is not None else None
+    row["reference"] = compare(reference, scores, plan.path.name) if reference is not None else None
+    return row
+
+
+def score(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Top-1 and top-5 accuracy (top-5 only for more than 5 classes)."""
+    classes = int(np.prod(scores.shape[1:]))
+    return {"top1": topk_accuracy(scores, labels, 1),
+            "top5": topk_accuracy(scores, labels, 5) if classes > 5 else None,
+            "samples": int(len(labels))}
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, name: str) -> dict:
+    """Agreement of a model's first output with the reference's on the same inputs."""
+    if reference.size != candidate.size:
+        raise InputError(f"the reference's output {tuple(reference.shape[1:])} does not match {name}'s "
+                         f"{tuple(candidate.shape[1:])}; give the float model these were converted from")
+    return agreement(reference, candidate.reshape(reference.shape)).to_dict()
+
+
+class Reference:
+    """The float model every row is compared with: Keras (host only), or a float .tflite/.onnx."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"--reference {self.path} does not exist; check the path")
+        suffix = self.path.suffix.lower()
+        self.kind = suffix[1:] if suffix in (".tflite", ".onnx") else "keras"
+        if self.kind == "keras" and importlib.util.find_spec("tensorflow") is None:
+            raise RuntimeUnavailableError(f"--reference {self.path} is a Keras model, which needs TensorFlow; "
+                                          "pip install 'edgeact[convert]', or give a float .tflite/.onnx")
+        self._runner = open_runner(self.path) if self.kind != "keras" else None
+        self._model = None
+
+    def predict(self, inputs: np.ndarray, bars=None) -> np.ndarray:
+        """The first output for NHWC float inputs."""
+        if self._runner is not None:
+            fitted = fit_inputs(inputs, self._runner.inputs[0], "the data")
+            bar = bars(f"reference {self.path.name}", len(fitted)) if bars else None
+            try:
+                prepared = self._runner.prepare(fitted)
+                raw = self._runner.run_prepared(prepared, bar)[0]
+            finally:
+                if bar is not None:
+                    bar.close()
+            return dequantize(raw, self._runner.outputs[0])
+        from converters.verify import predict_keras
+
+        if self._model is None:
+            self._model = _load_keras(self.path)
+        return predict_keras(self._model, inputs)[0]
+
+    def describe(self) -> dict:
+        return {"path": str(self.path), "kind": self.kind}
+
+
+def _load_keras(path: Path):
+    try:
+        from converters.keras_loader import load_model
+    except ImportError:
+        raise RuntimeUnavailableError(f"--reference {path} is a Keras model, which needs TensorFlow; "
+                                      "pip install 'edgeact[convert]', or give a float .tflite/.onnx") from None
+    try:
+        loaded = load_model(path)
+    except ImportError:
+        raise RuntimeUnavailableError(f"--reference {path} needs TensorFlow; pip install 'edgeact[convert]', "
+                                      "or give a float .tflite/.onnx as reference") from None
+    return loaded.keras_model if loaded.keras_model is not None else loaded.saved_model_fn
+
+
+def progress_factory(enabled: bool | None):
+    """`make(description, total)` -> a tqdm bar on the terminal, or None when bars are off."""
+    from .quiet import console
+
+    if enabled is False or (enabled is None and not console().isatty()):
+        return None
+    from tqdm import tqdm
+
+    def make(description: str, total: int):
+        return tqdm(total=total, desc=description, file=console(), leave=False, unit="img")
+
+    return make
+
+
+def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> ModelProfile:
+    """The profiler in a child process (`python -m edgeact.profiler`): a crash there is an error here."""
+    with tempfile.TemporaryDirectory(prefix="edgeact-profile-") as tmp:
+        np.savez(Path(tmp) / "inputs.npz", x=inputs)
+        result = Path(tmp) / "result"
+        command = [sys.executable, "-m", "edgeact.profiler", str(path), str(Path(tmp) / "inputs.npz"),
+                   "-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
+                   "--delegate", settings.delegate, "--streams", str(settings.streams)]
+        if settings.threads:
+            command += ["--threads", str(settings.threads)]
+        if settings.runtime:
+            command += ["--runtime", settings.runtime]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode < 0:
+            name = signal.Signals(-done.returncode).name
+            raise ModelLoadError(f"{path} crashed the runtime ({name}) while loading or running; "
+                                 "the model file is corrupt or needs a different runtime/delegate")
+        if done.returncode != 0:
+            raise _child_error(done.stderr, path)
+        summary = json.loads(result.with_suffix(".json").read_text())
+        with np.load(result.with_suffix(".npz")) as arrays:
+            outputs = [arrays[f"output_{i}"] for i in range(len(arrays.files))]
+    return ModelProfile(summary, outputs)
+
+
+def _child_error(stderr: str, path: Path) -> EdgeactError:
+    for line in reversed(stderr.strip().splitlines()):
+        try:
+            reported = json.loads(line)
+            message, kind = reported["error"], reported.get("type", "")
+        except (ValueError, KeyError, TypeError):
+            continue
+        error_type = getattr(errors, kind, None)
+        if isinstance(error_type, type) and issubclass(error_type, EdgeactError):
+            return error_type(message)
+        return ModelLoadError(message)
+    return ModelLoadError(f"profiling {path} failed in the child process: {stderr.strip()[-300:]}")
