@@ -16,6 +16,8 @@ def device_options(fn):
     """How to reach devices: shared by `device check` and `profile --device`."""
     fn = click.option("--ssh-option", "ssh_options", multiple=True, metavar="ARG",
                       help="Extra argument for ssh, e.g. '-F ~/.ssh/lab_config' or '-o Port=2222'; repeatable.")(fn)
+    fn = click.option("--device-cache", default=DeviceOptions.cache_dir, show_default=True,
+                      help="Cache folder on the device (relative to its home), for models, inputs and the runner.")(fn)
     fn = click.option("--device-timeout", type=click.FloatRange(min=1), default=1800, show_default=True,
                       help="Seconds any one remote command may take.")(fn)
     fn = click.option("--device-python", default="python3", show_default=True,
@@ -23,9 +25,11 @@ def device_options(fn):
     return fn
 
 
-def make_device_options(device_python: str, device_timeout: float, ssh_options: tuple[str, ...]) -> DeviceOptions:
+def make_device_options(device_python: str, device_timeout: float, device_cache: str,
+                        ssh_options: tuple[str, ...]) -> DeviceOptions:
     args = [part for option in ssh_options for part in shlex.split(option)]
-    return DeviceOptions(python=device_python, ssh_options=tuple(args), timeout=device_timeout)
+    return DeviceOptions(python=device_python, ssh_options=tuple(args), timeout=device_timeout,
+                         cache_dir=device_cache)
 
 
 @click.group()
@@ -38,7 +42,7 @@ def device() -> None:
 @device_options
 @click.option("--edgetpu", is_flag=True, help="Also require the Coral Edge TPU library.")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts and findings as JSON.")
-def check(host, device_python, device_timeout, ssh_options, edgetpu, as_json):
+def check(host, device_python, device_timeout, device_cache, ssh_options, edgetpu, as_json):
     """Check that HOST ([user@]host[:port] or an ssh config alias) can run `edgeact profile`.
 
     Prints the device's facts and, for each missing piece, the command that installs it;
@@ -47,7 +51,8 @@ def check(host, device_python, device_timeout, ssh_options, edgetpu, as_json):
     Example: edgeact device check pi@raspberrypi.local
     """
     spec = parse_device(host)
-    with DeviceSession(spec, make_device_options(device_python, device_timeout, ssh_options)) as session:
+    options = make_device_options(device_python, device_timeout, device_cache, ssh_options)
+    with DeviceSession(spec, options) as session:
         facts = session.facts()
     findings = diagnose(facts, edgetpu)
     ok = can_profile(findings)

@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 
 from .cli import _floats, json_option, preprocess_options
+from .cli_device import device_options, make_device_options
+from .remote.ssh import DevicesFailedError
 from .config import choices
 from .preprocess import Preset, make_preprocessing
 from .runtime import RuntimeName
@@ -40,14 +42,21 @@ from .targets import Target
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw the latency distributions to FILE.png (needs matplotlib).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
+@click.option("--device", "devices", multiple=True, metavar="[USER@]HOST[:PORT]",
+              help="Measure on this device over SSH (its own Python and runtime); repeat for several, "
+                   "profiled concurrently; 'local' is this machine.")
+@device_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
-            std, limit, isolate, csv_path, markdown_path, plot_path, progress, as_json):
+            std, limit, isolate, csv_path, markdown_path, plot_path, progress, devices, device_python,
+            device_timeout, device_cache, ssh_options, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
 
     Example: edgeact profile out/mnist_int8.tflite out/mnist_fp32.tflite --data test_images/
     --reference mnist.keras --runs 200 --warmup 20 --threads 2
+
+    On a Raspberry Pi: add --device pi@raspberrypi.local (check it first with edgeact device check).
     """
     from .fileio import write_text_atomic
     from .profile_report import render_csv, render_json, render_markdown, render_profile
@@ -63,7 +72,9 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         data=data, reference=reference, runs=runs, warmup=warmup, threads=threads, runtimes=tuple(runtimes),
         delegate=check_delegate(delegate) if delegate else None, streams=streams, target=Target(target),
         preprocessing=make_preprocessing(preset or Preset.UNIT.value, _floats(mean), _floats(std)) if custom else None,
-        limit=limit, isolate=isolate, progress=progress,
+        limit=limit, isolate=isolate, progress=progress, devices=tuple(devices),
+        device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
+        if devices else None,
     )
     report = profile_models(list(models), options)
     click.echo(render_json(report) if as_json else render_profile(report))
@@ -75,3 +86,5 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         from .plot import plot_latencies
 
         click.echo(f"wrote {plot_latencies(report, plot_path)}", err=True)
+    if report.get("errors"):  # results from the other devices are printed above
+        raise DevicesFailedError("; ".join(report["errors"]))

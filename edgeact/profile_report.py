@@ -59,7 +59,7 @@ COLUMNS: list[Column] = [
 ]
 
 CSV_KEYS = [
-    "model", "name", "format", "runtime", "runtime_version", "delegate", "threads", "size_bytes", "init_ms",
+    "device.name", "device.arch", "device.throttled", "model", "name", "format", "runtime", "runtime_version", "delegate", "threads", "size_bytes", "init_ms",
     "cold_ms", "latency_ms.runs", "latency_ms.mean", "latency_ms.std", "latency_ms.min", "latency_ms.p50",
     "latency_ms.p90", "latency_ms.p99", "latency_ms.max", "throughput_ips", "streams.streams",
     "memory.peak_rss_mb", "memory.growth_mb", "accuracy.top1", "accuracy.top5", "accuracy.samples",
@@ -80,11 +80,20 @@ def lookup(row: dict, key: str) -> Any:
     return value
 
 
+DEVICE_COLUMN: Column = ("device", "device.name", str)
+
+
 def table_cells(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Headers and every cell as text; number columns right-aligned, headers included."""
-    headers = [c[0] for c in COLUMNS]
-    rows = [[_cell(lookup(row, key), show) for _, key, show in COLUMNS] for row in report["models"]]
-    for i in range(TEXT_COLUMNS, len(COLUMNS)):
+    """Headers and every cell as text; number columns right-aligned, headers included.
+
+    Rows measured on devices (`profile --device`) get a leading device column.
+    """
+    on_devices = any("device" in row for row in report["models"])
+    columns = [DEVICE_COLUMN, *COLUMNS] if on_devices else COLUMNS
+    text_columns = TEXT_COLUMNS + (1 if on_devices else 0)
+    headers = [c[0] for c in columns]
+    rows = [[_cell(lookup(row, key), show) for _, key, show in columns] for row in report["models"]]
+    for i in range(text_columns, len(columns)):
         width = max([len(headers[i])] + [len(row[i]) for row in rows])
         headers[i] = headers[i].rjust(width)
         for row in rows:
@@ -100,7 +109,9 @@ def header_lines(report: dict) -> list[str]:
     s, data, host = report["settings"], report["data"], report["host"]
     lines = [
         f"edgeact profile: target {report['target']['name']} ({report['target']['description']}), "
-        f"measured on {host['machine']} {host['processor']}, {host['cpus']} cpus",
+        + (f"measured on {len(report['devices'])} device(s) below; data and reference on this "
+           f"{host['machine']} host" if report.get("devices") else
+           f"measured on {host['machine']} {host['processor']}, {host['cpus']} cpus"),
         f"runs {s['runs']} after {s['warmup']} warm-up, threads {s['threads'] or 'default'}, streams {s['streams']}"
         + (", each model in a child process" if s.get("isolate") else ""),
         f"data: {data['source']}, {data['samples']} samples"
@@ -109,6 +120,16 @@ def header_lines(report: dict) -> list[str]:
     ]
     if report.get("reference"):
         lines.append(f"reference: {report['reference']['path']} ({report['reference']['kind']})")
+    for device in report.get("devices", []):
+        if device.get("error"):
+            lines.append(f"FAILED {device['error']}")
+            continue
+        temps = [t for t in (device.get("temperature_before_c"), device.get("temperature_after_c")) if t is not None]
+        lines.append(f"device {device['name']}: {device.get('model') or device.get('cpu_model')}, {device['arch']}, "
+                     f"{device['cpu_count']} cores, {device.get('os')}, Python {device.get('python')}, "
+                     f"numpy {device.get('numpy')}, governor {device.get('governor') or 'unknown'}"
+                     + (f", {temps[0]:.1f} -> {temps[-1]:.1f} C" if temps else "")
+                     + (", THROTTLED" if device.get("throttled") else ""))
     return lines
 
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,9 @@ from .runtime import RuntimeName, dequantize, installed_runtimes, model_format, 
 from .targets import TARGETS, Target, check_target, default_delegate, host_info, host_note
 
 RANDOM_SAMPLES = 64
+
+if TYPE_CHECKING:
+    from .remote.device_profile import DeviceOptions
 
 
 @dataclass
@@ -56,6 +60,8 @@ class ProfileOptions:
     isolate: bool = False  # each model in a child process
     progress: bool | None = None  # None: progress bars when stderr is a terminal
     seed: int = 0
+    devices: tuple[str, ...] = ()  # measure there over SSH ("local": this machine); empty: here, in-process
+    device_options: DeviceOptions | None = None  # how to reach the devices
 
 
 @dataclass
@@ -91,21 +97,31 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     bars = progress_factory(options.progress)
     reference = Reference(options.reference) if options.reference else None
     inputs_cache: dict = {}
-    profiles = []
     for plan in plans:
         key = (plan.image_shape, plan.preprocessing)
         if key not in inputs_cache:
             inputs_cache[key] = _model_inputs(plan, data, options, bars)
-        run_settings = LoopSettings(**{**asdict(settings), "runtime": plan.runtime.value, "delegate": plan.delegate})
-        profiles.append(run_isolated(plan.path, inputs_cache[key], run_settings) if options.isolate else
-                        profile_model(plan.path, inputs_cache[key], run_settings, bars))
+    measured, device_runs = [], []
+    if options.devices:
+        device_runs = _measure_on_devices(plans, inputs_cache, settings, options, bars)
+        measured = [(plan, profile, run.summary()) for run in device_runs for plan, profile in run.results]
+    else:
+        for plan in plans:
+            inputs = inputs_cache[(plan.image_shape, plan.preprocessing)]
+            run_settings = _settings_for(plan, settings, options)
+            measured.append((plan, run_isolated(plan.path, inputs, run_settings) if options.isolate else
+                             profile_model(plan.path, inputs, run_settings, bars), None))
     # The reference runs after every model is measured: loading TensorFlow for a Keras reference
     # must not weigh on the models' memory or timings.
     reference_outputs = {key: reference.predict(inputs, bars) for key, inputs in inputs_cache.items()} \
-        if reference is not None else {}
-    rows = [_row(plan, profile, data, reference_outputs.get((plan.image_shape, plan.preprocessing)))
-            for plan, profile in zip(plans, profiles)]
-    notes = [n for n in (host_note(target),) if n]
+        if reference is not None and measured else {}
+    rows = []
+    for plan, profile, device in measured:
+        row = _row(plan, profile, data, reference_outputs.get((plan.image_shape, plan.preprocessing)))
+        rows.append({"device": device, **row} if device is not None else row)
+    notes = [n for n in (host_note(target),) if n and not options.devices]
+    notes += [f"device {run.device} reported throttling after the run ({run.summary()['throttle_flags']}): "
+              "its numbers are not steady-state" for run in device_runs if run.summary()["throttled"]]
     if data is None:
         notes.append(f"no --data: timed on {RANDOM_SAMPLES} random inputs; accuracy needs labelled --data")
     return {
@@ -118,8 +134,50 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         "data": data.summary() if data else {"source": "random", "samples": RANDOM_SAMPLES, "labelled": False},
         "reference": reference.describe() if reference else None,
         "models": rows,
+        "devices": [{**run.summary(), "facts_before": run.facts_before, "facts_after": run.facts_after,
+                     "error": run.error} for run in device_runs],
+        "errors": [run.error for run in device_runs if run.error],
         "notes": notes,
     }
+
+
+def _settings_for(plan: ModelPlan, settings: LoopSettings, options: ProfileOptions,
+                  on_device: bool = False) -> LoopSettings:
+    # On a device, the runtime is the device's own first installed one unless --runtime named one.
+    runtime = plan.runtime.value if not on_device or options.runtimes else None
+    return LoopSettings(**{**asdict(settings), "runtime": runtime, "delegate": plan.delegate})
+
+
+def _measure_on_devices(plans: list[ModelPlan], inputs_cache: dict, settings: LoopSettings,
+                        options: ProfileOptions, bars) -> list:
+    """Every plan on every --device, devices concurrently, progress streamed from each."""
+    from .remote.fleet import Job, profile_fleet
+
+    jobs = [Job(plan, plan.path, inputs_cache[(plan.image_shape, plan.preprocessing)],
+                _settings_for(plan, settings, options, on_device=True)) for plan in plans]
+    return profile_fleet(list(options.devices), jobs, options.device_options,
+                         edgetpu=TARGETS[Target(options.target)].edgetpu, progress=_device_progress(bars))
+
+
+def _device_progress(bars):
+    """Turn the devices' JSON progress lines into one progress bar per device and step."""
+    if bars is None:
+        return None
+    import threading
+
+    lock, open_bars = threading.Lock(), {}
+
+    def update(device: str, line: dict) -> None:
+        with lock:
+            key = (device, line.get("progress"))
+            bar = open_bars.get(key)
+            if bar is None:
+                bar = open_bars[key] = bars(f"{device}: {line.get('progress')}", int(line.get("total") or 0))
+            bar.update(int(line.get("done", 0)) - bar.n)
+            if line.get("done") == line.get("total"):
+                bar.close()
+
+    return update
 
 
 def plan_models(models: list[str | Path], options: ProfileOptions) -> list[ModelPlan]:

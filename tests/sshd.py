@@ -99,3 +99,33 @@ def make_server(folder: Path) -> SshServer:
         "  LogLevel ERROR",
     ]) + "\n")
     return server
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), e.g. the sessions of an sshd."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def cut_connections(server: SshServer) -> None:
+    """Kill the server and every session it runs: a device that drops off the network mid-run."""
+    import signal
+
+    for pid in [server.process.pid, *descendants(server.process.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.process.wait(timeout=10)

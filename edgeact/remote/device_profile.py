@@ -130,7 +130,7 @@ class DeviceSession:
         raw = self.transport.run(["sh", "-c", _FETCH_AND_REMOVE, "sh", f"{result}.npz"])
         with np.load(io.BytesIO(raw)) as arrays:
             outputs = [arrays[f"output_{i}"] for i in range(len(arrays.files))]
-        summary["model"] = str(model)
+        summary["model"], summary["name"] = str(model), model.name  # not the cache's hash name
         return ModelProfile(summary, outputs)
 
     def tidy(self) -> dict:

@@ -34,6 +34,12 @@ class DeviceError(EdgeactError):
         self.cause = cause
 
 
+class DevicesFailedError(EdgeactError):
+    """Some devices of a run failed; the others' results were printed. Names each device and cause."""
+
+    exit_code = 3
+
+
 class RemoteCommandError(DeviceError):
     """The connection worked, but the remote command exited non-zero (`returncode`)."""
 
@@ -67,7 +73,8 @@ def explain_ssh_failure(stderr: str) -> str:
         if fragment in stderr:
             return cause
     last = [line for line in stderr.strip().splitlines() if line.strip()]
-    return f"ssh failed: {last[-1][:200]}" if last else "ssh failed without a message"
+    # A connection cut mid-command ends ssh with 255 and, at quiet log levels, no message.
+    return f"ssh failed: {last[-1][:200]}" if last else "the connection dropped (ssh ended without a message)"
 
 
 @dataclass

@@ -68,8 +68,12 @@ class IOSpec:
 
 
 def quantize(x: np.ndarray, spec: IOSpec) -> np.ndarray:
-    """Float values to the tensor's type with its scale and zero point (a cast if not quantized)."""
-    if not spec.quantized:
+    """Float values to the tensor's type with its scale and zero point (a cast if not quantized).
+
+    An array already of the tensor's integer type is taken as quantized (a host quantizes
+    inputs before sending them to a device) and returned as it is.
+    """
+    if not spec.quantized or np.asarray(x).dtype == spec.dtype:
         return np.asarray(x, dtype=spec.dtype)
     info = np.iinfo(spec.dtype)
     q = np.round(np.asarray(x, dtype=np.float32) / np.float32(spec.scale)) + spec.zero_point
