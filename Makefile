@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup system-deps demo test test-fast bench clean
 
 $(BIN)/edgeact: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,20 @@ demo: setup
 	$(BIN)/edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \
 		--preprocess unit --labels examples/mnist/labels.txt --format tflite --format onnx -o $(OUT) --force
 
-test: setup
+# The device tests need OpenSSH's server (they start their own sshd on 127.0.0.1); the
+# emulated aarch64 device (tests/device/) installs what it needs itself on first use.
+system-deps:
+	@if [ ! -x /usr/sbin/sshd ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing openssh-server for the device tests"; \
+			(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server) >/dev/null; \
+		else echo "the device tests need sshd: sudo apt-get install openssh-server"; exit 1; fi; \
+	fi
+
+test: setup system-deps
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: setup system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:

@@ -123,6 +123,29 @@ def check_tflite_bytes(data: bytes, path: Path | str) -> None:
         )
 
 
+def schema_available() -> bool:
+    try:
+        _schema()
+    except RuntimeUnavailableError:
+        return False
+    return True
+
+
+def check_tflite_file(path: Path | str) -> None:
+    """Before an interpreter sees a file: parse it fully where the schema is installed, else the
+    cheap structural check (tflite-runtime ships no schema; a device gets files whose hash the
+    host already checked)."""
+    if schema_available():
+        read_tflite(path)
+        return
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model {path}: {exc.strerror}; check the path") from None
+    check_tflite_bytes(data, path)
+
+
 def read_tflite(path: Path | str) -> TFLiteModel:
     """Parse a .tflite file; raise ModelLoadError if it is not a complete, valid model."""
     path = Path(path)

@@ -160,3 +160,19 @@ def test_cache_is_kept_under_its_limit(server, options, tmp_path):
         result = session.tidy()
     remaining = os.listdir(Path(options.cache_dir) / "blobs")
     assert result["removed"] == 2 and remaining == [keep]
+
+
+def test_tflite_check_without_schema(converted_small, tmp_path, monkeypatch):
+    """tflite-runtime ships no flatbuffer schema: the runner then checks the file's header only."""
+    from edgeact import tflite_model
+    from edgeact.errors import ModelLoadError
+    from edgeact.runtime import open_runner
+
+    monkeypatch.setattr(tflite_model, "_SCHEMA_MODULES", ("no_such_schema_module",))
+    assert not tflite_model.schema_available()
+    out, _ = converted_small
+    assert open_runner(out / "small_cnn_int8.tflite").outputs[0].dtype == np.int8
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer at all, just text")
+    with pytest.raises(ModelLoadError, match="not a TFLite model"):
+        open_runner(junk)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, ModelLoadError, RuntimeUnavailableError
 from ..quiet import native_output_captured
-from ..tflite_model import read_tflite
+from ..tflite_model import check_tflite_file
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -130,7 +130,7 @@ class TFLiteRunner(Runner):
                  threads: int | None = None, delegate: str = "xnnpack") -> None:
         self.path = Path(path)
         delegate = check_delegate(Delegate(delegate).value if isinstance(delegate, Delegate) else delegate)
-        self.model_info = read_tflite(self.path)
+        check_tflite_file(self.path)
         backend = tflite_backend(runtime)
         self.runtime = backend.name.value
         self.runtime_version = backend.version
