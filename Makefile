@@ -19,6 +19,9 @@ setup: $(BIN)/edgeact
 demo: setup
 	$(BIN)/edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \
 		--preprocess unit --labels examples/mnist/labels.txt --format tflite --format onnx -o $(OUT) --force
+	$(BIN)/edgeact profile $(OUT)/mnist_cnn_int8.tflite $(OUT)/mnist_cnn_int8.onnx $(OUT)/mnist_cnn_fp32.tflite \
+		--data examples/mnist/test_images --reference examples/mnist/mnist_cnn.keras \
+		--runs 200 --warmup 20 --threads 2 --markdown $(OUT)/profile.md
 
 # The device tests need OpenSSH's server (they start their own sshd on 127.0.0.1); the
 # emulated aarch64 device (tests/device/) installs what it needs itself on first use.

@@ -10,9 +10,9 @@ all of them alike. Reports per-model median of the round means and the ratios.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ def main() -> None:
     from edgeact.preprocess import make_preprocessing
     from edgeact.runtime import open_runner
 
+    warnings.simplefilter("ignore")  # the random-calibration warning: this bench is about speed only
     out = Path(tempfile.mkdtemp(prefix="edgeact-bench-"))
     started = time.perf_counter()
     report = convert(build_model(args.size), "random", out, ConvertOptions(
@@ -72,12 +73,17 @@ def main() -> None:
         for name, runner in runners.items():
             means[name].append(timed_means(runner, sample, args.runs, args.warmup))
     median = {name: float(np.median(v)) for name, v in means.items()}
-    print(f"\n{platform.machine()} {platform.processor() or ''} {args.threads} threads, batch 1, "
+    from edgeact.remote.probe import gather_facts
+
+    facts = gather_facts()
+    print(f"\n{facts['arch']} {facts['cpu_model']} ({facts['cpu_count']} cpus), {args.threads} threads, batch 1, "
           f"{args.rounds} rounds x {args.runs} runs, {time.strftime('%Y-%m-%d')}")
     for name, value in median.items():
         print(f"{name:<12} median of round means {value:8.2f} ms   (rounds: "
               + ", ".join(f"{v:.1f}" for v in means[name]) + ")")
     print(f"\nonnx int8 speed-up over onnx fp32: {median['onnx fp32'] / median['onnx int8']:.2f}x")
+    print(f"versions: onnxruntime {runners['onnx int8'].runtime_version}, "
+          f"{runners['tflite int8'].runtime} {runners['tflite int8'].runtime_version}")
     print(f"onnx int8 vs tflite int8 latency ratio: {median['onnx int8'] / median['tflite int8']:.2f}")
     print(f"tflite int8 speed-up over tflite fp32: {median['tflite fp32'] / median['tflite int8']:.2f}x")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeact import __version__
 from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
-from edgeact.errors import ConversionError, InputError, ModelLoadError, VerificationError
+from edgeact.errors import InputError, ModelLoadError, VerificationError
 from edgeact.fileio import StagedOutputs, check_writable, sha256_of, staged_outputs
 from edgeact.preprocess import Preprocessing, make_preprocessing
 
@@ -265,5 +265,4 @@ def _failed_checks(report: dict) -> list[str]:
     return [label for label, check in _iter_checks(report) if not check["passed"]]
 
 
-__all__ = ["ConvertOptions", "ConvertJob", "EXPORTERS", "convert", "register_exporter", "report_path",
-           "ConversionError"]
+__all__ = ["ConvertOptions", "ConvertJob", "EXPORTERS", "convert", "register_exporter", "report_path"]

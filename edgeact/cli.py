@@ -5,9 +5,7 @@ Every EdgeactError becomes a one-line `error: ...` and its exit code in one plac
 """
 from __future__ import annotations
 
-import functools
 import json
-import sys
 import warnings
 from pathlib import Path
 

@@ -113,18 +113,9 @@ def host_note(target: Target | str) -> str | None:
 
 
 def host_info() -> dict:
-    """Where the numbers were measured."""
-    import os
+    """Where the numbers were measured (the same probe a device runs)."""
+    from .remote.probe import gather_facts
 
-    return {"machine": platform.machine(), "system": platform.system(), "release": platform.release(),
-            "processor": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version()}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    facts = gather_facts()
+    return {"machine": facts["arch"], "system": platform.system(), "release": facts["kernel"],
+            "processor": facts["cpu_model"] or "unknown", "cpus": facts["cpu_count"], "python": facts["python"]}

@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import EdgeactError
@@ -199,7 +198,3 @@ def _pump(stream, lines: list[str], callback) -> None:
         if callback is not None:
             callback(line)
 
-
-def python_source(path: Path) -> bytes:
-    """A stdlib-only module's source, to be run on the device as `python3 - ARGS` from stdin."""
-    return Path(path).read_bytes()
