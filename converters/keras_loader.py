@@ -21,7 +21,8 @@ class LoadedModel:
     path: Path
     kind: str  # "keras", "h5", "savedmodel"
     keras_model: Any
-    saved_model_fn: Any = None  # callable for a SavedModel: batch -> outputs
+    saved_model_fn: Any = None  # a SavedModel's serving signature: fn(**{input: batch}) -> {output: array}
+    saved_model: Any = None  # the loaded SavedModel, kept alive while its signature is used
 
     @property
     def name(self) -> str:
@@ -95,4 +96,5 @@ def _load_saved_model(path: Path) -> LoadedModel:
     signatures = getattr(loaded, "signatures", {})
     if "serving_default" not in signatures:
         raise ModelLoadError(f"SavedModel {path} has no 'serving_default' signature; export it with model.export()")
-    return LoadedModel(path=path, kind="savedmodel", keras_model=None, saved_model_fn=signatures["serving_default"])
+    return LoadedModel(path=path, kind="savedmodel", keras_model=None, saved_model_fn=signatures["serving_default"],
+                       saved_model=loaded)

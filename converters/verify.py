@@ -36,5 +36,10 @@ def predict_keras(model, batch: np.ndarray) -> list[np.ndarray]:
     if hasattr(model, "predict"):
         out = model.predict(batch, verbose=0, batch_size=64)
         return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
-    out = model(batch)  # a SavedModel serving signature returns a dict
-    return [np.asarray(v) for _, v in sorted(out.items())]
+    # A SavedModel serving signature takes its input by name and returns a dict by output name.
+    (name,) = model.structured_input_signature[1]
+    outputs = []
+    for start in range(0, len(batch), 64):
+        result = model(**{name: batch[start:start + 64]})
+        outputs.append([np.asarray(v) for _, v in sorted(result.items())])
+    return [np.concatenate(parts) for parts in zip(*outputs)]

@@ -59,12 +59,12 @@ COLUMNS: list[Column] = [
 ]
 
 CSV_KEYS = [
-    "device.name", "device.arch", "device.throttled", "model", "name", "format", "runtime", "runtime_version", "delegate", "threads", "size_bytes", "init_ms",
+    "model", "name", "format", "runtime", "runtime_version", "delegate", "threads", "size_bytes", "init_ms",
     "cold_ms", "latency_ms.runs", "latency_ms.mean", "latency_ms.std", "latency_ms.min", "latency_ms.p50",
     "latency_ms.p90", "latency_ms.p99", "latency_ms.max", "throughput_ips", "streams.streams",
     "memory.peak_rss_mb", "memory.growth_mb", "accuracy.top1", "accuracy.top5", "accuracy.samples",
     "reference.top1_agreement", "reference.cosine", "reference.sqnr_db", "reference.max_abs_diff",
-    "reference.mean_abs_diff", "preprocessing", "report",
+    "reference.mean_abs_diff", "preprocessing", "report", "device.name", "device.arch", "device.throttled",
 ]
 
 

@@ -156,3 +156,15 @@ def test_unfusable_tflite_activations_are_reported(keras, tmp_path):
     assert fusion["passed"]
     skipped = {s["layer"]: s["reason"] for p in report["passes"] for s in p["skipped"]}
     assert any("LeakyReLU" in r for r in skipped.values())
+
+
+def test_savedmodel_folder_converts_to_tflite(small_cnn, pixels_npy, tmp_path):
+    """A SavedModel (model.export) converts as it is: no graph passes, TFLite only, checked against itself."""
+    folder = tmp_path / "exported"
+    small_cnn.export(str(folder), verbose=False)
+    report = convert(folder, pixels_npy, tmp_path / "out", ConvertOptions(samples=30, holdout=10, progress=False))
+    assert report["source"]["kind"] == "savedmodel" and report["passes"] == []
+    assert report["checks_passed"]
+    assert (tmp_path / "out" / "exported_int8.tflite").exists()
+    fusion = report["formats"]["tflite"]["fusion"]["int8"]
+    assert fusion["passed"] and fusion["fused"]["CONV_2D"] == {"RELU": 1}

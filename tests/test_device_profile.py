@@ -79,11 +79,16 @@ def test_profile_on_two_devices_and_locally(servers, converted_small, labelled_n
 def test_table_has_a_row_per_device_and_model(servers, converted_small, labelled_npz, tmp_path):
     out, _ = converted_small
     result = profile(out / "small_cnn_int8.tflite", out / "small_cnn_fp32.tflite", "--data", labelled_npz,
-                     "--runs", 10, *device_args(servers[0], tmp_path), "--device", servers[1].device)
+                     "--runs", 10, *device_args(servers[0], tmp_path), "--device", servers[1].device,
+                     "--csv", tmp_path / "rows.csv")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("root@")]
     assert len(lines) == 4
     assert sum(servers[0].device in line for line in lines) == 2
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "rows.csv").open()))
+    assert sorted(r["device.name"] for r in rows) == sorted([servers[0].device] * 2 + [servers[1].device] * 2)
 
 
 def test_failed_device_keeps_the_others(servers, converted_small, labelled_npz, tmp_path):

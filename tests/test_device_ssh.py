@@ -175,3 +175,14 @@ def test_tflite_check_without_schema(converted_small, tmp_path, monkeypatch):
     junk.write_bytes(b"not a flatbuffer at all, just text")
     with pytest.raises(ModelLoadError, match="not a TFLite model"):
         open_runner(junk)
+
+
+def test_ssh_config_alias_is_honoured(server, tmp_path):
+    """`--device lab-pi` works when ~/.ssh/config (here: -F) says where lab-pi is."""
+    config = tmp_path / "config"
+    config.write_text(f"Host lab-pi\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.device.split('@')[0]}\n"
+                      + server.client_config.read_text())
+    result = CliRunner().invoke(cli, ["device", "check", "lab-pi", "--ssh-option", f"-F {config}",
+                                      "--device-python", sys.executable])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("lab-pi: ")
