@@ -42,7 +42,7 @@ class StagedOutputs:
         return Path(tmp)
 
     def write_json(self, path: Path, data: dict) -> Path:
-        return self.write_bytes(path, (json.dumps(data, indent=2, default=_jsonable) + "\n").encode())
+        return self.write_bytes(path, (json.dumps(data, indent=2, default=jsonable) + "\n").encode())
 
     def staged_path(self, path: Path) -> Path:
         """A temporary path for a tool that insists on writing a file itself."""
@@ -105,7 +105,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _jsonable(value):
+def jsonable(value):
     """numpy scalars and arrays, Paths and enums in reports."""
     if hasattr(value, "tolist"):
         return value.tolist()

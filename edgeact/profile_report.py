@@ -10,6 +10,7 @@ import io
 import json
 from typing import Any, Callable
 
+from .fileio import jsonable
 from .table import fmt, render_table
 
 # (header, JSON key with dots, how to show the value; None shows as "-")
@@ -146,7 +147,7 @@ def render_profile(report: dict) -> str:
 
 def render_json(report: dict) -> str:
     """Strict JSON: an infinite SQNR (identical outputs) is written as the string "inf"."""
-    return json.dumps(_finite(report), indent=2, default=_jsonable, allow_nan=False)
+    return json.dumps(_finite(report), indent=2, default=jsonable, allow_nan=False)
 
 
 def render_csv(report: dict) -> str:
@@ -179,10 +180,3 @@ def _finite(value):
         return [_finite(v) for v in value]
     return value
 
-
-def _jsonable(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "value"):
-        return value.value
-    return str(value)

@@ -137,23 +137,23 @@ def check_tflite_file(path: Path | str) -> None:
     host already checked)."""
     if schema_available():
         read_tflite(path)
-        return
-    path = Path(path)
+    else:
+        _read_model_bytes(Path(path))
+
+
+def _read_model_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"cannot read model {path}: {exc.strerror}; check the path") from None
     check_tflite_bytes(data, path)
+    return data
 
 
 def read_tflite(path: Path | str) -> TFLiteModel:
     """Parse a .tflite file; raise ModelLoadError if it is not a complete, valid model."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read model {path}: {exc.strerror}; check the path") from None
-    check_tflite_bytes(data, path)
+    data = _read_model_bytes(path)
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
