@@ -1,0 +1,88 @@
+"""Every command the README shows really runs, as written (device names pointed at a local sshd)."""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeact.cli import cli
+
+from .conftest import ROOT
+from .sshd import make_server
+
+README_DEVICE = "pi@raspberrypi.local"
+
+
+def readme_commands() -> list[str]:
+    """`edgeact ...` and `python -m edgeact...` lines of the README's code blocks, continuations joined."""
+    commands, in_block, pending = [], False, ""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+            continue
+        if not in_block:
+            continue
+        text = pending + line.strip()
+        if text.endswith("\\"):
+            pending = text[:-1] + " "
+            continue
+        pending = ""
+        text = re.sub(r"\s+#.*$", "", text)
+        if re.match(r"^(edgeact [a-z]+ |python -m edgeact)", text) and not re.match(r"^edgeact [a-z]+:", text):
+            commands.append(text)
+    return commands
+
+
+def test_the_readme_shows_the_main_commands():
+    shown = " | ".join(readme_commands())
+    for needed in ("edgeact convert", "edgeact profile", "edgeact inspect", "edgeact device check", "--device"):
+        assert needed in shown
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("readme")
+    (folder / "examples").symlink_to(ROOT / "examples")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("readme-sshd")).start()
+    yield server
+    server.stop()
+
+
+def test_every_readme_command_runs(workdir, device, monkeypatch):
+    monkeypatch.chdir(workdir)
+    device_args = ["--ssh-option", f"-F {device.client_config}", "--device-python", sys.executable,
+                   "--device-cache", str(workdir / "device-cache")]
+    ran = []
+    for command in readme_commands():  # in README order: convert writes what the others read
+        argv = shlex.split(command)
+        if argv[:2] == ["python", "-m"]:
+            _run_profiler_module(argv, workdir)
+        else:
+            if README_DEVICE in argv:
+                argv = [device.device if a == README_DEVICE else a for a in argv] + device_args
+            result = CliRunner().invoke(cli, argv[1:])
+            assert result.exit_code == 0, f"{command}\n{result.output}"
+        ran.append(command)
+    assert len(ran) >= 7
+
+
+def _run_profiler_module(argv: list[str], workdir: Path) -> None:
+    """`python -m edgeact.profiler MODEL inputs.npz ...` with the files it names in the working folder."""
+    model = workdir / argv[3]
+    model.write_bytes((workdir / "out" / model.name).read_bytes())
+    np.savez(workdir / argv[4], x=np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32))
+    done = subprocess.run([sys.executable, *argv[1:]], cwd=workdir, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert (workdir / "result.json").exists() and (workdir / "result.npz").exists()
