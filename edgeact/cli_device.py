@@ -6,6 +6,7 @@ import shlex
 
 import click
 
+from .config import Format, choices
 from .remote import parse_device
 from .remote.device_profile import DeviceOptions, DeviceSession
 from .remote.doctor import can_profile, diagnose
@@ -41,8 +42,10 @@ def device() -> None:
 @click.argument("host")
 @device_options
 @click.option("--edgetpu", is_flag=True, help="Also require the Coral Edge TPU library.")
+@click.option("--format", "formats", type=click.Choice(choices(Format)), multiple=True,
+              help="Model formats to run there; repeatable [default: tflite].")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts and findings as JSON.")
-def check(host, device_python, device_timeout, device_cache, ssh_options, edgetpu, as_json):
+def check(host, device_python, device_timeout, device_cache, ssh_options, edgetpu, formats, as_json):
     """Check that HOST ([user@]host[:port] or an ssh config alias) can run `edgeact profile`.
 
     Prints the device's facts and, for each missing piece, the command that installs it;
@@ -54,7 +57,7 @@ def check(host, device_python, device_timeout, device_cache, ssh_options, edgetp
     options = make_device_options(device_python, device_timeout, device_cache, ssh_options)
     with DeviceSession(spec, options) as session:
         facts = session.facts()
-    findings = diagnose(facts, edgetpu)
+    findings = diagnose(facts, edgetpu, tuple(formats) or ("tflite",))
     ok = can_profile(findings)
     if as_json:
         click.echo(json.dumps({"device": str(spec), "facts": facts, "findings": [f.to_dict() for f in findings],

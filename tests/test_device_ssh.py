@@ -186,3 +186,17 @@ def test_ssh_config_alias_is_honoured(server, tmp_path):
                                       "--device-python", sys.executable])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("lab-pi: ")
+
+
+def test_doctor_asks_only_for_the_runtimes_the_formats_need():
+    from edgeact.remote.doctor import can_profile, diagnose
+
+    onnx_only = {"python": "3.11.2", "python_executable": "python3", "arch": "aarch64", "numpy": "2.1.0",
+                 "runtimes": {"litert": None, "tflite-runtime": None, "onnxruntime": "1.20.0"}}
+    assert can_profile(diagnose(onnx_only, formats=("onnx",)))
+    assert not can_profile(diagnose(onnx_only, formats=("tflite",)))
+    no_ort = {**onnx_only, "runtimes": {"litert": "2.3.0"}}
+    findings = {f.item: f for f in diagnose(no_ort, formats=("tflite", "onnx"))}
+    assert findings["onnxruntime"].status == "missing" and "pip install onnxruntime" in findings["onnxruntime"].fix
+    armv7 = {**onnx_only, "arch": "armv7l", "runtimes": {}}
+    assert "'numpy<2' tflite-runtime" in {f.item: f for f in diagnose(armv7)}["tflite runtime"].fix

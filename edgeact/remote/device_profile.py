@@ -70,10 +70,10 @@ class DeviceSession:
         except ValueError:
             raise DeviceError(self.device, f"the device's Python printed no facts: {out[:120]!r}") from None
 
-    def check(self, edgetpu: bool = False) -> dict:
+    def check(self, edgetpu: bool = False, formats: tuple[str, ...] = ("tflite",)) -> dict:
         """Facts and findings; raise DeviceError naming what is missing, with the install command."""
         facts = self.facts()
-        findings = diagnose(facts, edgetpu)
+        findings = diagnose(facts, edgetpu, formats)
         if not can_profile(findings):
             missing = [f for f in findings if f.status == "missing"]
             raise DeviceError(self.device, "; ".join(f"{f.detail}: {f.fix}" for f in missing))

@@ -38,8 +38,11 @@ def tflite_runtime(facts: dict) -> str | None:
     return next((name for name in ("litert", "tflite-runtime") if runtimes.get(name)), None)
 
 
-def diagnose(facts: dict, edgetpu: bool = False) -> list[Finding]:
-    """Findings for a device's facts (from `probe.gather_facts` run on it)."""
+def diagnose(facts: dict, edgetpu: bool = False, formats: tuple[str, ...] = ("tflite",)) -> list[Finding]:
+    """Findings for a device's facts (from `probe.gather_facts` run on it).
+
+    A runtime counts as missing only for the model formats that are to run there.
+    """
     findings = [Finding("python", "ok", f"Python {facts.get('python')} ({facts.get('python_executable')})")]
     numpy = facts.get("numpy")
     runtimes = facts.get("runtimes") or {}
@@ -52,6 +55,9 @@ def diagnose(facts: dict, edgetpu: bool = False) -> list[Finding]:
     runtime = tflite_runtime(facts)
     if runtime:
         findings.append(Finding("tflite runtime", "ok", f"{runtime} {runtimes[runtime]}"))
+    elif "tflite" not in formats:
+        findings.append(Finding("tflite runtime", "warning", "no TFLite runtime (not needed for .onnx models)",
+                                runtime_install_command(facts)))
     else:
         errors = facts.get("runtime_errors") or {}
         broken = "; ".join(f"{k}: {v}" for k, v in errors.items())
@@ -60,6 +66,9 @@ def diagnose(facts: dict, edgetpu: bool = False) -> list[Finding]:
                                 runtime_install_command(facts)))
     if runtimes.get("onnxruntime"):
         findings.append(Finding("onnxruntime", "ok", f"onnxruntime {runtimes['onnxruntime']} (for .onnx models)"))
+    elif "onnx" in formats:
+        findings.append(Finding("onnxruntime", "missing", "ONNX Runtime is not importable (needed for .onnx models)",
+                                f"{facts.get('python_executable') or 'python3'} -m pip install onnxruntime"))
     if edgetpu:
         if facts.get("edgetpu_library"):
             findings.append(Finding("edgetpu", "ok", "libedgetpu.so.1 found"))

@@ -89,7 +89,8 @@ def run_device(device: str, jobs: list[Job], options: DeviceOptions, edgetpu: bo
             run.facts_after = gather_facts()
             return run
         with DeviceSession(parse_device(device), options) as session:
-            run.facts_before = session.check(edgetpu)
+            formats = tuple(sorted({job.model.suffix.lower().lstrip(".") for job in jobs}))
+            run.facts_before = session.check(edgetpu, formats)
 
             def report(line: str) -> None:
                 if progress is not None and line.startswith("{"):
