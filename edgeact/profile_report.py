@@ -164,7 +164,8 @@ def render_markdown(report: dict) -> str:
     headers = [h.strip().replace("|", "\\|") for h in headers]
     lines = [f"{line}  " for line in header_lines(report)] + [""]
     lines.append("| " + " | ".join(headers) + " |")
-    lines.append("|" + "|".join("---" if i < 4 else "---:" for i in range(len(headers))) + "|")
+    text_columns = TEXT_COLUMNS + (1 if any("device" in row for row in report["models"]) else 0)
+    lines.append("|" + "|".join("---" if i < text_columns else "---:" for i in range(len(headers))) + "|")
     for cells in rows:
         lines.append("| " + " | ".join(c.strip().replace("|", "\\|") for c in cells) + " |")
     lines.extend(["", *(f"- {n}" for n in report.get("notes", []))])
