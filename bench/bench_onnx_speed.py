@@ -4,8 +4,8 @@
 
 Converts keras.applications.MobileNetV2(weights=None, 224x224x3) with edgeact's own
 pipeline (random calibration: fine for speed, meaningless for accuracy), then times the
-three models in interleaved rounds in one process, batch 1, so that machine noise hits
-all of them alike. Reports per-model median of the round means and the ratios.
+four models (ONNX and TFLite, float and INT8) in interleaved rounds in one process, batch 1,
+so that machine noise hits all of them alike. Reports per-model median of the round means and the ratios.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def main() -> None:
     from edgeact.runtime import open_runner
 
     warnings.simplefilter("ignore")  # the random-calibration warning: this bench is about speed only
-    out = Path(tempfile.mkdtemp(prefix="edgeact-bench-"))
+    workdir = tempfile.TemporaryDirectory(prefix="edgeact-bench-")
+    out = Path(workdir.name)
     started = time.perf_counter()
     report = convert(build_model(args.size), "random", out, ConvertOptions(
         formats=(Format.TFLITE, Format.ONNX), samples=32, holdout=4, name="mobilenetv2", progress=False,
@@ -86,6 +87,7 @@ def main() -> None:
           f"{runners['tflite int8'].runtime} {runners['tflite int8'].runtime_version}")
     print(f"onnx int8 vs tflite int8 latency ratio: {median['onnx int8'] / median['tflite int8']:.2f}")
     print(f"tflite int8 speed-up over tflite fp32: {median['tflite fp32'] / median['tflite int8']:.2f}x")
+    workdir.cleanup()
 
 
 if __name__ == "__main__":

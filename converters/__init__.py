@@ -19,10 +19,10 @@ import numpy as np
 from edgeact import __version__
 from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
 from edgeact.errors import InputError, ModelLoadError, VerificationError
-from edgeact.fileio import StagedOutputs, check_writable, sha256_of, staged_outputs
+from edgeact.fileio import StagedOutputs, check_output_folder, check_writable, sha256_of, staged_outputs
+from edgeact.model_report import REPORT_SUFFIX
 from edgeact.preprocess import Preprocessing, make_preprocessing
 
-REPORT_SUFFIX = ".edgeact.json"
 
 
 @dataclass
@@ -102,6 +102,7 @@ def _load_exporters() -> None:
 
 
 def report_path(output_dir: Path, name: str) -> Path:
+    """Where convert writes the report that `edgeact.model_report.find_report` reads back."""
     return Path(output_dir) / f"{name}{REPORT_SUFFIX}"
 
 
@@ -131,6 +132,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     if not formats:
         raise InputError("no output format chosen; pass --format tflite and/or --format onnx")
     output_dir = Path(output_dir)
+    check_output_folder(output_dir)
     if isinstance(model, (str, Path)):
         loaded = load_model(model)
     else:
@@ -140,6 +142,9 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     outputs = [output_dir / f for fmt in formats for f in EXPORTERS[fmt].output_names(name)]
     check_writable(outputs + [report_path(output_dir, name)], options.force)
 
+    if loaded.keras_model is None and Format.ONNX in formats:
+        raise InputError(f"{loaded.path} is a SavedModel folder, which converts to TFLite only; "
+                         "give the .keras or .h5 file for ONNX")
     input_name, input_shape, output_names = _model_signature(loaded)
     job_input = ModelInput(input_name, input_shape)
     bar_job = ConvertJob(name, output_dir, loaded, None, input_name, input_shape, output_names,
@@ -217,6 +222,11 @@ def _model_signature(loaded) -> tuple[str, tuple[int, ...], list[str]]:
         shape = tuple(tensor.shape[1:])
         name = getattr(tensor, "name", "input") or "input"
         outputs = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
+        if len(model.outputs) != 1:
+            # TFLite and ONNX may order several outputs differently from Keras; matching them by
+            # name is not built yet, and comparing them by position would be silently wrong.
+            raise ModelLoadError(f"{loaded.path} has {len(model.outputs)} outputs; edgeact converts "
+                                 "single-output models for now (give the model one output head)")
     else:
         specs = loaded.saved_model_fn.structured_input_signature[1]
         if len(specs) != 1:

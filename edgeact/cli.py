@@ -5,7 +5,6 @@ Every EdgeactError becomes a one-line `error: ...` and its exit code in one plac
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import click
 from . import __version__
 from .config import CalibrationMethod, Format, IOType, OnnxLayout, choices
 from .errors import EdgeactError, EdgeactWarning, InputError
+from .fileio import dumps_json
 from .preprocess import Preset, make_preprocessing
 
 
@@ -125,7 +125,7 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
 def _emit(report: dict, as_json: bool) -> None:
     from .render import render_convert_report
 
-    click.echo(json.dumps(report, indent=2, default=str) if as_json else render_convert_report(report))
+    click.echo(dumps_json(report) if as_json else render_convert_report(report))
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -147,7 +147,7 @@ def inspect(model, as_json):
     from .render import render_inspect
 
     info = describe_model(model)
-    click.echo(json.dumps(info, indent=2, default=str) if as_json else render_inspect(info))
+    click.echo(dumps_json(info) if as_json else render_inspect(info))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ import click
 
 from .cli import _floats, json_option, preprocess_options
 from .cli_device import device_options, make_device_options
+from .fileio import check_output_file
 from .remote.ssh import DevicesFailedError
 from .config import choices
 from .preprocess import Preset, make_preprocessing
@@ -63,6 +64,9 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
     from .profile_session import ProfileOptions, profile_models
     from .runtime import check_delegate
 
+    for path in (csv_path, markdown_path, plot_path):
+        if path:
+            check_output_file(path)  # before anything is measured
     if plot_path:
         from .plot import check_plot
 

@@ -2,7 +2,7 @@
 
 Library code raises these with a message that names what was wrong and what to do;
 the CLI turns them into a one-line error and the exit code below, in one place
-(`edgeact.cli.main`). Anything else reaching the CLI is a bug in edgeact.
+(`edgeact.cli.EdgeactGroup.invoke`). Anything else reaching the CLI is a bug in edgeact.
 """
 
 
@@ -22,6 +22,10 @@ class ModelLoadError(InputError):
 
 class CalibrationError(InputError):
     """The calibration data cannot be read or does not fit the model."""
+
+
+class OutputError(InputError):
+    """An output cannot be written where the user asked for it."""
 
 
 class OutputExistsError(InputError):

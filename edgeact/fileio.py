@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputExistsError
+from .errors import OutputError, OutputExistsError
 
 
 def check_writable(paths: list[Path], force: bool) -> None:
@@ -26,32 +26,67 @@ def check_writable(paths: list[Path], force: bool) -> None:
         )
 
 
+def check_output_folder(folder: Path) -> None:
+    """Fail before any work if `folder` cannot hold outputs (it is a file, or cannot be made)."""
+    folder = Path(folder)
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputError(f"output folder {folder} cannot be made: {existing} is a file; choose another -o")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {folder} is not writable ({existing}); choose another -o")
+
+
+def check_output_file(path: Path) -> None:
+    """Fail before any work if a file cannot be written at `path` (--csv, --plot, ...)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    check_output_folder(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class StagedOutputs:
-    """Collects outputs as temporary files; `commit()` renames them all into place."""
+    """Collects outputs as temporary files; `commit()` renames them all into place.
+
+    Files get the usual mode (0666 less the umask), not mkstemp's private 0600; folders this
+    made are removed again when nothing was committed into them.
+    """
 
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path]] = []
+        self._made: list[Path] = []
+
+    def _temp(self, path: Path, suffix: str) -> tuple[int, Path]:
+        try:
+            missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.extend(missing)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror}; choose another output folder") from None
+        os.fchmod(fd, 0o666 & ~_umask())
+        self._staged.append((Path(tmp), path))
+        return fd, Path(tmp)
 
     def write_bytes(self, path: Path, data: bytes) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = self._temp(Path(path), ".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        self._staged.append((Path(tmp), path))
-        return Path(tmp)
+        return tmp
 
     def write_json(self, path: Path, data: dict) -> Path:
-        return self.write_bytes(path, (json.dumps(data, indent=2, default=jsonable) + "\n").encode())
+        return self.write_bytes(path, (dumps_json(data) + "\n").encode())
 
     def staged_path(self, path: Path) -> Path:
         """A temporary path for a tool that insists on writing a file itself."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        fd, tmp = self._temp(Path(path), Path(path).suffix)
         os.close(fd)
-        self._staged.append((Path(tmp), path))
-        return Path(tmp)
+        return tmp
 
     def commit(self) -> list[Path]:
         done = []
@@ -59,12 +94,19 @@ class StagedOutputs:
             os.replace(tmp, final)
             done.append(final)
         self._staged.clear()
+        self._made.clear()
         return done
 
     def discard(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)
         self._staged.clear()
+        for folder in self._made:  # deepest first: they were listed child before parent
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        self._made.clear()
 
 
 @contextmanager
@@ -103,6 +145,22 @@ def sha256_of(path: Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def dumps_json(data) -> str:
+    """Strict JSON (any parser reads it): infinite or NaN numbers, such as the SQNR of identical
+    outputs, are written as the strings "inf", "-inf" and "nan"."""
+    return json.dumps(json_safe(data), indent=2, default=jsonable, allow_nan=False)
+
+
+def json_safe(value):
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def jsonable(value):

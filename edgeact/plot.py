@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, RuntimeUnavailableError
+from .fileio import staged_outputs
 
 
 def _pyplot():
@@ -53,9 +54,12 @@ def plot_latencies(report: dict, path: str | Path) -> Path:
     settings = report["settings"]
     fig.suptitle(f"edgeact profile: {report['target']['name']}, {report['host']['machine']}, "
                  f"{settings['runs']} runs, threads {settings['threads'] or 'default'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with staged_outputs() as staged:  # the picture appears whole or not at all
+            fig.savefig(staged.staged_path(path), dpi=110, format=path.suffix.lower().lstrip("."))
+            staged.commit()
+    finally:
+        plt.close(fig)
     return path
 
 

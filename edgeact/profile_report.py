@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any, Callable
 
-from .fileio import jsonable
+from .fileio import dumps_json
 from .table import fmt, render_table
 
 # (header, JSON key with dots, how to show the value; None shows as "-")
@@ -147,7 +146,7 @@ def render_profile(report: dict) -> str:
 
 def render_json(report: dict) -> str:
     """Strict JSON: an infinite SQNR (identical outputs) is written as the string "inf"."""
-    return json.dumps(_finite(report), indent=2, default=jsonable, allow_nan=False)
+    return dumps_json(report)
 
 
 def render_csv(report: dict) -> str:
@@ -170,14 +169,3 @@ def render_markdown(report: dict) -> str:
         lines.append("| " + " | ".join(c.strip().replace("|", "\\|") for c in cells) + " |")
     lines.extend(["", *(f"- {n}" for n in report.get("notes", []))])
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _finite(value):
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-

@@ -186,6 +186,8 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
     formats = {}
     for model in models:
         path = Path(model)
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give .tflite or .onnx model files")
         if not path.is_file():
             raise InputError(f"model {path} does not exist; check the path")
         formats[path] = model_format(path)
@@ -335,7 +337,12 @@ class Reference:
 
         if self._model is None:
             self._model = _load_keras(self.path)
-        return predict_keras(self._model, inputs)[0]
+        try:
+            return predict_keras(self._model, inputs)[0]
+        except (ValueError, TypeError) as exc:  # Keras: the data does not fit the model
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"--reference {self.path} cannot run on the data: {detail}; give the float model "
+                             "these models were converted from") from None
 
     def describe(self) -> dict:
         return {"path": str(self.path), "kind": self.kind}

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -48,9 +49,24 @@ class CapturedOutput:
     text: str = ""
 
 
+# File descriptors and sys.stdout belong to the whole process: one capture at a time.
+_CAPTURE_LOCK = threading.RLock()
+
+
 @contextmanager
 def native_output_captured() -> Iterator[CapturedOutput]:
-    """Send fds 1 and 2 (and sys.stdout/err) to a temp file for the duration of the block."""
+    """Send fds 1 and 2 (and sys.stdout/err) to a temp file for the duration of the block.
+
+    Captures are serialised across threads (devices are profiled concurrently): two at once
+    would restore each other's descriptors in the wrong order and lose the real stdout.
+    """
+    with _CAPTURE_LOCK:
+        with _captured() as captured:
+            yield captured
+
+
+@contextmanager
+def _captured() -> Iterator[CapturedOutput]:
     captured = CapturedOutput()
     fds = (1, 2)  # the process's own descriptors, whatever sys.stdout/err were replaced with
     with tempfile.TemporaryFile(mode="w+b") as sink:

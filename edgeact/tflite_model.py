@@ -160,10 +160,8 @@ def read_tflite(path: Path | str) -> TFLiteModel:
         parsed = _parse(schema, model, path, len(data))
     except ModelLoadError:
         raise
-    except Exception as exc:  # flatbuffers raises IndexError/struct.error on truncated buffers
-        raise ModelLoadError(
-            f"{path} is a corrupt or truncated TFLite model ({type(exc).__name__}); re-export it"
-        ) from None
+    except Exception:  # flatbuffers raises IndexError/struct.error on truncated buffers
+        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model; re-export it") from None
     return parsed
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -67,6 +68,7 @@ def test_convert_image_folder_skips_non_images(small_cnn_file, tmp_path):
 
 def test_random_calibration_warns(small_cnn_file, tmp_path):
     result = invoke("convert", small_cnn_file, "-c", "random", "-o", tmp_path, "--samples", 20, "--holdout", 10)
+    assert result.exit_code == 0
     assert "warning: calibrating on random data" in result.stderr
     assert (tmp_path / "small_cnn_int8.tflite").exists()
 
@@ -74,6 +76,7 @@ def test_random_calibration_warns(small_cnn_file, tmp_path):
 def test_custom_mean_std(small_cnn_file, pixels_npy, tmp_path):
     result = invoke("convert", small_cnn_file, "-c", pixels_npy, "-o", tmp_path, "--mean", "127.5",
                     "--std", "127.5,127.5,127.5", "--samples", 20, "--holdout", 10, "--json")
+    assert result.exit_code == 0
     assert json.loads(result.stdout)["preprocessing"]["mean"] == [127.5]
 
 
@@ -222,3 +225,50 @@ def test_console_script_and_module_entry_points():
             argv[0] = str(__import__("pathlib").Path(sys.executable).with_name("edgeact"))
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "0.1.0" in done.stdout
+
+
+def test_output_folder_that_is_a_file(small_cnn_file, pixels_npy, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert_one_line_error(invoke("convert", small_cnn_file, "-c", pixels_npy, "-o", blocker), "is a file")
+    assert_one_line_error(invoke("convert", small_cnn_file, "-c", pixels_npy, "-o", blocker / "sub"), "is a file")
+
+
+def test_failed_convert_leaves_no_new_folder(small_cnn_file, tmp_path):
+    out = tmp_path / "new" / "out"
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((4, 3, 3, 3), np.uint8))
+    assert_one_line_error(invoke("convert", small_cnn_file, "-c", bad, "-o", out), "shape")
+    assert not (tmp_path / "new").exists()
+
+
+def test_outputs_are_readable_by_others_and_the_report_is_strict_json(converted_small):
+    out, _ = converted_small
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in out.iterdir():  # the usual mode for new files, not mkstemp's private 0600
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path.name, oct(path.stat().st_mode))
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    json.loads((out / "small_cnn.edgeact.json").read_text(), parse_constant=refuse)
+
+
+def test_multi_output_model_is_refused(keras, tmp_path):
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    x = L.Flatten()(L.Conv2D(2, 3)(inputs))
+    model = keras.Model(inputs, [L.Dense(5, name="a")(x), L.Dense(2, name="b")(x)])
+    path = tmp_path / "two.keras"
+    model.save(path)
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((10, 8, 8, 1), np.float32))
+    assert_one_line_error(invoke("convert", path, "-c", data, "-o", tmp_path / "out"), "2 outputs")
+
+
+def test_savedmodel_to_onnx_is_refused_before_any_work(small_cnn, pixels_npy, tmp_path):
+    small_cnn.export(str(tmp_path / "sm"), verbose=False)
+    result = invoke("convert", tmp_path / "sm", "-c", pixels_npy, "-o", tmp_path / "out", "-f", "tflite", "-f", "onnx")
+    assert_one_line_error(result, "TFLite only")
+    assert not (tmp_path / "out").exists()

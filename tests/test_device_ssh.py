@@ -60,12 +60,13 @@ def test_parse_device_rejects_what_ssh_could_misread(text):
         parse_device(text)
 
 
-def test_arguments_reach_the_device_verbatim(server, options):
+def test_arguments_reach_the_device_verbatim(server, options, tmp_path):
     transport = SshTransport(parse_device(server.device), options.ssh_options)
-    nasty = "a file; rm -rf / $(touch pwned) `id` 'quoted' \"double\""
+    marker = tmp_path / "pwned"
+    nasty = f"a file; touch {marker}; $(touch {marker}) `touch {marker}` 'quoted' \"double\" * ~"
     out = transport.run([sys.executable, "-c", "import sys; print(sys.argv[1])", nasty])
     assert out.decode().rstrip("\n") == nasty
-    assert not Path("pwned").exists()
+    assert not marker.exists()  # an absolute path: the remote shell runs in $HOME
     transport.close()
 
 
@@ -200,3 +201,33 @@ def test_doctor_asks_only_for_the_runtimes_the_formats_need():
     assert findings["onnxruntime"].status == "missing" and "pip install onnxruntime" in findings["onnxruntime"].fix
     armv7 = {**onnx_only, "arch": "armv7l", "runtimes": {}}
     assert "'numpy<2' tflite-runtime" in {f.item: f for f in diagnose(armv7)}["tflite runtime"].fix
+
+
+def test_ipv6_destination_has_no_brackets():
+    spec = parse_device("pi@[::1]:2222")
+    assert spec.destination == "pi@::1" and spec.port == 2222 and str(spec) == "pi@[::1]:2222"
+
+
+def test_a_device_given_twice_is_refused(converted_small):
+    out, _ = converted_small
+    result = CliRunner().invoke(cli, ["profile", str(out / "small_cnn_int8.tflite"), "--device", "local",
+                                      "--device", "local", "--no-progress"])
+    assert result.exit_code == 2 and "given twice" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["device", "--help"], ["device", "check", "--help"]])
+def test_device_help(command):
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_control_socket_fits_with_a_long_tmpdir(server, options, tmp_path, monkeypatch):
+    long_tmp = tmp_path / ("t" * 90)
+    long_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(long_tmp))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    transport = SshTransport(parse_device(server.device), options.ssh_options)
+    assert transport.run(["echo", "ok"]).strip() == b"ok"
+    transport.close()

@@ -110,7 +110,6 @@ def test_runtime_that_runs_none_of_the_models(models):
 
 
 # ai-edge-litert's Delegate.__del__ fails on a delegate that never loaded (AttributeError: _library).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_delegate_none_and_unloadable_delegates(models, tmp_path):
     report = run_json([models / "small_cnn_int8.tflite", "--delegate", "none", "--runs", 5])
     assert report["models"][0]["delegate"] == "none"
@@ -231,3 +230,40 @@ def test_console_script_end_to_end(models, data, tmp_path):
     done = subprocess.run([edgeact, "profile", models / "small_cnn_int8.tflite", "--runs", "0"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip() == "error: --runs 0: give at least 1 timed run"
+
+
+def test_unwritable_report_files_fail_before_measuring(tmp_path):
+    """--csv/--markdown/--plot under a file: one error line before any model is loaded."""
+    from click.testing import CliRunner
+
+    from edgeact.cli import cli
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for option, name in (("--csv", "x.csv"), ("--markdown", "x.md"), ("--plot", "x.png")):
+        result = CliRunner().invoke(cli, ["profile", str(tmp_path / "missing.tflite"), option, str(blocker / name)])
+        assert result.exit_code == 2 and "is a file" in result.stderr, result.stderr
+
+
+def test_delegate_that_cannot_load_is_one_line_in_a_real_process(tmp_path):
+    """LiteRT's half-made Delegate prints a traceback from __del__ at exit; it must not reach the user."""
+    import subprocess
+    import sys
+
+    for delegate in ("edgetpu", str(tmp_path / "libnothing.so")):
+        done = subprocess.run([sys.executable, "-m", "edgeact", "profile", str(_any_model(tmp_path)),
+                               "--delegate", delegate, "--runs", "1", "--no-progress"],
+                              capture_output=True, text=True, timeout=120)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+
+
+def _any_model(tmp_path):
+    """A tiny float .tflite made with TensorFlow."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(inputs))
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path

@@ -122,7 +122,6 @@ def test_delegate_names_and_paths():
 
 
 # ai-edge-litert's Delegate.__del__ fails on a delegate that never loaded (AttributeError: _library).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_edgetpu_delegate_that_cannot_load_says_what_to_install(converted_small):
     out, _ = converted_small
     with pytest.raises(RuntimeUnavailableError, match="libedgetpu1-std"):
@@ -130,7 +129,6 @@ def test_edgetpu_delegate_that_cannot_load_says_what_to_install(converted_small)
 
 
 # ai-edge-litert's Delegate.__del__ fails on a delegate that never loaded (AttributeError: _library).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_missing_delegate_library_is_a_clear_error(converted_small, tmp_path):
     out, _ = converted_small
     with pytest.raises(RuntimeUnavailableError, match="cannot load delegate library"):

@@ -57,8 +57,11 @@ def run_pipeline(model, names: list[str], samples: np.ndarray | None):
     graph = KerasGraph.from_model(model)
     current = model
     results = []
+    nested = [{"layer": e["name"], "reason": "a nested model: its layers are not rewritten (the TFLite converter "
+               "still folds and fuses what it can inside)"} for e in graph.layers if graph.is_nested_model(e["name"])]
     for name in names:
         result = PASSES[name](graph)
+        result.skipped.extend(nested)
         if result.changed:
             rewritten = graph.to_keras()
             if samples is not None:

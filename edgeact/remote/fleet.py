@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import EdgeactError
+from ..errors import EdgeactError, InputError
 from ..profiler import LoopSettings, ModelProfile, fit_inputs, profile_model
 from ..runtime.base import IOSpec, quantize
 from .device_profile import DeviceOptions, DeviceSession
@@ -116,6 +116,10 @@ def profile_fleet(devices: list[str], jobs: list[Job], options: DeviceOptions | 
     for device in devices:
         if device != LOCAL:
             parse_device(device)  # a malformed name is an input error before anything runs
+    repeated = sorted({d for d in devices if devices.count(d) > 1})
+    if repeated:
+        raise InputError(f"--device {repeated[0]} is given twice; runs on one device would disturb "
+                         "each other's timings: give each device once")
     with ThreadPoolExecutor(max_workers=max(1, len(devices))) as pool:
         futures = [pool.submit(run_device, d, jobs, options, edgetpu, progress) for d in devices]
         return [f.result() for f in futures]

@@ -8,6 +8,7 @@ password prompts are impossible (`BatchMode=yes`).
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -115,7 +116,9 @@ class SshTransport:
         """
         if self._connected:
             return
-        self._control_dir = tempfile.mkdtemp(prefix="edgeact-ssh-")
+        # Unix socket paths are limited to ~104 bytes and ssh appends ~17 to ControlPath:
+        # a long $TMPDIR (macOS's) would break every connection, so the socket lives in /tmp.
+        self._control_dir = tempfile.mkdtemp(prefix="ea-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
         with tempfile.TemporaryFile() as log:
             try:
                 done = subprocess.run(self.ssh_argv(master=True), stdin=subprocess.DEVNULL,

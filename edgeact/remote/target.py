@@ -22,11 +22,12 @@ class DeviceSpec:
 
     @property
     def destination(self) -> str:
-        """What ssh gets as its destination argument."""
-        return f"{self.user}@{self.host}" if self.user else self.host
+        """What ssh gets as its destination argument (an IPv6 address without its brackets)."""
+        host = self.host[1:-1] if self.host.startswith("[") else self.host
+        return f"{self.user}@{host}" if self.user else host
 
     def __str__(self) -> str:
-        text = self.destination
+        text = f"{self.user}@{self.host}" if self.user else self.host
         return f"{text}:{self.port}" if self.port else text
 
 

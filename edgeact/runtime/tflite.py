@@ -9,6 +9,7 @@ view is gone before the next `invoke`.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,9 @@ class TFLiteRunner(Runner):
     def _load_delegate(backend: TFLiteBackend, delegate: str):
         library = EDGETPU_LIBRARY if delegate == "edgetpu" else delegate
         try:
+            # Load the library ourselves first: when LiteRT's load_delegate fails, its half-made
+            # Delegate object prints a traceback from __del__ under our error line.
+            ctypes.CDLL(library)
             return backend.load_delegate(library)
         except (ValueError, OSError, RuntimeError):
             if delegate == "edgetpu":
