@@ -173,3 +173,37 @@ def test_inputs_travel_quantized(converted_small, pixels_npy):
     runner = open_runner(model)
     assert wired.dtype == np.int8 and np.array_equal(wired, runner.prepare(x))
     assert wire_inputs(out / "small_cnn_int8.tflite", wired).dtype == np.int8
+
+
+def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tmp_path):
+    import signal
+
+    out, _ = converted_small
+    server = servers[0]
+    process = subprocess.Popen([sys.executable, "-m", "edgeact", "profile", str(out / "small_cnn_int8.tflite"),
+                                "--runs", "5000000", "--no-progress", *device_args(server, tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def remote_profilers():
+        found = []
+        for pid in descendants(server.process.pid):
+            try:
+                if b"edgeact.profiler" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+
+    deadline = time.monotonic() + 60
+    while not remote_profilers():
+        assert time.monotonic() < deadline, "the profiler never started on the device"
+        time.sleep(0.1)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while remote_profilers():  # the device's watchdog ends it when the session closes
+        assert time.monotonic() < deadline, "the profiler kept running on the device"
+        time.sleep(0.1)

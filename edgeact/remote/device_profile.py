@@ -24,9 +24,19 @@ from .probe import __file__ as _PROBE_FILE
 from .ssh import DeviceError, RemoteCommandError, SshTransport
 from .target import DeviceSpec
 
-# Runs the profiler from the zip: argv[1] is the zip, the rest is the profiler's own command line.
-_RUN_FROM_ZIP = ("import sys; sys.path.insert(0, sys.argv[1]); from edgeact.profiler import main; "
-                 "sys.exit(main(sys.argv[2:]))")
+# Runs the profiler from the zip. A watchdog thread ends it when its stdin closes, which is
+# what the device sees when the desktop goes away (Ctrl-C, timeout, dropped connection):
+# no profile keeps a Pi busy for nobody.
+# (os.read, not sys.stdin: a daemon thread holding stdin's buffer lock aborts interpreter exit.)
+_RUN_FROM_ZIP = ("import os, sys, threading\n"
+                 "def watch():\n"
+                 "    while os.read(0, 4096):\n"
+                 "        pass\n"
+                 "    os._exit(130)\n"
+                 "threading.Thread(target=watch, daemon=True).start()\n"
+                 "sys.path.insert(0, sys.argv[1])\n"
+                 "from edgeact.profiler import main\n"
+                 "sys.exit(main(sys.argv[2:]))\n")
 _FETCH_AND_REMOVE = 'cat "$1" && rm -f "$1"'
 
 
@@ -123,7 +133,7 @@ class DeviceSession:
         if settings.runtime:
             argv += ["--runtime", settings.runtime]
         try:
-            self.transport.run(argv, on_stderr_line=on_progress)
+            self.transport.run(argv, on_stderr_line=on_progress, hold_stdin=True)
         except DeviceError as exc:
             raise _profiler_error(exc, model) from None
         summary = json.loads(self.transport.run(["sh", "-c", _FETCH_AND_REMOVE, "sh", f"{result}.json"]))

@@ -19,6 +19,7 @@ from ..profiler import LoopSettings, ModelProfile, fit_inputs, profile_model
 from ..runtime.base import IOSpec, quantize
 from .device_profile import DeviceOptions, DeviceSession
 from .probe import gather_facts
+from .ssh import kill_running_commands
 from .target import parse_device
 
 LOCAL = "local"
@@ -120,6 +121,13 @@ def profile_fleet(devices: list[str], jobs: list[Job], options: DeviceOptions | 
     if repeated:
         raise InputError(f"--device {repeated[0]} is given twice; runs on one device would disturb "
                          "each other's timings: give each device once")
-    with ThreadPoolExecutor(max_workers=max(1, len(devices))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(devices)))
+    try:
         futures = [pool.submit(run_device, d, jobs, options, edgetpu, progress) for d in devices]
         return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        # Ctrl-C: end every ssh command now, so that no worker waits out a remote run.
+        kill_running_commands()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

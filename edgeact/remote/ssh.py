@@ -77,7 +77,7 @@ def explain_ssh_failure(stderr: str) -> str:
     return f"ssh failed: {last[-1][:200]}" if last else "the connection dropped (ssh ended without a message)"
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not field equality: transports are tracked in a set
 class SshTransport:
     """Runs argv lists on one device.
 
@@ -132,20 +132,26 @@ class SshTransport:
             self.close()
             raise DeviceError(self.device, explain_ssh_failure(stderr))
         self._connected = True
+        with _RUNNING_LOCK:
+            _MASTERS.add(self)
 
     def run(self, remote_argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None,
-            on_stderr_line: Callable[[str], None] | None = None) -> bytes:
+            on_stderr_line: Callable[[str], None] | None = None, hold_stdin: bool = False) -> bytes:
         """Run a command remotely; return its stdout; raise DeviceError with the cause on failure.
 
         Remote stderr lines go to `on_stderr_line` as they arrive (progress); a non-zero
-        exit raises RemoteCommandError with the last remote stderr line.
+        exit raises RemoteCommandError with the last remote stderr line. With `hold_stdin`, the
+        remote stdin stays open until the command ends, so the command can watch it to learn
+        that this side went away.
         """
         self.connect()
         command = " ".join(shlex.quote(str(a)) for a in remote_argv)
         timeout = timeout or self.command_timeout
         process = subprocess.Popen(self.ssh_argv() + [command],
-                                   stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                   stdin=subprocess.PIPE if stdin is not None or hold_stdin else subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
         stderr_lines: list[str] = []
         stdout_chunks: list[bytes] = []
         readers = [threading.Thread(target=_pump, args=(process.stderr, stderr_lines, on_stderr_line), daemon=True),
@@ -156,7 +162,8 @@ class SshTransport:
             if stdin is not None:
                 try:
                     process.stdin.write(stdin)
-                    process.stdin.close()
+                    if not hold_stdin:
+                        process.stdin.close()
                 except BrokenPipeError:
                     pass  # the command ended early; its exit status says why
             process.wait(timeout=timeout)
@@ -165,6 +172,11 @@ class SshTransport:
             process.wait()
             raise DeviceError(self.device, f"remote command timed out after {timeout:g} s: {remote_argv[0]} "
                                            "(raise --device-timeout if the device is just slow)") from None
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
+            if process.stdin is not None and not process.stdin.closed:
+                process.stdin.close()
         for reader in readers:
             reader.join(timeout=10)
         if process.returncode == 255:
@@ -178,6 +190,8 @@ class SshTransport:
 
     def close(self) -> None:
         """End the shared connection and remove its socket folder."""
+        with _RUNNING_LOCK:
+            _MASTERS.discard(self)
         if self._connected:
             argv = self.ssh_argv()
             subprocess.run(argv[:-2] + ["-O", "exit"] + argv[-2:], stdin=subprocess.DEVNULL,
@@ -192,6 +206,24 @@ class SshTransport:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_RUNNING: set[subprocess.Popen] = set()
+_MASTERS: set[SshTransport] = set()
+_RUNNING_LOCK = threading.RLock()
+
+
+def kill_running_commands() -> None:
+    """On Ctrl-C: kill every ssh command in flight and end every shared connection.
+
+    The master connection holds the commands' pipes, so it must go too; the device then
+    sees its session's stdin close, and the profiler's watchdog ends it."""
+    with _RUNNING_LOCK:
+        processes, masters = list(_RUNNING), list(_MASTERS)
+    for process in processes:
+        process.kill()
+    for transport in masters:
+        transport.close()
 
 
 def _pump(stream, lines: list[str], callback) -> None:
