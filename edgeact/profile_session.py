@@ -13,27 +13,22 @@ a Keras reference.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__, errors
-from .errors import EdgeactError, InputError, ModelLoadError, RuntimeUnavailableError
+from . import __version__
+from .errors import InputError, ModelLoadError, RuntimeUnavailableError
 from .evaldata import EvalData, read_eval_data
+from .isolated import run_isolated
 from .metrics import agreement, topk_accuracy
 from .model_report import ModelReport, find_report, report_path
 from .preprocess import Preprocessing
-from .profiler import LoopSettings, ModelProfile, fit_inputs, profile_model
-from .runtime import RuntimeName, dequantize, installed_runtimes, model_format, open_runner, runtimes_for
+from .profiler import LoopSettings, ModelProfile, profile_model
+from .reference import Reference
+from .runtime import RuntimeName, installed_runtimes, model_format, open_runner, runtimes_for
 from .targets import TARGETS, Target, check_target, default_delegate, host_info, host_note
 
 RANDOM_SAMPLES = 64
@@ -306,62 +301,6 @@ def compare(reference: np.ndarray, candidate: np.ndarray, name: str) -> dict:
     return agreement(reference, candidate.reshape(reference.shape)).to_dict()
 
 
-class Reference:
-    """The float model every row is compared with: Keras (host only), or a float .tflite/.onnx."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise InputError(f"--reference {self.path} does not exist; check the path")
-        suffix = self.path.suffix.lower()
-        self.kind = suffix[1:] if suffix in (".tflite", ".onnx") else "keras"
-        if self.kind == "keras" and importlib.util.find_spec("tensorflow") is None:
-            raise RuntimeUnavailableError(f"--reference {self.path} is a Keras model, which needs TensorFlow; "
-                                          "pip install 'edgeact[convert]', or give a float .tflite/.onnx")
-        self._runner = open_runner(self.path) if self.kind != "keras" else None
-        self._model = None
-
-    def predict(self, inputs: np.ndarray, bars=None) -> np.ndarray:
-        """The first output for NHWC float inputs."""
-        if self._runner is not None:
-            fitted = fit_inputs(inputs, self._runner.inputs[0], "the data")
-            bar = bars(f"reference {self.path.name}", len(fitted)) if bars else None
-            try:
-                prepared = self._runner.prepare(fitted)
-                raw = self._runner.run_prepared(prepared, bar)[0]
-            finally:
-                if bar is not None:
-                    bar.close()
-            return dequantize(raw, self._runner.outputs[0])
-        from converters.verify import predict_keras
-
-        if self._model is None:
-            self._model = _load_keras(self.path)
-        try:
-            return predict_keras(self._model, inputs)[0]
-        except (ValueError, TypeError) as exc:  # Keras: the data does not fit the model
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"--reference {self.path} cannot run on the data: {detail}; give the float model "
-                             "these models were converted from") from None
-
-    def describe(self) -> dict:
-        return {"path": str(self.path), "kind": self.kind}
-
-
-def _load_keras(path: Path):
-    try:
-        from converters.keras_loader import load_model
-    except ImportError:
-        raise RuntimeUnavailableError(f"--reference {path} is a Keras model, which needs TensorFlow; "
-                                      "pip install 'edgeact[convert]', or give a float .tflite/.onnx") from None
-    try:
-        loaded = load_model(path)
-    except ImportError:
-        raise RuntimeUnavailableError(f"--reference {path} needs TensorFlow; pip install 'edgeact[convert]', "
-                                      "or give a float .tflite/.onnx as reference") from None
-    return loaded.keras_model if loaded.keras_model is not None else loaded.saved_model_fn
-
-
 def progress_factory(enabled: bool | None):
     """`make(description, total)` -> a tqdm bar on the terminal, or None when bars are off."""
     from .quiet import console
@@ -374,44 +313,3 @@ def progress_factory(enabled: bool | None):
         return tqdm(total=total, desc=description, file=console(), leave=False, unit="img")
 
     return make
-
-
-def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> ModelProfile:
-    """The profiler in a child process (`python -m edgeact.profiler`): a crash there is an error here."""
-    with tempfile.TemporaryDirectory(prefix="edgeact-profile-") as tmp:
-        np.savez(Path(tmp) / "inputs.npz", x=inputs)
-        result = Path(tmp) / "result"
-        command = [sys.executable, "-m", "edgeact.profiler", str(path), str(Path(tmp) / "inputs.npz"),
-                   "-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
-                   "--delegate", settings.delegate, "--streams", str(settings.streams)]
-        if settings.threads:
-            command += ["--threads", str(settings.threads)]
-        if settings.runtime:
-            command += ["--runtime", settings.runtime]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                          os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        if done.returncode < 0:
-            name = signal.Signals(-done.returncode).name
-            raise ModelLoadError(f"{path} crashed the runtime ({name}) while loading or running; "
-                                 "the model file is corrupt or needs a different runtime/delegate")
-        if done.returncode != 0:
-            raise _child_error(done.stderr, path)
-        summary = json.loads(result.with_suffix(".json").read_text())
-        with np.load(result.with_suffix(".npz")) as arrays:
-            outputs = [arrays[f"output_{i}"] for i in range(len(arrays.files))]
-    return ModelProfile(summary, outputs)
-
-
-def _child_error(stderr: str, path: Path) -> EdgeactError:
-    for line in reversed(stderr.strip().splitlines()):
-        try:
-            reported = json.loads(line)
-            message, kind = reported["error"], reported.get("type", "")
-        except (ValueError, KeyError, TypeError):
-            continue
-        error_type = getattr(errors, kind, None)
-        if isinstance(error_type, type) and issubclass(error_type, EdgeactError):
-            return error_type(message)
-        return ModelLoadError(message)
-    return ModelLoadError(f"profiling {path} failed in the child process: {stderr.strip()[-300:]}")

@@ -335,13 +335,13 @@ def test_isolated_run_gives_the_same_outputs(converted_small, labelled):
 
 
 def test_isolated_crash_becomes_an_error(converted_small, tmp_path, monkeypatch):
-    import edgeact.profile_session as session
+    import edgeact.isolated as isolated
 
     out, _ = converted_small
     crasher = tmp_path / "python"
     crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
     crasher.chmod(0o755)
-    monkeypatch.setattr(session.sys, "executable", str(crasher))
+    monkeypatch.setattr(isolated.sys, "executable", str(crasher))
     with pytest.raises(ModelLoadError, match=r"crashed the runtime \(SIGSEGV\)"):
         profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(runs=2, warmup=0, isolate=True, progress=False))
 
