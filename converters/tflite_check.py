@@ -12,7 +12,6 @@ from edgeact.tflite_model import TFLiteModel
 FUSING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
 FUSABLE_ACTIVATIONS = ("RELU", "RELU6", "RELU_N1_TO_1")
 OTHER_ACTIVATIONS = ("LEAKY_RELU", "PRELU", "HARD_SWISH", "GELU", "ELU", "LOGISTIC", "TANH", "RELU_0_TO_1")
-FLOAT_TYPES = ("float32", "float16")
 
 
 def check_fusion(model: TFLiteModel) -> dict:
@@ -48,13 +47,6 @@ def check_fusion(model: TFLiteModel) -> dict:
 
 def check_integer_only(model: TFLiteModel, float_io: bool) -> dict:
     """Which ops still compute in float in a model meant to be full integer."""
-    io = set(model.inputs) | set(model.outputs)
-    float_ops = []
-    for op in model.ops:
-        if float_io and op.type in ("QUANTIZE", "DEQUANTIZE") and (set(op.inputs) | set(op.outputs)) & io:
-            continue  # the float interface's own conversions
-        tensors = [model.tensors[i] for i in op.inputs + op.outputs if i >= 0]
-        if any(t.dtype in FLOAT_TYPES for t in tensors):
-            float_ops.append(f"{op.type}#{op.index}")
+    float_ops = [f"{op.type}#{op.index}" for op in model.float_ops(float_io)]
     return {"integer_ops": len(model.ops) - len(float_ops), "total_ops": len(model.ops),
             "float_ops": float_ops, "passed": not float_ops}

@@ -46,5 +46,11 @@ class VerificationError(EdgeactError):
     exit_code = 1
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first non-empty message line, for a one-line error; its type if it has none."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class EdgeactWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. random calibration)."""

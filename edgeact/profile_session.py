@@ -216,8 +216,10 @@ def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
     for runtime in runtimes_for(fmt):
         if runtime in installed:
             return [runtime]
+    from .runtime.tflite import INSTALL_HINTS
+
     raise RuntimeUnavailableError(f"no runtime for .{fmt} models is installed; "
-                                  + ("pip install ai-edge-litert" if fmt == "tflite" else "pip install onnxruntime"))
+                                  + INSTALL_HINTS[runtimes_for(fmt)[0]])
 
 
 def model_io(path: Path) -> tuple[tuple[int, ...], int]:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgeactError, InputError, ModelLoadError
+from .errors import EdgeactError, InputError, ModelLoadError, first_line
 from .runtime import IOSpec, Runner, dequantize, import_runtime, model_format, open_runner
 
 LATENCY_SAMPLES = 16  # distinct prepared inputs the timed loop cycles through
@@ -265,7 +265,7 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
         streams = measure_throughput(path, timed, settings) if settings.streams > 1 else None
         outputs = _evaluate(runner, fitted, path, progress) if settings.evaluate else []
     except (RuntimeError, ValueError) as exc:  # the runtime failed inside invoke
-        raise ModelLoadError(f"{runner.runtime} failed to run {path}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"{runner.runtime} failed to run {path}: {first_line(exc)}") from None
     warm_loop_ips = settings.runs / wall_s if wall_s > 0 else None
     summary = {
         "model": str(path), "name": path.name, "format": runner.format, "runtime": runner.runtime,
@@ -294,10 +294,6 @@ def _evaluate(runner: Runner, fitted: np.ndarray, path: Path, progress) -> list[
             bar.close()
     return [dequantize(r, spec) for r, spec in zip(raw, runner.outputs)]
 
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 class LineProgress:

@@ -85,13 +85,8 @@ def edgetpu_problems(model: str | Path) -> list[str]:
     from .tflite_model import read_tflite
 
     info = read_tflite(model)
-    io = set(info.inputs) | set(info.outputs)
-    float_ops = []
-    for op in info.ops:
-        if op.type in ("QUANTIZE", "DEQUANTIZE") and (set(op.inputs) | set(op.outputs)) & io:
-            continue  # a float interface's own conversions run on the CPU, which is fine
-        if any(info.tensors[i].dtype in ("float32", "float16") for i in op.inputs + op.outputs if i >= 0):
-            float_ops.append(op.type)
+    # A float interface's own QUANTIZE/DEQUANTIZE run on the CPU, which is fine.
+    float_ops = [op.type for op in info.float_ops(float_io=True)]
     problems = []
     if float_ops:
         problems.append(f"a full-integer INT8 model ({len(float_ops)} ops compute in float, e.g. "

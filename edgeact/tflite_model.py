@@ -17,6 +17,7 @@ from .errors import ModelLoadError, RuntimeUnavailableError
 
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
 _TFLITE_IDENTIFIER = b"TFL3"
+FLOAT_TYPES = ("float32", "float16")
 
 
 def _schema():
@@ -77,6 +78,18 @@ class TFLiteModel:
 
     def consumers(self, tensor: int) -> list[OpInfo]:
         return [op for op in self.ops if tensor in op.inputs]
+
+    def float_ops(self, float_io: bool) -> list[OpInfo]:
+        """Ops that compute in float; with `float_io`, the interface's own QUANTIZE/DEQUANTIZE
+        (float in and out of an integer body) do not count."""
+        io = set(self.inputs) | set(self.outputs)
+        found = []
+        for op in self.ops:
+            if float_io and op.type in ("QUANTIZE", "DEQUANTIZE") and (set(op.inputs) | set(op.outputs)) & io:
+                continue
+            if any(self.tensors[i].dtype in FLOAT_TYPES for i in op.inputs + op.outputs if i >= 0):
+                found.append(op)
+        return found
 
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputError, ModelLoadError, RuntimeUnavailableError
+from ..errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
 from ..quiet import native_output_captured
 from ..tflite_model import check_tflite_file
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
@@ -101,10 +101,6 @@ INSTALL_HINTS = {
 }
 
 
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
-
 
 def _spec(detail: dict) -> IOSpec:
     scale, zero_point = detail.get("quantization", (0.0, 0))
@@ -153,7 +149,7 @@ class TFLiteRunner(Runner):
                 self.interpreter = backend.interpreter(**kwargs)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{self.runtime} cannot load {self.path}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"{self.runtime} cannot load {self.path}: {first_line(exc)}") from None
         # Bound directly: one Python frame less inside the profiler's timed loop.
         self.invoke = self.interpreter.invoke
         self._input_index = [d["index"] for d in self.interpreter.get_input_details()]
