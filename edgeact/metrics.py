@@ -1,6 +1,18 @@
-"""Accuracy and agreement metrics, computed with numpy alone (they run on the device too)."""
+"""Accuracy and agreement metrics, computed with numpy alone (they run on the device too).
+
+Every metric is defined for the degenerate cases a broken conversion produces, and none of
+them can make a broken model look right:
+- a zero output against a non-zero reference has cosine 0 and SQNR 0 dB (only two zero
+  vectors are identical: cosine 1, SQNR inf);
+- NaN or infinite values anywhere make cosine and SQNR NaN, which fails every threshold;
+- a sample whose candidate scores are all equal (a collapsed softmax) never agrees on top-1,
+  whatever `argmax` would pick;
+- `collapsed()` names an output that is the same for every sample, or constant within each
+  sample, so a report can say "collapsed" instead of quoting meaningless numbers.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -11,6 +23,7 @@ class Agreement:
     """How close a candidate model's outputs are to a reference's, on the same inputs.
 
     `top1_agreement` is None for outputs that are not class scores (one value per sample).
+    `relative_max_diff` is `max_abs_diff` over the reference's range (max - min).
     """
 
     samples: int
@@ -19,6 +32,8 @@ class Agreement:
     max_abs_diff: float
     mean_abs_diff: float
     sqnr_db: float
+    relative_max_diff: float = 0.0
+    collapsed: str | None = None  # why the candidate output carries no information, if it does not
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,34 +44,78 @@ def _flat(outputs: np.ndarray) -> np.ndarray:
     return outputs.reshape(len(outputs), -1)
 
 
+def _finite(*arrays: np.ndarray) -> bool:
+    return all(bool(np.all(np.isfinite(a))) for a in arrays)
+
+
 def cosine_similarity(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Mean over samples of the cosine between flattened outputs; 1.0 where both are zero."""
+    """Mean over samples of the cosine between flattened outputs.
+
+    1.0 only where both vectors are zero; 0.0 where exactly one is; NaN if any value is not finite.
+    """
     ref, cand = _flat(reference), _flat(candidate)
+    if not _finite(ref, cand):
+        return math.nan
     dot = np.sum(ref * cand, axis=1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    both_zero = norms == 0
-    cos = np.where(both_zero, 1.0, dot / np.where(both_zero, 1.0, norms))
+    ref_norm, cand_norm = np.linalg.norm(ref, axis=1), np.linalg.norm(cand, axis=1)
+    norms = ref_norm * cand_norm
+    both_zero = (ref_norm == 0) & (cand_norm == 0)
+    cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0))
     return float(np.mean(cos))
 
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Signal to quantization-noise ratio in dB over all values; inf when identical."""
+    """Signal to quantization-noise ratio in dB over all values.
+
+    inf when identical, -inf when the reference is zero and the candidate is not, NaN if any
+    value is not finite. A zero candidate against a non-zero reference is 0 dB.
+    """
     ref, cand = _flat(reference), _flat(candidate)
+    if not _finite(ref, cand):
+        return math.nan
     noise = float(np.sum((ref - cand) ** 2))
     signal = float(np.sum(ref**2))
     if noise == 0:
-        return float("inf")
+        return math.inf
     if signal == 0:
-        return float("-inf")
+        return -math.inf
     return float(10 * np.log10(signal / noise))
 
 
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float | None:
-    """Fraction of samples whose arg-max class is the same; None if outputs are not class scores."""
+    """Fraction of samples whose arg-max class is the same; None if outputs are not class scores.
+
+    A sample whose candidate (or reference) scores are all equal has no arg-max and counts as
+    a disagreement.
+    """
     ref, cand = _flat(reference), _flat(candidate)
     if ref.shape[1] < 2:
         return None
-    return float(np.mean(np.argmax(ref, axis=1) == np.argmax(cand, axis=1)))
+    if not _finite(ref, cand):
+        return 0.0
+    flat = (np.ptp(cand, axis=1) == 0) | (np.ptp(ref, axis=1) == 0)
+    same = (np.argmax(ref, axis=1) == np.argmax(cand, axis=1)) & ~flat
+    return float(np.mean(same))
+
+
+def collapsed(reference: np.ndarray, candidate: np.ndarray) -> str | None:
+    """Why the candidate output carries no information where the reference does; None if it does.
+
+    "all zero", "constant" (one value everywhere), "the same for every sample" (while the
+    reference varies across samples) or "not finite".
+    """
+    ref, cand = _flat(reference), _flat(candidate)
+    if not _finite(cand):
+        return "not finite (NaN or inf)"
+    if cand.size == 0 or np.ptp(ref) == 0:
+        return None
+    if not np.any(cand):
+        return "all zero"
+    if np.ptp(cand) == 0:
+        return f"constant ({cand.flat[0]:.4g} everywhere)"
+    if len(cand) > 1 and np.all(np.ptp(cand, axis=0) == 0) and np.any(np.ptp(ref, axis=0) > 0):
+        return "the same for every sample"
+    return None
 
 
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
@@ -65,21 +124,28 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
     candidate = np.asarray(candidate)
     if reference.shape != candidate.shape:
         raise ValueError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
-    diff = np.abs(_flat(reference) - _flat(candidate))
+    ref, cand = _flat(reference), _flat(candidate)
+    finite = _finite(ref, cand)
+    diff = np.abs(ref - cand)
+    max_abs = float(diff.max()) if diff.size and finite else (0.0 if not diff.size else math.nan)
+    span = float(np.ptp(ref)) if ref.size else 0.0
     return Agreement(
         samples=int(len(reference)),
         top1_agreement=top1_agreement(reference, candidate),
         cosine=cosine_similarity(reference, candidate),
-        max_abs_diff=float(diff.max()) if diff.size else 0.0,
-        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        max_abs_diff=max_abs,
+        mean_abs_diff=float(diff.mean()) if diff.size and finite else (0.0 if not diff.size else math.nan),
         sqnr_db=sqnr_db(reference, candidate),
+        relative_max_diff=(max_abs / span if span > 0 else (0.0 if max_abs == 0 else math.inf)),
+        collapsed=collapsed(reference, candidate),
     )
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
-    """Fraction of samples whose label is among the k highest scores."""
+    """Fraction of samples whose label is among the k highest scores (a flat row never counts)."""
     scores = _flat(scores)
     labels = np.asarray(labels).reshape(-1)
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+    informative = np.ptp(scores, axis=1) > 0 if scores.shape[1] > 1 else np.ones(len(scores), bool)
+    return float(np.mean(np.any(top == labels[:, None], axis=1) & informative))
