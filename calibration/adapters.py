@@ -8,14 +8,18 @@ import numpy as np
 from .sources import CalibrationSource
 
 
-def representative_dataset(source: CalibrationSource, progress=None) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """TFLite's `representative_dataset`: a callable returning a generator of input lists."""
+def representative_dataset(source: CalibrationSource, progress=None) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    """TFLite's `representative_dataset`: a callable returning a generator of `{input_name: batch}`.
 
-    def generate() -> Iterator[list[np.ndarray]]:
+    Dicts, not lists: TFLite's calibrator then feeds each array to the SignatureDef input of
+    that name, whatever order the converter gave the input tensors.
+    """
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
         for sample in source:
             if progress is not None:
                 progress.update(1)
-            yield [np.asarray(v, dtype=np.float32) for v in sample.values()]
+            yield {name: np.asarray(v, dtype=np.float32) for name, v in sample.items()}
 
     return generate
 
@@ -23,15 +27,15 @@ def representative_dataset(source: CalibrationSource, progress=None) -> Callable
 class OrtCalibrationReader:
     """ONNX Runtime's CalibrationDataReader protocol (`get_next`, `rewind`) over a source.
 
-    `transform` maps each sample to the ONNX model's layout (NHWC to NCHW) and `rename`
-    maps Keras input names to the ONNX graph's.
+    `transform(name, array)` maps each sample to the ONNX model's layout (NHWC to NCHW for
+    image inputs) and `rename` maps Keras input names to the ONNX graph's.
     """
 
     def __init__(self, source: CalibrationSource, rename: dict[str, str] | None = None,
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None, progress=None) -> None:
+                 transform: Callable[[str, np.ndarray], np.ndarray] | None = None, progress=None) -> None:
         self.source = source
         self.rename = rename or {}
-        self.transform = transform or (lambda x: x)
+        self.transform = transform or (lambda name, x: x)
         self.progress = progress
         self._iterator = iter(source)
 
@@ -41,7 +45,7 @@ class OrtCalibrationReader:
             return None
         if self.progress is not None:
             self.progress.update(1)
-        return {self.rename.get(k, k): self.transform(np.asarray(v, np.float32)) for k, v in sample.items()}
+        return {self.rename.get(k, k): self.transform(k, np.asarray(v, np.float32)) for k, v in sample.items()}
 
     def rewind(self) -> None:
         self._iterator = iter(self.source)

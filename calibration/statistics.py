@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from converters.activations import FUSABLE_PRODUCERS, classify, own_activation
 
 
 @dataclass
@@ -26,32 +25,26 @@ class ActivationStats:
         return asdict(self)
 
 
-def relu_layers(model) -> list[tuple[object, str]]:
-    """(layer, 'relu'|'relu6') for every layer whose output is a ReLU/ReLU6, in model order."""
-    found = []
-    for layer in model.layers:
-        config = layer.get_config()
-        kind, _ = classify(type(layer).__name__, config)
-        if kind is None and type(layer).__name__ in FUSABLE_PRODUCERS and own_activation(config) in ("relu", "relu6"):
-            kind = own_activation(config)
-        if kind is not None:
-            found.append((layer, kind))
-    return found
+def activation_statistics(model, samples, layers: list[tuple[object, str]],
+                          batch_size: int = 32) -> list[ActivationStats]:
+    """Sparsity and dead channels of the given ReLU/ReLU6 layers' outputs, accumulated batch by batch.
 
-
-def activation_statistics(model, samples: np.ndarray, batch_size: int = 32) -> list[ActivationStats]:
-    """Sparsity and dead channels of every ReLU/ReLU6 output, accumulated batch by batch."""
+    Args:
+        samples: a calibration.SampleSet (model inputs keyed by input name).
+        layers: (layer, "relu" | "relu6") pairs; converters.activations.relu_layers finds them.
+    """
     import keras
 
-    layers = relu_layers(model)
     if not layers:
         return []
-    probe = keras.Model(model.inputs[0], [layer.output for layer, _ in layers])
+    probe = keras.Model(model.inputs, [layer.output for layer, _ in layers])
+    names = [t.name for t in model.inputs]
     zeros = np.zeros(len(layers))
     counts = np.zeros(len(layers))
     alive: list[np.ndarray | None] = [None] * len(layers)
     for start in range(0, len(samples), batch_size):
-        outputs = probe(samples[start:start + batch_size], training=False)
+        batch = [samples.arrays[n][start:start + batch_size] for n in names]
+        outputs = probe(batch if len(batch) > 1 else batch[0], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for i, out in enumerate(outputs):
             out = np.asarray(out)

@@ -55,3 +55,16 @@ def classify(class_name: str, config: dict) -> tuple[str | None, str | None]:
 def own_activation(config: dict) -> str:
     """The activation a Conv/Dense layer applies itself ('linear' when none)."""
     return _activation_name(config.get("activation"))
+
+
+def relu_layers(model) -> list[tuple[object, str]]:
+    """(layer, 'relu'|'relu6') for every layer whose output is a ReLU/ReLU6, in model order."""
+    found = []
+    for layer in model.layers:
+        config = layer.get_config()
+        kind, _ = classify(type(layer).__name__, config)
+        if kind is None and type(layer).__name__ in FUSABLE_PRODUCERS and own_activation(config) in ("relu", "relu6"):
+            kind = own_activation(config)
+        if kind is not None:
+            found.append((layer, kind))
+    return found

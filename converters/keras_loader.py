@@ -26,7 +26,13 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return self.path.name if self.kind == "savedmodel" else self.path.stem
+        return model_name(self.path)
+
+
+def model_name(path: Path) -> str:
+    """The base name of the outputs: a SavedModel folder's name, a file's stem."""
+    path = Path(path)
+    return path.name if path.is_dir() else path.stem
 
 
 def import_keras():

@@ -7,24 +7,27 @@ int8 (default), uint8 or float interface.
 from __future__ import annotations
 
 from edgeact.config import Format, IOType
-from edgeact.errors import ConversionError
+from edgeact.errors import ConversionError, first_line
 from edgeact.fileio import StagedOutputs
 from edgeact.quiet import last_error_line, native_output_captured
+from edgeact.report import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.tflite_model import read_tflite
 
 from calibration.adapters import representative_dataset
 
-from . import ConvertJob, register_exporter
+from .job import ConvertJob
+from .registry import register_exporter
+from .serving import dict_output_model
 from .tflite_check import check_fusion, check_integer_only
-from .verify import compare_outputs
 
 
 def _converter(job: ConvertJob):
+    """A converter whose SignatureDef names inputs and outputs like the Keras model (see converters.signature)."""
     import tensorflow as tf
 
     if job.keras_model is not None:
-        return tf.lite.TFLiteConverter.from_keras_model(job.keras_model)
+        return tf.lite.TFLiteConverter.from_keras_model(dict_output_model(job.keras_model, job.output_names))
     return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
 
 
@@ -33,7 +36,7 @@ def _run_converter(converter, what: str) -> bytes:
         with native_output_captured() as captured:
             return converter.convert()
     except Exception as exc:
-        detail = last_error_line(captured.text) or str(exc).splitlines()[0][:300]
+        detail = last_error_line(captured.text) or first_line(exc, 300)
         raise ConversionError(f"TFLiteConverter could not write the {what} model: {detail}") from None
 
 
@@ -61,7 +64,7 @@ class TFLiteExporter:
     def output_names(self, name: str) -> list[str]:
         return [f"{name}_fp32.tflite", f"{name}_int8.tflite"]
 
-    def export(self, job: ConvertJob, staged: StagedOutputs) -> dict:
+    def export(self, job: ConvertJob, staged: StagedOutputs, report: FormatReport) -> None:
         fp32_name, int8_name = self.output_names(job.name)
         with job.step("tflite: float reference"):
             fp32 = staged.write_bytes(job.output_dir / fp32_name, export_float(job))
@@ -72,21 +75,16 @@ class TFLiteExporter:
             with native_output_captured():  # the runtime announces its XNNPACK delegate
                 fp32_runner, int8_runner = TFLiteRunner(fp32), TFLiteRunner(int8)
             holdout = job.calibration.holdout
-            names = job.output_names
-            float_checks = compare_outputs(job.reference_outputs, fp32_runner.predict(holdout), names,
-                                           job.options.tolerances, exact=True)
+            job.predictions["tflite_fp32"] = fp32_runner.predict(holdout)
             job.predictions["tflite_int8"] = int8_runner.predict(holdout)
-            int8_checks = compare_outputs(job.reference_outputs, job.predictions["tflite_int8"], names,
-                                          job.options.tolerances)
-        return {
-            "files": {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)},
-            "size_bytes": {"fp32": fp32_info.size_bytes, "int8": int8_info.size_bytes},
-            "runtime": {"name": int8_runner.runtime, "version": int8_runner.runtime_version},
+        report.files = {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)}
+        report.size_bytes = {"fp32": fp32_info.size_bytes, "int8": int8_info.size_bytes}
+        report.runtime = {"name": int8_runner.runtime, "version": int8_runner.runtime_version}
+        report.inputs = [s.to_dict() for s in int8_runner.inputs]
+        report.outputs = [s.to_dict() for s in int8_runner.outputs]
+        report.details = {
             "io_type": job.options.io_type.value,
-            "inputs": [s.to_dict() for s in int8_runner.inputs],
-            "outputs": [s.to_dict() for s in int8_runner.outputs],
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},
             "integer_only": check_integer_only(int8_info, float_io=job.options.io_type is IOType.FLOAT),
-            "checks": {"fp32_vs_keras": float_checks, "int8_vs_keras": int8_checks},
         }

@@ -35,7 +35,7 @@ def preprocess_options(fn):
     fn = click.option("--std", help="Per-channel std on 0..255 pixels, e.g. '58.4,57.1,57.4' (custom preprocessing).")(fn)
     fn = click.option("--mean", help="Per-channel mean on 0..255 pixels, e.g. '123.7,116.3,103.5' (custom preprocessing).")(fn)
     fn = click.option("--preprocess", "preset", type=click.Choice([p.value for p in Preset if p is not Preset.CUSTOM]),
-                      default=None, help="Preprocessing preset for image pixels [convert default: unit].")(fn)
+                      default=None, help="Preprocessing preset for image pixels [convert default: unit, or none for a model with its own Rescaling/Normalization].")(fn)
     return fn
 
 
@@ -92,40 +92,66 @@ def cli() -> None:
               help="Input layout of the ONNX models.")
 @click.option("--opset", type=click.IntRange(min=13, max=18), default=17, show_default=True,
               help="ONNX opset (tf2onnx 1.17 writes 13 to 18).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]H,W,C",
+              help="Fix an open input size, e.g. 224,224,3 (repeat with NAME= for several inputs).")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=VALUE",
+              help="Override a check threshold: top1, cosine, sqnr, rel-diff, float-sqnr, float-rel-diff.")
+@click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
+              help="Judge an output as class_scores or dense instead of the detected kind.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
-            labels, name, no_fuse, calibration_method, percentile, onnx_layout, opset, force, as_json):
+            labels, name, no_fuse, calibration_method, percentile, onnx_layout, opset, input_shapes, tolerances,
+            output_kinds, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     Example: edgeact convert model.keras -c photos/ --preprocess mobilenet -o out/
     """
     from converters import ConvertOptions, convert as run_convert
+    from converters.signature import parse_input_shapes
+
+    from .config import Tolerances
+    from .errors import VerificationError
 
     if not 0 < percentile <= 100:
         raise InputError(f"--percentile {percentile:g} is outside (0, 100]; give e.g. 99.99")
     options = ConvertOptions(
         formats=tuple(Format(f) for f in formats) or (Format.TFLITE,),
         io_type=IOType(io_type),
-        preprocessing=make_preprocessing(preset or Preset.UNIT.value, _floats(mean), _floats(std)),
+        preprocessing=make_preprocessing(preset, _floats(mean), _floats(std)) if (preset or mean or std) else None,
         samples=samples, holdout=holdout, seed=seed, passes=() if no_fuse else None,
         labels=_read_labels(labels) if labels else None, name=name, force=force,
         calibration_method=CalibrationMethod(calibration_method), percentile=percentile,
-        onnx_layout=OnnxLayout(onnx_layout), opset=opset,
+        onnx_layout=OnnxLayout(onnx_layout), opset=opset, input_shapes=parse_input_shapes(input_shapes),
+        tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EdgeactWarning)
         try:
             report = run_convert(model, calibration, output_dir, options)
+        except VerificationError as exc:
+            # A flagged conversion still shows its evidence: the whole summary, then the one-line error.
+            _emit(exc.report, as_json)
+            raise
         finally:
             _print_warnings(caught)
     _emit(report, as_json)
 
 
-def _emit(report: dict, as_json: bool) -> None:
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"{option} '{item}' is not NAME=VALUE; give e.g. {option} scores=class_scores")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _emit(report, as_json: bool) -> None:
     from .render import render_convert_report
 
-    click.echo(dumps_json(report) if as_json else render_convert_report(report))
+    click.echo(dumps_json(report.to_dict()) if as_json else render_convert_report(report))
 
 
 def _read_labels(path: Path) -> list[str]:

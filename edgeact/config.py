@@ -45,13 +45,47 @@ def choices(enum_type: type[enum.Enum]) -> list[str]:
 
 @dataclass(frozen=True)
 class Tolerances:
-    """How close the INT8 model must stay to the float model on held-out samples.
+    """How close converted models must stay to the float model on held-out samples.
 
-    Defaults are what a well-calibrated INT8 CNN reaches; `convert` marks each check
-    with a check mark or a cross against them.
+    INT8 class-score outputs are judged by top-1 agreement and cosine, INT8 dense outputs by
+    SQNR and their worst error relative to the output's range, float exports by a relative
+    error or an SQNR that only float rounding reaches. `--tolerance KEY=VALUE` overrides any.
     """
 
     min_top1_agreement: float = 0.97
     min_cosine: float = 0.98
-    # Float exports (fp32 .tflite/.onnx vs Keras) differ only by float rounding.
-    float_max_abs_diff: float = 1e-4
+    min_sqnr_db: float = 15.0
+    max_relative_diff: float = 0.25
+    float_min_sqnr_db: float = 60.0
+    float_max_relative_diff: float = 1e-3
+
+    # --tolerance keys, as a user types them.
+    KEYS = {"top1": "min_top1_agreement", "cosine": "min_cosine", "sqnr": "min_sqnr_db",
+            "rel-diff": "max_relative_diff", "float-sqnr": "float_min_sqnr_db",
+            "float-rel-diff": "float_max_relative_diff"}
+
+    def to_dict(self) -> dict:
+        return {key: getattr(self, attr) for key, attr in self.KEYS.items()}
+
+    def with_overrides(self, items: list[str] | tuple[str, ...]) -> "Tolerances":
+        """`["sqnr=20", "top1=0.95"]` applied; InputError naming a bad key or value."""
+        import dataclasses
+        import math
+
+        from .errors import InputError
+
+        changes = {}
+        for item in items:
+            key, _, value = item.partition("=")
+            attr = self.KEYS.get(key.strip())
+            if attr is None:
+                raise InputError(f"--tolerance '{item}': unknown key '{key}'; use one of {', '.join(self.KEYS)}")
+            try:
+                number = float(value)
+            except ValueError:
+                raise InputError(f"--tolerance '{item}': '{value}' is not a number; give e.g. {key}=0.9") from None
+            if not math.isfinite(number) or number < 0 or (key in ("top1", "cosine") and number > 1):
+                raise InputError(f"--tolerance '{item}' is out of range; top1 and cosine lie in [0, 1], "
+                                 "the others are >= 0")
+            changes[attr] = number
+        return dataclasses.replace(self, **changes)

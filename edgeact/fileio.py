@@ -97,6 +97,13 @@ class StagedOutputs:
         self._made.clear()
         return done
 
+    def discard_matching(self, folder: Path, names: list[str]) -> None:
+        """Drop the staged files that would become `folder/name` (a format whose export failed)."""
+        targets = {Path(folder) / n for n in names}
+        for tmp, final in [item for item in self._staged if item[1] in targets]:
+            tmp.unlink(missing_ok=True)
+            self._staged.remove((tmp, final))
+
     def discard(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)

@@ -4,86 +4,131 @@ from __future__ import annotations
 from .table import fmt, mark, render_table
 
 
-def _checks_rows(checks: dict) -> list[list]:
-    rows = []
-    for comparison, items in checks.items():
-        for c in items:
-            rows.append([mark(c["passed"]), comparison.replace("_", " "), c["output"], c["samples"],
-                         c["top1_agreement"], c["cosine"], c["sqnr_db"], c["max_abs_diff"], c["rule"]])
-    return rows
+def render_convert_report(report, width: int | None = None) -> str:
+    """What `convert` prints: the model, the data, what each pass did, each format, every check,
+    the files written and one verdict line. Every line fits `width` (the terminal's, 100 otherwise)."""
+    from .report import CHECK_KINDS, ConvertReport
 
-
-def render_convert_report(report: dict) -> str:
-    parts = [f"edgeact convert: {report['name']}  (input {report['input']['name']} "
-             f"{tuple(report['input']['shape'])} NHWC, preprocessing {report['preprocessing']['preset']})"]
-    cal = report["calibration"]
+    if not isinstance(report, ConvertReport):
+        report = ConvertReport.from_dict(report)
+    width = width or terminal_width()
+    pre = report.preprocessing
+    inputs = ", ".join(f"{i.name} {tuple(i.shape)}" for i in report.inputs)
+    parts = [f"edgeact convert: {report.name}  (input {inputs}; preprocessing {pre['preset']}"
+             + (f": {pre['description']}" if pre.get("description") else "") + ")"]
+    for item in report.input_normalization:
+        parts.append(f"  the model normalises its own input: {item['layer']} ({item['class']}: {item['effect']}); "
+                     "it takes raw pixels")
+    outputs = ", ".join(f"{o.name} {tuple(o.shape)} [{(o.kind or '?').replace('_', ' ')}]" for o in report.outputs)
+    parts.append(f"outputs: {outputs}")
+    cal = report.calibration
     skipped = cal.get("skipped") or {}
     parts.append(
         f"calibration: {cal['source']}: {cal['calibration_samples']} samples, {cal['holdout_samples']} held out"
-        f" ({cal['values']}; input range {fmt(cal['input_min'])}..{fmt(cal['input_max'])})"
-        + (f"; skipped {', '.join(f'{n} {w}' for w, n in skipped.items())}" if skipped else "")
-    )
-    passes = report.get("passes") or []
-    if passes:
-        rows = []
-        for p in passes:
-            for c in p["changed"]:
-                rows.append([mark(True), p["name"], c["layer"], f"into {c['into']} ({c['into_type']})"])
-            for s in p["skipped"]:
-                rows.append(["-", p["name"], s["layer"], f"not fused: {s['reason']}"])
-        diffs = ", ".join(f"{p['name']} {fmt(p['max_abs_diff'])}" for p in passes)
-        parts.append(render_table(["", "pass", "layer", "result"], rows,
-                                  title=f"\ngraph passes (max abs output change: {diffs})"))
-    stats = report.get("activation_stats") or []
-    if stats:
-        rows = [[s["layer"], s["kind"], s["channels"], f"{100 * s['sparsity']:.1f}%",
-                 f"{s['dead_channels']} (dying ReLU?)" if s["dead_channels"] else 0] for s in stats]
-        parts.append(render_table(["activation", "kind", "channels", "zeros", "dead channels"], rows,
-                                  title="\nactivation statistics (float model, calibration samples)"))
-    for fmt_name, section in report["formats"].items():
+        f" ({cal['values']}; range {fmt(cal['input_min'])}..{fmt(cal['input_max'])})"
+        + (f"; skipped {', '.join(f'{n} {w}' for w, n in skipped.items())}" if skipped else ""))
+    parts.extend(_passes_lines(report.passes))
+    parts.extend(_stats_lines(report.activation_stats))
+    for fmt_name, section in report.formats.items():
         parts.append(render_format_section(fmt_name, section))
-    if report.get("parity"):
-        parts.append(render_table(
-            ["", "comparison", "output", "n", "top-1 agree", "cosine", "SQNR dB", "max |diff|", "tolerance"],
-            _checks_rows(report["parity"]), title=f"\nparity on {report['calibration']['verified_on']}"))
-    parts.append(f"\n{mark(report['checks_passed'])} all checks {'passed' if report['checks_passed'] else 'did not pass'}")
-    return "\n".join(parts)
+    for note in report.notes:
+        parts.append(f"note: {note}")
+    parts.append("\nchecks")
+    for kind in list(CHECK_KINDS) + sorted({c.kind for c in report.checks} - set(CHECK_KINDS)):
+        for check in report.checks_of(kind):
+            parts.append(f"  {mark(check.passed)} {check.label}: {check.summary}")
+            if not check.passed and check.advice:
+                parts.append(f"      -> {check.advice}")
+    rules = sorted({c.rule for c in report.checks if c.kind == "parity" and c.rule})
+    for rule in rules:
+        parts.append(f"  rule: {rule}")
+    written = [path for section in report.formats.values() for path in section.files.values()]
+    if written:
+        parts.append("\nwrote")
+        parts.extend(f"  {path}" for path in written)
+    failed = report.failed_checks()
+    verdict = (f"{mark(True)} all {len(report.checks)} checks passed" if not failed else
+               f"{mark(False)} {len(failed)} of {len(report.checks)} checks failed: "
+               + "; ".join(c.label for c in failed[:3]) + (" ..." if len(failed) > 3 else ""))
+    parts.append("\n" + verdict)
+    return fit_lines("\n".join(parts), width)
 
 
-def render_format_section(name: str, section: dict) -> str:
-    lines = [f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in section["files"].items())]
-    if section.get("layout"):
-        lines.append(f"  opset {section['opset']}, input layout {section['layout'].upper()}, "
-                     + ", ".join(f"{k} {v}" for k, v in section.get("quantization", {}).items()))
-    sizes = section.get("size_bytes", {})
-    if sizes:
-        lines.append("  size: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items()))
-    for io in ("inputs", "outputs"):
-        for spec in section.get(io, []):
-            lines.append(f"  {io[:-1]} {spec['name']}: {spec['dtype']} {tuple(spec['shape'])}"
-                         + (f" scale {fmt(spec['scale'])} zero point {spec['zero_point']}" if spec["scale"] else ""))
-    for kind, fusion in section.get("fusion", {}).items():
-        counts = ", ".join(f"{op} {act} x{n}" for op, acts in fusion["fused"].items()
-                           for act, n in acts.items() if act != "NONE") or "none"
-        lines.append(f"  {mark(fusion['passed'])} {kind} fused activations: {counts}; "
-                     f"fusable but left: {len(fusion['unfused'])}"
-                     + (f"; Relu/Clip nodes: {fusion['activations']}" if "activations" in fusion else ""))
-        for item in fusion["standalone"]:
-            lines.append(f"      standalone {item['op']} after {item['after']}: {item['reason']}")
-        for item in fusion["unfused"]:
-            lines.append(f"      {mark(False)} {item['op']} after {item['after']}: {item['reason']}")
-    for key in ("graph_shape", "integer_only", "integer_kernels"):
-        if key in section:
-            check = section[key]
-            lines.append(f"  {mark(check['passed'])} {key.replace('_', ' ')}: {check.get('summary') or _integer_text(check)}")
+def terminal_width() -> int:
+    """The terminal's width, or 100 columns when output is not a terminal."""
+    import shutil
+    import sys
+
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((100, 24)).columns
+    return 100
+
+
+def fit_lines(text: str, width: int) -> str:
+    """Every line at most `width` characters: long lines wrap with an indent under their start."""
+    import textwrap
+
+    lines = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        indent = " " * min(len(line) - len(line.lstrip()) + 4, width // 3)
+        lines.extend(textwrap.wrap(line, width=width, subsequent_indent=indent, break_long_words=True,
+                                   break_on_hyphens=False, drop_whitespace=True))
     return "\n".join(lines)
 
 
-def _integer_text(check: dict) -> str:
-    text = f"{check['integer_ops']}/{check['total_ops']} ops integer"
-    if check["float_ops"]:
-        text += f" (float: {', '.join(check['float_ops'][:6])})"
-    return text
+def _passes_lines(passes: list[dict]) -> list[str]:
+    if not passes:
+        return []
+    diffs = ", ".join(f"{p['name']} {fmt(p['max_abs_diff'])}" for p in passes)
+    lines = [f"\ngraph passes (max abs output change: {diffs})"]
+    for p in passes:
+        for c in p["changed"]:
+            lines.append(f"  {mark(True)} {p['name']}: {c['layer']} into {c['into']} ({c['into_type']})")
+        for s in p["skipped"]:
+            lines.append(f"  - {p['name']}: {s['layer']} not changed: {s['reason']}")
+    return lines
+
+
+def _stats_lines(stats: list[dict]) -> list[str]:
+    if not stats:
+        return []
+    dead = [s for s in stats if s["dead_channels"]]
+    mean_zero = sum(s["sparsity"] for s in stats) / len(stats)
+    lines = [f"\nactivations: {len(stats)} ReLU/ReLU6, {100 * mean_zero:.0f}% zeros on average (float model, "
+             f"calibration samples); dead channels: {sum(s['dead_channels'] for s in dead) or 'none'}"]
+    for s in dead:
+        lines.append(f"  {s['layer']}: {s['dead_channels']} of {s['channels']} channels always zero (dying ReLU?)")
+    return lines
+
+
+def render_format_section(name: str, section) -> str:
+    if section.error:
+        return f"\n{name}: {mark(False)} not written: {section.error}"
+    details = section.details
+    lines = [f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in section.files.items())]
+    if details.get("layout"):
+        lines.append(f"  opset {details['opset']}, input layout {details['layout'].upper()}, "
+                     + ", ".join(f"{k} {v}" for k, v in details.get("quantization", {}).items()))
+    sizes = section.size_bytes
+    if sizes:
+        lines.append("  size: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items())
+                     + (f"; verified with {section.runtime['name']} {section.runtime['version']}"
+                        if section.runtime else ""))
+    for io in ("inputs", "outputs"):
+        for spec in getattr(section, io):
+            lines.append(f"  {io[:-1]} {spec['name']}: {spec['dtype']} {tuple(spec['shape'])}"
+                         + (f" scale {fmt(spec['scale'])} zero point {spec['zero_point']}" if spec["scale"] else ""))
+    for kind, fusion in details.get("fusion", {}).items():
+        counts = ", ".join(f"{op} {act} x{n}" for op, acts in fusion["fused"].items()
+                           for act, n in acts.items() if act != "NONE") or "none"
+        lines.append(f"  {kind} fused activations: {counts}"
+                     + (f"; Relu/Clip nodes: {fusion['activations']}" if "activations" in fusion else ""))
+        for item in fusion["standalone"]:
+            lines.append(f"      standalone {item['op']} after {item['after']}: {item['reason']}")
+    return "\n".join(lines)
 
 
 def render_inspect(info: dict) -> str:

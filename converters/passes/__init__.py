@@ -44,13 +44,13 @@ def register_pass(name: str) -> Callable[[PassFn], PassFn]:
     return decorate
 
 
-def run_pipeline(model, names: list[str], samples: np.ndarray | None):
+def run_pipeline(model, names: list[str], samples=None):
     """Run the named passes on a Keras model; return the new model and one result per pass.
 
     Args:
         model: a Functional or Sequential Keras model (left unchanged).
         names: pass names, in order.
-        samples: float inputs to verify each pass on; None skips the check.
+        samples: a calibration.SampleSet to verify each pass on; None skips the check.
     Returns:
         (rewritten Keras model, list of PassResult)
     """
@@ -73,12 +73,14 @@ def run_pipeline(model, names: list[str], samples: np.ndarray | None):
     return current, results
 
 
-def _max_output_diff(before, after, samples: np.ndarray) -> float:
-    a = before.predict(samples, verbose=0, batch_size=64)
-    b = after.predict(samples, verbose=0, batch_size=64)
-    a = a if isinstance(a, (list, tuple)) else [a]
-    b = b if isinstance(b, (list, tuple)) else [b]
-    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y))) for x, y in zip(a, b)))
+def _max_output_diff(before, after, samples) -> float:
+    from ..serving import named_outputs
+
+    names = list(before.output_names)
+    batch = [samples.arrays[t.name] for t in before.inputs]
+    a = named_outputs(before(batch if len(batch) > 1 else batch[0], training=False), names)
+    b = named_outputs(after(batch if len(batch) > 1 else batch[0], training=False), names)
+    return float(max(np.max(np.abs(np.asarray(a[n]) - np.asarray(b[n]))) for n in names))
 
 
 # Importing the pass modules registers them.

@@ -13,6 +13,7 @@ import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -143,10 +144,41 @@ class Runner(ABC):
             progress.update(n % chunk)
         return results
 
-    def predict(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run a float batch (N, ...) one sample at a time; float outputs, one array per output."""
-        raw = self.run_prepared(self.prepare(batch))
-        return [dequantize(r, spec) for r, spec in zip(raw, self.outputs)]
+    def input_arrays(self, batch) -> list[np.ndarray]:
+        """A batch (N, ...) for a single-input model, or arrays keyed by input name, in input order."""
+        from ..arrays import match_input_names
+
+        arrays = getattr(batch, "arrays", batch)  # calibration.SampleSet carries its arrays by name
+        if isinstance(arrays, Mapping):
+            match_input_names(arrays, [s.name for s in self.inputs], f"the data for {self.path.name}")
+            return [np.asarray(arrays[s.name]) for s in self.inputs]
+        if len(self.inputs) != 1:
+            raise InputError(f"{self.path.name} has {len(self.inputs)} inputs "
+                             f"({', '.join(s.name for s in self.inputs)}); give arrays keyed by input name")
+        return [np.asarray(arrays)]
+
+    def predict(self, batch) -> dict[str, np.ndarray]:
+        """Run a float batch one sample at a time; float outputs keyed by output name.
+
+        Args:
+            batch: (N, ...) for a single-input model, or `{input_name: (N, ...)}`.
+        """
+        arrays = self.input_arrays(batch)
+        if len(arrays) == 1:
+            raw = self.run_prepared(self.prepare(arrays[0]))
+        else:
+            raw = self._run_inputs([self.prepare(a, i) for i, a in enumerate(arrays)])
+        return {spec.name: dequantize(r, spec) for r, spec in zip(raw, self.outputs)}
+
+    def _run_inputs(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """Raw outputs for a multi-input model, one sample at a time (not the profiler's timed path)."""
+        n = len(prepared[0])
+        results = [np.empty((n, *spec.shape[1:]), dtype=spec.dtype) for spec in self.outputs]
+        for i in range(n):
+            self.set_inputs([np.reshape(p[i], spec.shape) for p, spec in zip(prepared, self.inputs)])
+            self.invoke()
+            self.store_outputs(results, i)
+        return results
 
     def describe(self) -> dict:
         return {

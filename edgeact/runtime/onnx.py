@@ -154,10 +154,11 @@ class OnnxRunner(Runner):
         for slot, out in zip(results, self._results):
             slot[row] = out.reshape(slot.shape[1:])
 
-    def predict(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Whole batches at once where the model's batch axis is dynamic; else one at a time."""
-        shape = self.session.get_inputs()[0].shape
-        if shape and not isinstance(shape[0], int) and len(self.inputs) == 1:
-            outputs = self.session.run(self._names, {self.inputs[0].name: self.prepare(batch)})
-            return [np.asarray(o, dtype=np.float32) for o in outputs]
+    def predict(self, batch) -> dict[str, np.ndarray]:
+        """Whole batches at once where every input's batch axis is dynamic; else one at a time."""
+        if all(i.shape and not isinstance(i.shape[0], int) for i in self.session.get_inputs()):
+            arrays = self.input_arrays(batch)
+            feed = {spec.name: self.prepare(a, k) for k, (spec, a) in enumerate(zip(self.inputs, arrays))}
+            outputs = self.session.run(self._names, feed)
+            return {name: np.asarray(o, dtype=np.float32) for name, o in zip(self._names, outputs)}
         return super().predict(batch)

@@ -102,10 +102,28 @@ INSTALL_HINTS = {
 
 
 
-def _spec(detail: dict) -> IOSpec:
+def signature_names(interpreter) -> tuple[dict[int, str], dict[int, str]]:
+    """{tensor index: name} of the inputs and outputs in the model's one SignatureDef.
+
+    The SignatureDef carries the Keras names edgeact converted with; tensor names and tensor
+    order do not (TFLite may swap two inputs). A model without exactly one signature keeps
+    its tensor names.
+    """
+    try:
+        signatures = interpreter._get_full_signature_list()
+    except (AttributeError, RuntimeError, ValueError):
+        return {}, {}
+    if not signatures or len(signatures) != 1:
+        return {}, {}
+    signature = next(iter(signatures.values()))
+    return ({int(i): str(n) for n, i in signature.get("inputs", {}).items()},
+            {int(i): str(n) for n, i in signature.get("outputs", {}).items()})
+
+
+def _spec(detail: dict, names: dict[int, str]) -> IOSpec:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return IOSpec(
-        name=detail["name"], shape=tuple(int(d) for d in detail["shape"]),
+        name=names.get(int(detail["index"]), detail["name"]), shape=tuple(int(d) for d in detail["shape"]),
         dtype=np.dtype(detail["dtype"]), scale=float(scale), zero_point=int(zero_point),
     )
 
@@ -154,8 +172,9 @@ class TFLiteRunner(Runner):
         self.invoke = self.interpreter.invoke
         self._input_index = [d["index"] for d in self.interpreter.get_input_details()]
         self._output_index = [d["index"] for d in self.interpreter.get_output_details()]
-        self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
-        self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]
+        input_names, output_names = signature_names(self.interpreter)
+        self.inputs = [_spec(d, input_names) for d in self.interpreter.get_input_details()]
+        self.outputs = [_spec(d, output_names) for d in self.interpreter.get_output_details()]
         self._input_views = [self.interpreter.tensor(i) for i in self._input_index]
         self._output_views = [self.interpreter.tensor(i) for i in self._output_index]
 

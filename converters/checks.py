@@ -1,0 +1,159 @@
+"""The checks a conversion must pass: small registered producers, run over the finished job.
+
+Each producer takes the job and the report and returns `Check`s of one kind (the kinds and
+their order are `edgeact.report.CHECK_KINDS`). The pipeline runs every registered producer;
+rendering and `checks_passed` iterate over the checks, so a new check is one new function.
+Every failed check carries advice that names its cause and the next step.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from edgeact.errors import ConversionError
+from edgeact.report import Check, ConvertReport, OutputKind
+
+from .job import ConvertJob
+from .verify import compare_outputs
+
+CheckFn = Callable[[ConvertJob, ConvertReport], list[Check]]
+CHECKS: dict[str, CheckFn] = {}
+
+
+def register_check(kind: str) -> Callable[[CheckFn], CheckFn]:
+    def decorate(fn: CheckFn) -> CheckFn:
+        CHECKS[kind] = fn
+        return fn
+
+    return decorate
+
+
+def run_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    checks: list[Check] = []
+    for fn in CHECKS.values():
+        checks.extend(fn(job, report))
+    return checks
+
+
+@register_check("export")
+def export_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    return [Check("export", f"{fmt} export", section.error is None, rule="the exporter writes both models",
+                  summary=section.error or ", ".join(sorted(section.files)), format=fmt,
+                  advice="" if section.error is None else f"see the {fmt} error above; the other formats were "
+                  "written and verified")
+            for fmt, section in report.formats.items()]
+
+
+_VARIANT_TEXT = {"fp32": "float", "int8": "INT8"}
+
+
+@register_check("parity")
+def parity_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    """Every written model against the float Keras model, per output by name."""
+    checks = []
+    for key, outputs in job.predictions.items():
+        fmt, variant = key.split("_", 1)
+        subject = f"{fmt} {variant} vs keras"
+        try:
+            found = compare_outputs(job.reference_outputs, outputs, job.signature.outputs, job.options.tolerances,
+                                    subject, fmt, exact=variant == "fp32")
+        except ConversionError as exc:
+            found = [Check("names", subject, False, rule="outputs matched by Keras name", summary=str(exc),
+                           format=fmt, advice="re-export keeping the output names")]
+        for check in found:
+            if not check.passed and check.kind == "parity":
+                check.advice = _parity_advice(job, check, variant)
+        checks.extend(found)
+    return checks
+
+
+@register_check("cross_format")
+def cross_format_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    if not {"tflite_int8", "onnx_int8"} <= set(job.predictions):
+        return []
+    checks = compare_outputs(job.predictions["tflite_int8"], job.predictions["onnx_int8"], job.signature.outputs,
+                             job.options.tolerances, "tflite int8 vs onnx int8", kind="cross_format")
+    for check in checks:
+        if not check.passed:
+            check.advice = ("the two INT8 models disagree more than each may differ from float; compare their "
+                            "parity rows above to see which one drifted")
+    return checks
+
+
+def _parity_advice(job: ConvertJob, check: Check, variant: str) -> str:
+    metrics = check.metrics
+    if variant == "fp32":
+        return ("the float export differs from Keras by more than float rounding: a layer converted with different "
+                "semantics; run edgeact inspect on the fp32 model and compare it with the Keras layers")
+    if metrics.get("collapsed"):
+        low, high = job.calibration.summary.get("input_min"), job.calibration.summary.get("input_max")
+        return (f"the INT8 output is {metrics['collapsed']}: check that the calibration data is real and "
+                f"preprocessed as in training (calibration inputs ranged {low:.3g}..{high:.3g}; "
+                "see --preprocess), then see the per-layer error")
+    info = next((o for o in job.signature.outputs if o.name == check.output), None)
+    if info is not None and info.kind == OutputKind.CLASS_SCORES:
+        return ("INT8 loses accuracy on this output: try --calibration-method percentile (ONNX) or more calibration "
+                "samples (--samples), or relax with --tolerance top1=... if the drop is acceptable")
+    return ("INT8 error on this dense output is high: try --calibration-method percentile (ONNX), more calibration "
+            "samples, or --tolerance sqnr=... if the error is acceptable for its use")
+
+
+@register_check("fusion")
+def fusion_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    checks = []
+    for fmt, section in report.formats.items():
+        for variant, fusion in (section.details.get("fusion") or {}).items():
+            unfused = fusion.get("unfused") or []
+            first = unfused[0] if unfused else None
+            checks.append(Check(
+                "fusion", f"{fmt} {variant} fusion", bool(fusion.get("passed")), format=fmt,
+                rule="no ReLU/ReLU6 left that could fuse into the op before it",
+                summary=(f"{first['op']} after {first['after']}: {first['reason']}" if first else
+                         f"{_fused_count(fusion)} fused, {len(fusion.get('standalone') or [])} standalone by design"),
+                advice="" if not unfused else
+                "a ReLU that could fuse was left standalone: check its producer has no other consumer, "
+                "or rerun without --no-fuse"))
+    return checks
+
+
+def _fused_count(fusion: dict) -> int:
+    return sum(n for acts in (fusion.get("fused") or {}).values() for act, n in acts.items() if act != "NONE")
+
+
+@register_check("integer_only")
+def integer_only_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    checks = []
+    for fmt, section in report.formats.items():
+        found = section.details.get("integer_only")
+        if found:
+            float_ops = found.get("float_ops") or []
+            checks.append(Check("integer_only", f"{fmt} int8 full-integer", bool(found["passed"]), format=fmt,
+                                rule="every op computes in integer",
+                                summary=f"{found['integer_ops']}/{found['total_ops']} ops integer"
+                                + (f" (float: {', '.join(float_ops[:6])})" if float_ops else ""),
+                                advice="" if found["passed"] else "ops left in float cannot run on an Edge TPU; "
+                                "replace those layers or accept a float fallback"))
+    return checks
+
+
+@register_check("integer_kernels")
+def integer_kernel_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    return _detail_checks(report, "integer_kernels", "onnx int8 integer kernels",
+                          "every Conv and MatMul/Gemm runs as an integer kernel after ORT optimisation",
+                          "ORT left float compute: see the ops named; --opset 17 and NHWC/NCHW layouts differ")
+
+
+@register_check("graph_shape")
+def graph_shape_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
+    return _detail_checks(report, "graph_shape", "onnx fp32 graph layout",
+                          "no BatchNormalization left, at most one layout Transpose at the input",
+                          "layout transposes or BatchNorm remain: try --onnx-layout nchw, or check the fold pass")
+
+
+def _detail_checks(report: ConvertReport, key: str, subject: str, rule: str, advice: str) -> list[Check]:
+    checks = []
+    for fmt, section in report.formats.items():
+        found = section.details.get(key)
+        if found:
+            checks.append(Check(key, subject, bool(found["passed"]), rule=rule, summary=found.get("summary", ""),
+                                format=fmt, advice="" if found["passed"] else advice))
+    return checks

@@ -1,0 +1,70 @@
+"""What exporters and checks get: the folded model, its signature, the data, the float reference."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .options import ConvertOptions
+from .signature import ModelSignature
+
+
+@dataclass
+class ConvertJob:
+    """One conversion in progress.
+
+    `reference_outputs` are the user's float model's outputs on the held-out samples, keyed by
+    output name; `predictions` collects each written model's outputs on the same samples,
+    keyed by variant ("tflite_int8", "onnx_fp32", ...) and then by output name.
+    """
+
+    name: str
+    output_dir: Path
+    loaded: Any  # converters.keras_loader.LoadedModel
+    keras_model: Any  # after graph passes; None for a SavedModel
+    signature: ModelSignature
+    calibration: Any  # calibration.CalibrationSet
+    reference_outputs: dict[str, np.ndarray]
+    options: ConvertOptions
+    stats: list = field(default_factory=list)  # calibration.statistics.ActivationStats
+    pass_results: list = field(default_factory=list)  # converters.passes.PassResult
+    notes: list[str] = field(default_factory=list)
+    input_normalization: list[dict] = field(default_factory=list)
+    predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.signature.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.signature.output_names
+
+    @contextmanager
+    def step(self, description: str, total: int | None = None) -> Iterator[Any]:
+        with progress_step(description, self.options.progress, total) as bar:
+            yield bar
+
+
+@contextmanager
+def progress_step(description: str, progress: bool | None, total: int | None = None) -> Iterator[Any]:
+    """A progress bar for one step on a terminal; elsewhere (CI logs) one line with its time when done."""
+    from tqdm import tqdm
+
+    from edgeact.quiet import console
+
+    stream = console()
+    terminal = stream.isatty() if progress is None else progress
+    bar = tqdm(total=total, desc=f"{description:<26}", file=stream, leave=False, disable=not terminal,
+               bar_format="{desc} {bar} {n_fmt}/{total_fmt}" if total else "{desc} ...")
+    start = time.perf_counter()
+    try:
+        yield bar
+    finally:
+        bar.close()
+        if not terminal and progress is None:
+            print(f"edgeact: {description} ({time.perf_counter() - start:.1f} s)", file=stream, flush=True)

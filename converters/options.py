@@ -1,0 +1,36 @@
+"""What `convert` can be told: one typed options object the CLI builds and the library checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
+from edgeact.preprocess import Preprocessing
+
+
+@dataclass
+class ConvertOptions:
+    """Everything `convert` can be told; the CLI builds one of these from its options.
+
+    `preprocessing` None means: decide from the model (the identity for a model that
+    normalises its own input with Rescaling/Normalization layers, `unit` otherwise).
+    """
+
+    formats: tuple[Format, ...] = (Format.TFLITE,)
+    io_type: IOType = IOType.INT8
+    preprocessing: Preprocessing | None = None
+    samples: int = 200
+    holdout: int = 100
+    seed: int = 0
+    passes: tuple[str, ...] | None = None  # None: the default pipeline; () turns fusion off
+    labels: list[str] | None = None
+    name: str | None = None
+    force: bool = False
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
+    percentile: float = 99.999
+    onnx_layout: OnnxLayout = OnnxLayout.NHWC
+    opset: int = 17
+    input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
+    output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess
+    progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    verbose: bool = False

@@ -1,0 +1,181 @@
+"""`convert()`: load, calibrate, fold and fuse, export every format, check, write, in that order.
+
+Cheap refusals come first (formats, output folder, existing files), then the model is
+loaded and its open sizes fixed before any data is read. Formats are independent: an
+exporter that fails is recorded in its section of the report while the others are written
+and verified. Everything is staged and written together with the report, or nothing is.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from edgeact import __version__
+from edgeact.config import Format
+from edgeact.errors import ConversionError, InputError, VerificationError, first_line
+from edgeact.fileio import check_output_folder, check_writable, sha256_of, staged_outputs
+from edgeact.model_report import REPORT_SUFFIX
+from edgeact.report import ConvertReport, FormatReport
+
+from .checks import run_checks
+from .job import ConvertJob, progress_step
+from .options import ConvertOptions
+from .registry import load_exporters
+
+
+def report_path(output_dir: Path, name: str) -> Path:
+    """Where convert writes the report that `edgeact.model_report.find_report` reads back."""
+    return Path(output_dir) / f"{name}{REPORT_SUFFIX}"
+
+
+def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
+            options: ConvertOptions | None = None) -> ConvertReport:
+    """Convert a Keras model to the requested formats and return the report.
+
+    Args:
+        model: a .keras/.h5 path, a SavedModel folder, or a Keras model object.
+        calibration: an image folder, a .npy/.npz path, "random", an array, a dict of arrays
+            keyed by input name, or an iterable of samples.
+        output_dir: where `<name>_int8.tflite`, ... and `<name>.edgeact.json` go.
+    Raises:
+        EdgeactError subclasses for bad input (nothing is written);
+        VerificationError (with `.report`) when outputs were written but a check failed.
+    """
+    from .keras_loader import LoadedModel, check_graph_model, load_model, model_name
+
+    options = options or ConvertOptions()
+    exporters = load_exporters()
+    formats = tuple(dict.fromkeys(Format(f) for f in options.formats))
+    if not formats:
+        raise InputError("no output format chosen; pass --format tflite and/or --format onnx")
+    output_dir = Path(output_dir)
+    check_output_folder(output_dir)
+    if isinstance(model, (str, Path)):
+        name = options.name or model_name(Path(model))
+    else:
+        name = options.name or getattr(model, "name", "model")
+    outputs = [output_dir / f for fmt in formats for f in exporters[fmt].output_names(name)]
+    check_writable(outputs + [report_path(output_dir, name)], options.force)  # before anything heavy
+
+    with progress_step("loading the model", options.progress):
+        if isinstance(model, (str, Path)):
+            loaded = load_model(model)
+        else:
+            check_graph_model(model, Path(getattr(model, "name", "model")))
+            loaded = LoadedModel(path=Path(f"{model.name}.keras"), kind="object", keras_model=model)
+    job = _prepare(loaded, name, output_dir, calibration, options)
+
+    report = ConvertReport(
+        name=name, edgeact_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        source={"path": str(loaded.path), "kind": loaded.kind,
+                "sha256": sha256_of(loaded.path) if loaded.path.is_file() else None},
+        inputs=[_input_info(i) for i in job.signature.inputs], outputs=job.signature.outputs,
+        preprocessing=job.options.preprocessing.to_dict(), labels=options.labels,
+        input_normalization=job.input_normalization, calibration=job.calibration.summary,
+        tolerances=options.tolerances.to_dict(), activation_stats=[s.to_dict() for s in job.stats],
+        passes=[r.to_dict() for r in job.pass_results], notes=job.notes,
+    )
+    with staged_outputs() as staged:
+        for fmt in formats:
+            section = FormatReport(format=fmt.value)
+            try:
+                exporters[fmt].export(job, staged, section)
+            except ConversionError as exc:
+                section.error = first_line(exc, 400)
+                staged.discard_matching(job.output_dir, exporters[fmt].output_names(name))
+                for key in [k for k in job.predictions if k.startswith(f"{fmt.value}_")]:
+                    del job.predictions[key]
+            report.formats[fmt.value] = section
+        report.checks = run_checks(job, report)
+        staged.write_json(report_path(output_dir, name), report.to_dict())
+        staged.commit()
+    if not report.checks_passed:
+        failed = report.failed_checks()
+        error = VerificationError(first_line(
+            f"{len(failed)} of {len(report.checks)} checks failed, first {failed[0].label}: {failed[0].summary}"
+            " (the report has the rest)", 240))
+        error.report = report
+        raise error
+    return report
+
+
+def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: ConvertOptions) -> ConvertJob:
+    """Signature, calibration data, statistics, graph passes and the float reference: the job exporters get."""
+    import dataclasses
+
+    from calibration import read_calibration
+    from calibration.statistics import activation_statistics
+
+    from .activations import relu_layers
+    from .input_normalization import choose_preprocessing, input_normalization
+    from .passes import DEFAULT_PIPELINE, run_pipeline
+    from .serving import predict_float
+    from .signature import (fix_open_sizes, functional, judge_kinds_from_data, keras_signature,
+                            saved_model_signature)
+
+    keras_model = loaded.keras_model
+    if keras_model is not None:
+        keras_model = fix_open_sizes(functional(keras_model), options.input_shapes)
+        signature = keras_signature(keras_model, options.labels)
+        normalization = input_normalization(keras_model)
+    else:
+        if options.input_shapes:
+            raise InputError(f"{loaded.path} is a SavedModel: its input size is fixed by its signature; "
+                             "drop --input-shape")
+        signature = saved_model_signature(loaded.saved_model_fn)
+        normalization = []
+    _apply_output_kinds(signature, options.output_kinds)
+    _check_labels(options.labels, signature)
+    preprocessing = choose_preprocessing(options.preprocessing, normalization)
+    options = dataclasses.replace(options, preprocessing=preprocessing)
+
+    with progress_step("reading calibration data", options.progress, options.samples + options.holdout) as bar:
+        calib = read_calibration(calibration, signature.inputs, preprocessing, options.samples, options.holdout,
+                                 options.seed, progress=bar)
+    stats, pass_results, folded, notes = [], [], keras_model, []
+    if keras_model is not None:
+        samples = calib.calibration
+        with progress_step("activation statistics", options.progress):
+            stats = activation_statistics(keras_model, samples, relu_layers(keras_model))
+        passes = list(DEFAULT_PIPELINE if options.passes is None else options.passes)
+        with progress_step("graph passes", options.progress):
+            folded, pass_results = run_pipeline(keras_model, passes, samples.head(64))
+    else:
+        notes.append("graph passes did not run: a SavedModel folder has no Keras layers to rewrite (TFLiteConverter "
+                     "and ONNX Runtime still fold and fuse what they can); give the .keras file for the passes")
+    with progress_step("float reference outputs", options.progress):
+        reference = predict_float(keras_model, loaded.saved_model_fn, signature, calib.holdout)
+    judge_kinds_from_data(signature, reference)
+    return ConvertJob(name, output_dir, loaded, folded, signature, calib, reference, options, stats=stats,
+                      pass_results=pass_results, notes=notes, input_normalization=normalization)
+
+
+def _apply_output_kinds(signature, kinds: dict) -> None:
+    from edgeact.report import OutputKind
+
+    names = signature.output_names
+    for name, kind in (kinds or {}).items():
+        if name not in names:
+            raise InputError(f"--output-kind names '{name}', which is not a model output ({', '.join(names)})")
+        info = next(o for o in signature.outputs if o.name == name)
+        info.kind, info.why = kind, "set with --output-kind"
+        if kind not in (OutputKind.CLASS_SCORES, OutputKind.DENSE):
+            raise InputError(f"--output-kind {name}={kind}: choose class_scores or dense")
+
+
+def _check_labels(labels, signature) -> None:
+    if labels is None:
+        return
+    classes = [o for o in signature.outputs if len(o.shape) == 1 and o.shape[0] == len(labels)]
+    if not classes:
+        shapes = ", ".join(f"{o.name} {tuple(o.shape)}" for o in signature.outputs)
+        raise InputError(f"--labels gives {len(labels)} labels but no model output has {len(labels)} classes "
+                         f"({shapes}); give one label per line, in class order")
+
+
+def _input_info(model_input):
+    from edgeact.report import TensorInfo
+
+    return TensorInfo(model_input.name, list(model_input.shape))
