@@ -37,7 +37,7 @@ def activation_statistics(model, samples, layers: list[tuple[object, str]],
 
     if not layers:
         return []
-    probe = keras.Model(model.inputs, [layer.output for layer, _ in layers])
+    probe = keras.Model(model.inputs if len(model.inputs) > 1 else model.inputs[0], [layer.output for layer, _ in layers])
     names = [t.name for t in model.inputs]
     zeros = np.zeros(len(layers))
     counts = np.zeros(len(layers))

@@ -83,6 +83,8 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
             try:
                 exporters[fmt].export(job, staged, section)
             except ConversionError as exc:
+                if len(formats) == 1 or (fmt == formats[-1] and all(s.error for s in report.formats.values())):
+                    raise  # nothing converted: a refusal (exit 2), and nothing is written
                 section.error = first_line(exc, 400)
                 staged.discard_matching(job.output_dir, exporters[fmt].output_names(name))
                 for key in [k for k in job.predictions if k.startswith(f"{fmt.value}_")]:

@@ -11,38 +11,11 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_options import floats, json_option, preprocess_options, print_warnings
 from .config import CalibrationMethod, Format, IOType, OnnxLayout, choices
 from .errors import EdgeactError, EdgeactWarning, InputError
 from .fileio import dumps_json
-from .preprocess import Preset, make_preprocessing
-
-
-def json_option(fn):
-    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")(fn)
-
-
-def _floats(text: str | None) -> tuple[float, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(float(v) for v in text.replace(",", " ").split())
-    except ValueError:
-        raise InputError(f"'{text}' is not a list of numbers; give e.g. --mean 127.5 or --mean 123.7,116.3,103.5") from None
-
-
-def preprocess_options(fn):
-    """--preprocess / --mean / --std, shared by convert and profile."""
-    fn = click.option("--std", help="Per-channel std on 0..255 pixels, e.g. '58.4,57.1,57.4' (custom preprocessing).")(fn)
-    fn = click.option("--mean", help="Per-channel mean on 0..255 pixels, e.g. '123.7,116.3,103.5' (custom preprocessing).")(fn)
-    fn = click.option("--preprocess", "preset", type=click.Choice([p.value for p in Preset if p is not Preset.CUSTOM]),
-                      default=None, help="Preprocessing preset for image pixels [convert default: unit, or none for a model with its own Rescaling/Normalization].")(fn)
-    return fn
-
-
-def _print_warnings(caught) -> None:
-    for w in caught:
-        if issubclass(w.category, EdgeactWarning):
-            click.echo(f"warning: {w.message}", err=True)
+from .preprocess import make_preprocessing
 
 
 class EdgeactGroup(click.Group):
@@ -118,7 +91,7 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
     options = ConvertOptions(
         formats=tuple(Format(f) for f in formats) or (Format.TFLITE,),
         io_type=IOType(io_type),
-        preprocessing=make_preprocessing(preset, _floats(mean), _floats(std)) if (preset or mean or std) else None,
+        preprocessing=make_preprocessing(preset, floats(mean), floats(std)) if (preset or mean or std) else None,
         samples=samples, holdout=holdout, seed=seed, passes=() if no_fuse else None,
         labels=_read_labels(labels) if labels else None, name=name, force=force,
         calibration_method=CalibrationMethod(calibration_method), percentile=percentile,
@@ -134,7 +107,7 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
             _emit(exc.report, as_json)
             raise
         finally:
-            _print_warnings(caught)
+            print_warnings(caught)
     _emit(report, as_json)
 
 
@@ -181,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="edgeact")
 
 
-from .cli_profile import profile  # noqa: E402  (at the bottom: it imports the shared options above)
+from .cli_device import device  # noqa: E402  (commands register after the group exists)
+from .cli_profile import profile  # noqa: E402
+
 cli.add_command(profile)
-from .cli_device import device  # noqa: E402
 cli.add_command(device)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _floats, json_option, preprocess_options
+from .cli_options import floats, json_option, preprocess_options
 from .cli_device import device_options, make_device_options
 from .fileio import check_output_file
 from .remote.ssh import DevicesFailedError
@@ -75,7 +75,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
     options = ProfileOptions(
         data=data, reference=reference, runs=runs, warmup=warmup, threads=threads, runtimes=tuple(runtimes),
         delegate=check_delegate(delegate) if delegate else None, streams=streams, target=Target(target),
-        preprocessing=make_preprocessing(preset or Preset.UNIT.value, _floats(mean), _floats(std)) if custom else None,
+        preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std)) if custom else None,
         limit=limit, isolate=isolate, progress=progress, devices=tuple(devices),
         device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
         if devices else None,

@@ -5,7 +5,6 @@ results back through files.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import errors
-from .errors import EdgeactError, ModelLoadError
+from .errors import ModelLoadError
 from .profiler import LoopSettings, ModelProfile
+from .wire import child_error, profiler_arguments, read_result
 
 
 def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> ModelProfile:
@@ -25,13 +24,8 @@ def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> Mode
     with tempfile.TemporaryDirectory(prefix="edgeact-profile-") as tmp:
         np.savez(Path(tmp) / "inputs.npz", x=inputs)
         result = Path(tmp) / "result"
-        command = [sys.executable, "-m", "edgeact.profiler", str(path), str(Path(tmp) / "inputs.npz"),
-                   "-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
-                   "--delegate", settings.delegate, "--streams", str(settings.streams)]
-        if settings.threads:
-            command += ["--threads", str(settings.threads)]
-        if settings.runtime:
-            command += ["--runtime", settings.runtime]
+        command = [sys.executable, "-m", "edgeact.profiler",
+                   *profiler_arguments(settings, str(path), str(Path(tmp) / "inputs.npz"), str(result))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                           os.environ.get("PYTHONPATH")]))}
         done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -40,22 +34,6 @@ def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> Mode
             raise ModelLoadError(f"{path} crashed the runtime ({name}) while loading or running; "
                                  "the model file is corrupt or needs a different runtime/delegate")
         if done.returncode != 0:
-            raise _child_error(done.stderr, path)
-        summary = json.loads(result.with_suffix(".json").read_text())
-        with np.load(result.with_suffix(".npz")) as arrays:
-            outputs = [arrays[f"output_{i}"] for i in range(len(arrays.files))]
+            raise child_error(done.stderr, str(path))
+        summary, outputs = read_result(result.with_suffix(".json").read_text(), result.with_suffix(".npz"))
     return ModelProfile(summary, outputs)
-
-
-def _child_error(stderr: str, path: Path) -> EdgeactError:
-    for line in reversed(stderr.strip().splitlines()):
-        try:
-            reported = json.loads(line)
-            message, kind = reported["error"], reported.get("type", "")
-        except (ValueError, KeyError, TypeError):
-            continue
-        error_type = getattr(errors, kind, None)
-        if isinstance(error_type, type) and issubclass(error_type, EdgeactError):
-            return error_type(message)
-        return ModelLoadError(message)
-    return ModelLoadError(f"profiling {path} failed in the child process: {stderr.strip()[-300:]}")

@@ -51,8 +51,9 @@ def read_report(path: str | Path) -> ModelReport:
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path} is not a readable edgeact report ({type(exc).__name__}); "
                          "re-run edgeact convert, or move it away and pass --preprocess") from None
-    model_input = data.get("input") or {}
-    shape = model_input.get("shape")
+    # schema 2 lists inputs by name; schema 1 (edgeact 0.1) had one "input".
+    inputs = data.get("inputs") or ([data["input"]] if data.get("input") else [])
+    shape = inputs[0].get("shape") if len(inputs) == 1 else None
     labels = data.get("labels")
     calibration = data.get("calibration") or {}
     low, high = calibration.get("input_min"), calibration.get("input_max")

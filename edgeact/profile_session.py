@@ -57,6 +57,7 @@ class ProfileOptions:
     seed: int = 0
     devices: tuple[str, ...] = ()  # measure there over SSH ("local": this machine); empty: here, in-process
     device_options: DeviceOptions | None = None  # how to reach the devices
+    output: str | None = None  # the output scored against labels; None: the one shaped like class scores
 
 
 @dataclass
@@ -69,7 +70,12 @@ class ModelPlan:
     report: ModelReport | None
     preprocessing: Preprocessing | None
     image_shape: tuple[int, ...]  # the model input without batch, NHWC
-    classes: int  # size of the first output, per sample
+    outputs: dict[str, tuple[int, ...]]  # every output's shape without batch, by name
+    scored: str | None  # the output scored against labels (class scores), if any
+
+    @property
+    def classes(self) -> int:
+        return int(np.prod(self.outputs[self.scored])) if self.scored else 0
 
 
 def profile_models(models: list[str | Path], options: ProfileOptions | None = None) -> dict:
@@ -88,7 +94,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     labels = _common_labels(plans)
     data = read_eval_data(options.data, labels, options.limit, options.seed) if options.data else None
     for plan in plans:
-        _check_data(plan, data)
+        _check_data(plan, data, options.output)
     bars = progress_factory(options.progress)
     reference = Reference(options.reference) if options.reference else None
     inputs_cache: dict = {}
@@ -112,7 +118,8 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         if reference is not None and measured else {}
     rows = []
     for plan, profile, device in measured:
-        row = _row(plan, profile, data, reference_outputs.get((plan.image_shape, plan.preprocessing)))
+        row = _row(plan, profile, data, reference_outputs.get((plan.image_shape, plan.preprocessing)),
+                   reference.path.name if reference is not None else "")
         rows.append({"device": device, **row} if device is not None else row)
     notes = [n for n in (host_note(target),) if n and not options.devices]
     notes += [f"device {run.device} reported throttling after the run ({run.summary()['throttle_flags']}): "
@@ -200,12 +207,34 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
     for path, fmt in formats.items():
         report = find_report(path)
         preprocessing = options.preprocessing or (report.preprocessing if report else None)
-        input_shape, classes = model_io(path)
+        input_shape, outputs = model_io(path)
         image_shape = report.input_shape if report and report.input_shape else _nhwc(input_shape)
+        scored = scored_output(outputs, options.output, path.name)
         for runtime in _runtimes(fmt, requested):
             check_target(options.target, path, runtime, delegate)
-            plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, classes))
+            plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, outputs, scored))
     return plans
+
+
+def scored_output(outputs: dict[str, tuple[int, ...]], chosen: str | None, model: str) -> str | None:
+    """The output scored against labels: `--output`, else the only one shaped like class scores (N, C>=2).
+
+    None when no output looks like class scores (accuracy is then not computed, agreement still is).
+    Raises InputError for an unknown `--output`, or several candidates and no `--output`.
+    """
+    if chosen is not None:
+        if chosen not in outputs:
+            raise InputError(f"--output {chosen}: {model} has no such output (outputs: {', '.join(outputs)})")
+        return chosen
+    candidates = [name for name, shape in outputs.items() if len(shape) == 1 and shape[0] >= 2]
+    if len(outputs) == 1:
+        return next(iter(outputs)) if candidates else None
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return None
+    raise InputError(f"{model} has {len(candidates)} outputs shaped like class scores ({', '.join(candidates)}); "
+                     f"choose the one to score with --output NAME")
 
 
 def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
@@ -222,20 +251,16 @@ def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
                                   + INSTALL_HINTS[runtimes_for(fmt)[0]])
 
 
-def model_io(path: Path) -> tuple[tuple[int, ...], int]:
-    """The model's input shape without batch and its first output's size per sample, without running it."""
-    if model_format(path) == "tflite":
-        from .tflite_model import read_tflite
-
-        info = read_tflite(path)
-        if not info.inputs or not info.outputs:
-            raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
-        shape = tuple(info.tensors[info.inputs[0]].shape[1:])
-        out = info.tensors[info.outputs[0]].shape[1:]
-    else:
-        runner = open_runner(path)
-        shape, out = runner.inputs[0].shape[1:], runner.outputs[0].shape[1:]
-    return tuple(int(d) for d in shape), int(np.prod(out)) if len(out) else 1
+def model_io(path: Path) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
+    """The model's input shape without batch and its outputs' shapes by name (the runner's names)."""
+    runner = open_runner(path)
+    if not runner.inputs or not runner.outputs:
+        raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
+    if len(runner.inputs) != 1:
+        raise InputError(f"{path.name} has {len(runner.inputs)} inputs; edgeact profile measures single-input "
+                         "models (the accuracy loop feeds one image input)")
+    outputs = {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in runner.outputs}
+    return tuple(int(d) for d in runner.inputs[0].shape[1:]), outputs
 
 
 def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -252,16 +277,20 @@ def _common_labels(plans: list[ModelPlan]) -> list[str] | None:
     return list(found.pop()) if found else None
 
 
-def _check_data(plan: ModelPlan, data: EvalData | None) -> None:
+def _check_data(plan: ModelPlan, data: EvalData | None, chosen: str | None) -> None:
     if data is None:
         return
+    if data.labels is not None and plan.scored is None:
+        raise InputError(f"{plan.path.name} has no output shaped like class scores to score the labels of "
+                         f"{data.source} against (outputs: {', '.join(plan.outputs)}); choose one with --output NAME")
     if data.pixels and plan.preprocessing is None:
         raise InputError(f"{plan.path.name} has no report ({report_path(plan.path).name}) to take its "
                          f"preprocessing from, and {data.source} holds pixels; pass --preprocess (or "
                          "--mean/--std) as used in training, or give float model inputs in an .npz")
     if not data.is_folder:  # arrays: check the shape now; folders are resized to the model
         data.samples(plan.image_shape)
-    data.check_classes(plan.classes, plan.path.name)
+    if plan.scored:
+        data.check_classes(plan.classes, plan.path.name)
 
 
 def _model_inputs(plan: ModelPlan, data: EvalData | None, options: ProfileOptions, bars) -> np.ndarray:
@@ -277,13 +306,20 @@ def _model_inputs(plan: ModelPlan, data: EvalData | None, options: ProfileOption
             bar.close()
 
 
-def _row(plan: ModelPlan, profile: ModelProfile, data: EvalData | None, reference: np.ndarray | None) -> dict:
+def _row(plan: ModelPlan, profile: ModelProfile, data: EvalData | None,
+         reference: dict[str, np.ndarray] | None, reference_name: str) -> dict:
+    """The summary, accuracy on the scored output, and agreement with the reference for every output."""
     row = dict(profile.summary)
-    scores = profile.outputs[0] if profile.outputs else None
     row["report"] = str(plan.report.path) if plan.report else None
     row["preprocessing"] = plan.preprocessing.preset if plan.preprocessing else None
-    row["accuracy"] = score(scores, data.labels) if data is not None and data.labels is not None else None
-    row["reference"] = compare(reference, scores, plan.path.name) if reference is not None else None
+    row["scored_output"] = plan.scored
+    scores = profile.outputs.get(plan.scored) if plan.scored else None
+    row["accuracy"] = score(scores, data.labels) if scores is not None and data is not None \
+        and data.labels is not None else None
+    row["agreement"] = compare_all(reference, profile.outputs, plan.path.name, reference_name) \
+        if reference is not None and profile.outputs else None
+    primary = plan.scored or (next(iter(profile.outputs)) if profile.outputs else None)
+    row["reference"] = row["agreement"].get(primary) if row["agreement"] and primary else None
     return row
 
 
@@ -295,8 +331,19 @@ def score(scores: np.ndarray, labels: np.ndarray) -> dict:
             "samples": int(len(labels))}
 
 
+def compare_all(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], name: str,
+                reference_name: str) -> dict[str, dict]:
+    """Agreement of every output with the reference's output of the same name; InputError on a name mismatch."""
+    missing = [n for n in outputs if n not in reference]
+    if missing:
+        raise InputError(f"{name} has an output '{missing[0]}' that the reference {reference_name} lacks (its "
+                         f"outputs: {', '.join(reference)}); outputs are matched by name: give the float model "
+                         "these were converted from")
+    return {n: compare(reference[n], outputs[n], name) for n in outputs}
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, name: str) -> dict:
-    """Agreement of a model's first output with the reference's on the same inputs."""
+    """Agreement of one output with the reference's on the same inputs."""
     if reference.size != candidate.size:
         raise InputError(f"the reference's output {tuple(reference.shape[1:])} does not match {name}'s "
                          f"{tuple(candidate.shape[1:])}; give the float model these were converted from")

@@ -6,10 +6,10 @@ and returns JSON-able results plus the output arrays. From the command line:
 
     python -m edgeact.profiler model_int8.tflite inputs.npz --runs 200 --warmup 20 -o result
 
-reads `x` from inputs.npz (or the array in a .npy) and writes result.json and result.npz
-(`output_0`, ...). With `--progress` it prints one JSON line per progress step to stderr,
-`{"progress": "model.tflite: timing", "done": 100, "total": 200}`, for a host to show; a
-failure is one JSON line `{"error": "...", "type": "InputError"}` and exit code 2.
+reads `x` from inputs.npz (or the array in a .npy) and writes result.json and result.npz in
+the format of `edgeact.wire` (outputs named in the JSON). With `--progress` it prints one
+JSON line per progress step to stderr, `{"progress": "model.tflite: timing", "done": 100,
+"total": 200}`, for a host to show; a failure is one JSON error line and exit code 2.
 
 What is timed: inputs are quantized with the model's own scale and zero point before any
 timing; each step copies one prepared sample into the runtime's input buffer, then
@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import EdgeactError, InputError, ModelLoadError, first_line
 from .runtime import IOSpec, Runner, dequantize, import_runtime, model_format, open_runner
+from .wire import error_line, write_result
 
 LATENCY_SAMPLES = 16  # distinct prepared inputs the timed loop cycles through
 PERCENTILES = (50, 90, 99)
@@ -69,10 +70,10 @@ class LoopSettings:
 
 @dataclass
 class ModelProfile:
-    """`summary` is JSON-able; `outputs` are the float outputs for every input (when evaluated)."""
+    """`summary` is JSON-able; `outputs` are the float outputs for every input (when evaluated), by name."""
 
     summary: dict
-    outputs: list[np.ndarray] = field(default_factory=list)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def latency_stats(times_ms) -> dict:
@@ -263,7 +264,7 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
         wall_s = (time.perf_counter_ns() - wall_start) / 1e9
         mem = memory.stop()
         streams = measure_throughput(path, timed, settings) if settings.streams > 1 else None
-        outputs = _evaluate(runner, fitted, path, progress) if settings.evaluate else []
+        outputs = _evaluate(runner, fitted, path, progress) if settings.evaluate else {}
     except (RuntimeError, ValueError) as exc:  # the runtime failed inside invoke
         raise ModelLoadError(f"{runner.runtime} failed to run {path}: {first_line(exc)}") from None
     warm_loop_ips = settings.runs / wall_s if wall_s > 0 else None
@@ -283,8 +284,8 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
     return ModelProfile(summary, outputs)
 
 
-def _evaluate(runner: Runner, fitted: np.ndarray, path: Path, progress) -> list[np.ndarray]:
-    """Float outputs for every input, quantized once as a whole array."""
+def _evaluate(runner: Runner, fitted: np.ndarray, path: Path, progress) -> dict[str, np.ndarray]:
+    """Float outputs for every input by output name, quantized once as a whole array."""
     prepared = runner.prepare(fitted)
     bar = progress(f"{path.name}: evaluating", len(prepared)) if progress else None
     try:
@@ -292,7 +293,7 @@ def _evaluate(runner: Runner, fitted: np.ndarray, path: Path, progress) -> list[
     finally:
         if bar is not None:
             bar.close()
-    return [dequantize(r, spec) for r, spec in zip(raw, runner.outputs)]
+    return {spec.name: dequantize(r, spec) for r, spec in zip(raw, runner.outputs)}
 
 
 
@@ -341,11 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                                 args.streams, not args.no_evaluate)
         profile = profile_model(args.model, inputs, settings, LineProgress if args.progress else None)
     except (EdgeactError, OSError, KeyError, ValueError) as exc:
-        print(json.dumps({"error": str(exc), "type": type(exc).__name__}), file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
-    out = Path(args.output)
-    out.with_suffix(".json").write_text(json.dumps(profile.summary, indent=2) + "\n")
-    np.savez(out.with_suffix(".npz"), **{f"output_{i}": o for i, o in enumerate(profile.outputs)})
+    write_result(Path(args.output), profile.summary, profile.outputs)
     return 0
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, RuntimeUnavailableError
+from .errors import InputError, RuntimeUnavailableError, first_line
 from .profiler import fit_inputs
 from .runtime import dequantize, open_runner
 
@@ -26,28 +26,25 @@ class Reference:
         self._runner = open_runner(self.path) if self.kind != "keras" else None
         self._model = None
 
-    def predict(self, inputs: np.ndarray, bars=None) -> np.ndarray:
-        """The first output for NHWC float inputs."""
+    def predict(self, inputs: np.ndarray, bars=None) -> dict[str, np.ndarray]:
+        """Every output, by name, for NHWC float inputs of a single-input model."""
         if self._runner is not None:
             fitted = fit_inputs(inputs, self._runner.inputs[0], "the data")
             bar = bars(f"reference {self.path.name}", len(fitted)) if bars else None
             try:
                 prepared = self._runner.prepare(fitted)
-                raw = self._runner.run_prepared(prepared, bar)[0]
+                raw = self._runner.run_prepared(prepared, bar)
             finally:
                 if bar is not None:
                     bar.close()
-            return dequantize(raw, self._runner.outputs[0])
-        from converters.verify import predict_keras
-
+            return {spec.name: dequantize(r, spec) for r, spec in zip(raw, self._runner.outputs)}
         if self._model is None:
             self._model = _load_keras(self.path)
         try:
-            return predict_keras(self._model, inputs)[0]
+            return _predict_keras(self._model, inputs)
         except (ValueError, TypeError) as exc:  # Keras: the data does not fit the model
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"--reference {self.path} cannot run on the data: {detail}; give the float model "
-                             "these models were converted from") from None
+            raise InputError(f"--reference {self.path} cannot run on the data: {first_line(exc, 200)}; give the "
+                             "float model these models were converted from") from None
 
     def describe(self) -> dict:
         return {"path": str(self.path), "kind": self.kind}
@@ -64,6 +61,27 @@ def _load_keras(path: Path):
     except ImportError:
         raise RuntimeUnavailableError(f"--reference {path} needs TensorFlow; pip install 'edgeact[convert]', "
                                       "or give a float .tflite/.onnx as reference") from None
-    return loaded.keras_model if loaded.keras_model is not None else loaded.saved_model_fn
+    if loaded.keras_model is None:
+        return loaded.saved_model_fn
+    from converters.signature import functional
+
+    return functional(loaded.keras_model)
 
 
+
+
+def _predict_keras(model, inputs: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """A Keras model's (or SavedModel signature's) outputs by name, batch by batch."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start:start + batch_size]
+        if hasattr(model, "output_names"):
+            outputs = model(batch, training=False)
+            if not isinstance(outputs, dict):
+                outputs = dict(zip(model.output_names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
+        else:
+            (name,) = model.structured_input_signature[1]
+            outputs = model(**{name: batch})
+        for key, value in outputs.items():
+            parts.setdefault(str(key), []).append(np.asarray(value))
+    return {key: np.concatenate(values) for key, values in parts.items()}

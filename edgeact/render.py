@@ -47,7 +47,7 @@ def render_convert_report(report, width: int | None = None) -> str:
         parts.append("\nwrote")
         parts.extend(f"  {path}" for path in written)
     failed = report.failed_checks()
-    verdict = (f"{mark(True)} all {len(report.checks)} checks passed" if not failed else
+    verdict = (f"{mark(True)} all checks passed ({len(report.checks)})" if not failed else
                f"{mark(False)} {len(failed)} of {len(report.checks)} checks failed: "
                + "; ".join(c.label for c in failed[:3]) + (" ..." if len(failed) > 3 else ""))
     parts.append("\n" + verdict)

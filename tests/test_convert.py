@@ -19,7 +19,12 @@ def test_outputs_and_report_are_written(converted_small):
         "small_cnn.edgeact.json", "small_cnn_fp32.tflite", "small_cnn_int8.tflite"]
     on_disk = json.loads((out / "small_cnn.edgeact.json").read_text())
     assert on_disk["checks_passed"] is True
-    assert on_disk["input"] == {"name": "image", "shape": [16, 16, 3], "layout": "NHWC", "dtype": "float32"}
+    assert on_disk["schema_version"] == 2
+    assert on_disk["inputs"] == [{"name": "image", "shape": [16, 16, 3]}]
+    (output,) = on_disk["outputs"]
+    assert output["kind"] == "class_scores" and output["shape"] == [4]
+    # the TFLite model carries the Keras output name (SignatureDef), not a tensor name
+    assert on_disk["formats"]["tflite"]["outputs"][0]["name"] == output["name"] == report.outputs[0].name
     assert on_disk["preprocessing"]["preset"] == "unit"
     assert len(on_disk["source"]["sha256"]) == 64
     assert on_disk["calibration"]["calibration_samples"] == 60
@@ -49,7 +54,7 @@ def test_every_relu_is_fused_in_the_tflite(converted_small):
         assert fusion["fused"]["DEPTHWISE_CONV_2D"] == {"RELU6": 1}
         assert fusion["fused"]["ADD"] == {"RELU": 1}
         assert fusion["passed"] and not fusion["unfused"]
-    passes = {p["name"]: p for p in report["passes"]}
+    passes = {p["name"]: p for p in report.passes}
     assert len(passes["fold_batchnorm"]["changed"]) == 2
     assert [c["activation"] for c in passes["fuse_activation"]["changed"]] == ["relu", "relu6"]
 
@@ -62,20 +67,23 @@ def test_verification_numbers_agree_with_a_direct_computation(converted_small, s
 
     out, report = converted_small
     data = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, 20, 0)
-    expected = small_cnn.predict(data.holdout, verbose=0)
-    got = open_runner(out / "small_cnn_int8.tflite").predict(data.holdout)[0]
-    check = report["formats"]["tflite"]["checks"]["int8_vs_keras"][0]
-    assert check["samples"] == 20
+    expected = small_cnn.predict(data.holdout.arrays["image"], verbose=0)
+    name = report.outputs[0].name
+    got = open_runner(out / "small_cnn_int8.tflite").predict(data.holdout)[name]
+    (typed,) = [c for c in report.checks_of("parity") if c.subject == "tflite int8 vs keras"]
+    check = typed.metrics
+    assert typed.output == name and check["samples"] == 20
     assert check["top1_agreement"] == pytest.approx(np.mean(expected.argmax(1) == got.argmax(1)))
     assert check["max_abs_diff"] == pytest.approx(np.abs(expected - got).max(), rel=1e-5)
     cos = np.sum(expected * got, 1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1))
     assert check["cosine"] == pytest.approx(cos.mean(), rel=1e-6)
-    assert report["formats"]["tflite"]["checks"]["fp32_vs_keras"][0]["max_abs_diff"] < 1e-4
+    (float_check,) = [c for c in report.checks_of("parity") if c.subject == "tflite fp32 vs keras"]
+    assert float_check.passed and float_check.metrics["max_abs_diff"] < 1e-4
 
 
 def test_activation_statistics_match_the_float_model(converted_small, small_cnn):
     _, report = converted_small
-    stats = {s["layer"]: s for s in report["activation_stats"]}
+    stats = {s["layer"]: s for s in report.activation_stats}
     relu_layers = [l.name for l in small_cnn.layers if type(l).__name__ == "ReLU"]
     assert set(stats) == set(relu_layers)
     assert all(0 <= s["sparsity"] <= 1 and s["channels"] == 8 for s in stats.values())
@@ -91,7 +99,11 @@ def test_dead_channels_are_counted(keras, tmp_path):
     model = keras.Model(inputs, L.Flatten()(x))
     kernel, bias = model.get_layer("conv").get_weights()
     model.get_layer("conv").set_weights([np.ones_like(kernel) * 0.1, np.array([1.0, -100.0, 0.5, -100.0], "float32")])
-    stats = activation_statistics(model, np.random.default_rng(0).uniform(0, 1, (10, 8, 8, 1)).astype("float32"))
+    from calibration.sources import SampleSet
+    from converters.activations import relu_layers
+
+    samples = SampleSet({model.inputs[0].name: np.random.default_rng(0).uniform(0, 1, (10, 8, 8, 1))})
+    stats = activation_statistics(model, samples, relu_layers(model))
     assert [(s.layer, s.dead_channels) for s in stats] == [("conv", 2)]
     assert stats[0].sparsity == pytest.approx(0.5)
 
@@ -102,22 +114,22 @@ def test_io_type_option(small_cnn_file, pixels_npy, tmp_path, io_type, dtype):
                      ConvertOptions(io_type=io_type, samples=40, holdout=10, progress=False))
     runner = open_runner(tmp_path / "small_cnn_int8.tflite")
     assert runner.inputs[0].dtype == dtype and runner.outputs[0].dtype == dtype
-    assert report["formats"]["tflite"]["integer_only"]["passed"]
+    assert report.formats["tflite"].details["integer_only"]["passed"]
 
 
 def test_no_fuse_keeps_layers_but_converter_still_fuses(small_cnn_file, pixels_npy, tmp_path):
     report = convert(small_cnn_file, pixels_npy, tmp_path,
                      ConvertOptions(passes=(), samples=40, holdout=10, progress=False))
-    assert report["passes"] == []
-    assert report["checks_passed"]
+    assert report.passes == []
+    assert report.checks_passed
 
 
 def test_keras_model_object_and_iterable_calibration(small_cnn, tmp_path):
     rng = np.random.default_rng(3)
     batches = (rng.uniform(0, 1, (10, 16, 16, 3)).astype("float32") for _ in range(5))
     report = convert(small_cnn, batches, tmp_path, ConvertOptions(samples=30, holdout=10, progress=False))
-    assert report["calibration"]["source"] == "python iterable"
-    assert report["calibration"]["values"] == "model inputs, fed as is"
+    assert report.calibration["source"] == "python iterable"
+    assert report.calibration["values"] == "model inputs, fed as is"
     assert (tmp_path / "small_cnn_int8.tflite").exists()
 
 
@@ -125,7 +137,7 @@ def test_h5_model_converts(small_cnn, pixels_npy, tmp_path):
     path = tmp_path / "legacy.h5"
     small_cnn.save(path)
     report = convert(path, pixels_npy, tmp_path / "out", ConvertOptions(samples=20, holdout=10, progress=False))
-    assert report["source"]["kind"] == "h5" and report["checks_passed"]
+    assert report.source["kind"] == "h5" and report.checks_passed
 
 
 def test_verification_failure_writes_outputs_and_raises(small_cnn_file, pixels_npy, tmp_path):
@@ -133,7 +145,7 @@ def test_verification_failure_writes_outputs_and_raises(small_cnn_file, pixels_n
     from edgeact.errors import VerificationError
 
     impossible = Tolerances(min_cosine=1.01)
-    with pytest.raises(VerificationError, match="int8_vs_keras"):
+    with pytest.raises(VerificationError, match="tflite int8 vs keras"):
         convert(small_cnn_file, pixels_npy, tmp_path,
                 ConvertOptions(samples=20, holdout=10, tolerances=impossible, progress=False))
     assert json.loads((tmp_path / "small_cnn.edgeact.json").read_text())["checks_passed"] is False
@@ -149,12 +161,12 @@ def test_unfusable_tflite_activations_are_reported(keras, tmp_path):
     model = keras.Model(inputs, L.Flatten()(b), name="unfusable")
     report = convert(model, np.random.default_rng(0).uniform(0, 1, (30, 8, 8, 1)).astype("float32"), tmp_path,
                      ConvertOptions(samples=20, holdout=10, progress=False))
-    fusion = report["formats"]["tflite"]["fusion"]["fp32"]
+    fusion = report.formats["tflite"].details["fusion"]["fp32"]
     reasons = {item["op"]: item["reason"] for item in fusion["standalone"]}
     assert "LEAKY_RELU" in reasons and "no fused form" in reasons["LEAKY_RELU"]
     assert "RELU" in reasons and "other consumers" in reasons["RELU"]
     assert fusion["passed"]
-    skipped = {s["layer"]: s["reason"] for p in report["passes"] for s in p["skipped"]}
+    skipped = {s["layer"]: s["reason"] for p in report.passes for s in p["skipped"]}
     assert any("LeakyReLU" in r for r in skipped.values())
 
 
@@ -163,8 +175,8 @@ def test_savedmodel_folder_converts_to_tflite(small_cnn, pixels_npy, tmp_path):
     folder = tmp_path / "exported"
     small_cnn.export(str(folder), verbose=False)
     report = convert(folder, pixels_npy, tmp_path / "out", ConvertOptions(samples=30, holdout=10, progress=False))
-    assert report["source"]["kind"] == "savedmodel" and report["passes"] == []
-    assert report["checks_passed"]
+    assert report.source["kind"] == "savedmodel" and report.passes == []
+    assert report.checks_passed
     assert (tmp_path / "out" / "exported_int8.tflite").exists()
-    fusion = report["formats"]["tflite"]["fusion"]["int8"]
+    fusion = report.formats["tflite"].details["fusion"]["int8"]
     assert fusion["passed"] and fusion["fused"]["CONV_2D"] == {"RELU": 1}

@@ -24,6 +24,7 @@ from edgeact.remote.fleet import wire_inputs
 from edgeact.runtime import open_runner
 
 from .sshd import free_port
+from tests.helpers import only
 
 pytestmark = [pytest.mark.device, pytest.mark.aarch64, pytest.mark.slow]
 
@@ -79,8 +80,8 @@ def test_int8_outputs_match_the_desktop(aarch64_device, converted_small, pixels_
         profile = session.profile(model, wire_inputs(model, x), LoopSettings(runs=5, warmup=1))
     summary = profile.summary
     assert summary["runtime"] == "tflite-runtime" and summary["runtime_version"] == "2.14.0"
-    desktop = open_runner(model).predict(x)[0]
-    device = profile.outputs[0].reshape(desktop.shape)
+    desktop = only(open_runner(model).predict(x))
+    device = only(profile.outputs).reshape(desktop.shape)
     scale = open_runner(model).outputs[0].scale
     assert np.max(np.abs(device - desktop)) <= scale + 1e-7  # at most one quantization step
     assert np.array_equal(device.argmax(1), desktop.argmax(1))

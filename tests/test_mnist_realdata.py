@@ -11,6 +11,7 @@ from edgeact.preprocess import make_preprocessing
 from edgeact.runtime import open_runner
 
 from .conftest import EXAMPLE_CALIBRATION, EXAMPLE_MODEL
+from tests.helpers import only
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -38,12 +39,12 @@ def float_accuracy(mnist_test, keras):
 
 def test_report_proves_fusion(mnist_converted):
     _, report = mnist_converted
-    assert report["checks_passed"]
-    passes = {p["name"]: p for p in report["passes"]}
+    assert report.checks_passed
+    passes = {p["name"]: p for p in report.passes}
     assert len(passes["fold_batchnorm"]["changed"]) == 6
     assert len(passes["fuse_activation"]["changed"]) == 6
-    assert report["formats"]["tflite"]["fusion"]["int8"]["fused_total"] == 6
-    assert report["formats"]["onnx"]["integer_kernels"]["passed"]
+    assert report.formats["tflite"].details["fusion"]["int8"]["fused_total"] == 6
+    assert report.formats["onnx"].details["integer_kernels"]["passed"]
 
 
 @pytest.mark.parametrize("name", ["mnist_cnn_int8.tflite", "mnist_cnn_int8.onnx"])
@@ -51,7 +52,7 @@ def test_int8_loses_at_most_half_a_point(mnist_converted, mnist_test, float_accu
     out, _ = mnist_converted
     x, y = mnist_test
     assert len(y) == 10_000
-    int8_accuracy = float(np.mean(open_runner(out / name).predict(x)[0].argmax(1) == y))
+    int8_accuracy = float(np.mean(only(open_runner(out / name).predict(x)).argmax(1) == y))
     print(f"{name}: float {float_accuracy:.4f}, int8 {int8_accuracy:.4f}")
     assert float_accuracy > 0.98
     assert float_accuracy - int8_accuracy <= 0.005

@@ -43,7 +43,7 @@ def holdout(pixels_npy, n=20):
     from calibration.sources import ModelInput
     from edgeact.preprocess import make_preprocessing
 
-    return read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, n, 0).holdout
+    return read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, n, 0).holdout.arrays["image"]
 
 
 def test_both_formats_are_written(converted_both):
@@ -52,8 +52,8 @@ def test_both_formats_are_written(converted_both):
         "small_cnn.edgeact.json", "small_cnn_fp32.tflite", "small_cnn_int8.tflite",
         "small_cnn_fp32.onnx", "small_cnn_int8.onnx"}
     section = json.loads((out / "small_cnn.edgeact.json").read_text())["formats"]["onnx"]
-    assert section["opset"] >= 17 and section["layout"] == "nhwc"
-    assert report["checks_passed"]
+    assert section["details"]["opset"] >= 17 and section["details"]["layout"] == "nhwc"
+    assert report.checks_passed
 
 
 def test_no_float_conv_left_after_ort_optimisation(converted_both, tmp_path):
@@ -61,7 +61,7 @@ def test_no_float_conv_left_after_ort_optimisation(converted_both, tmp_path):
     optimized = ort_optimized_ops(out / "small_cnn_int8.onnx", tmp_path)
     assert optimized["QLinearConv"] == ops(out / "small_cnn_int8.onnx")["Conv"] == 2
     assert not {"Conv", "FusedConv", "MatMul", "Gemm", "FusedMatMul"} & set(optimized)
-    kernels = report["formats"]["onnx"]["integer_kernels"]
+    kernels = report.formats["onnx"].details["integer_kernels"]
     assert kernels["passed"] and kernels["summary"].startswith("2/2 Conv run as QLinearConv")
 
 
@@ -72,7 +72,7 @@ def test_no_relu_or_clip_left_in_int8(converted_both):
     fp32 = ops(out / "small_cnn_fp32.onnx")
     assert fp32["Relu"] + fp32["Clip"] == 3  # conv ReLU, depthwise ReLU6, residual ReLU
     assert fp32["BatchNormalization"] == 0
-    fusion = report["formats"]["onnx"]["fusion"]["fp32"]
+    fusion = report.formats["onnx"].details["fusion"]["fp32"]
     assert fusion["after_conv"] == 2 and fusion["fused_by_ort"] == 2
 
 
@@ -95,16 +95,18 @@ def test_float_onnx_matches_keras(converted_both, small_cnn, pixels_npy):
 def test_parity_numbers_agree_with_direct_computation(converted_both, pixels_npy):
     out, report = converted_both
     x = holdout(pixels_npy)
-    tflite = open_runner(out / "small_cnn_int8.tflite").predict(x)[0]
-    onnx_int8 = open_runner(out / "small_cnn_int8.onnx").predict(x)[0]
-    parity = report["parity"]["tflite_int8_vs_onnx_int8"][0]
-    assert parity["samples"] == len(x)
+    name = report.outputs[0].name
+    tflite = open_runner(out / "small_cnn_int8.tflite").predict(x)[name]
+    onnx_int8 = open_runner(out / "small_cnn_int8.onnx").predict(x)[name]
+    (check,) = report.checks_of("cross_format")
+    parity = check.metrics
+    assert check.output == name and parity["samples"] == len(x)
     assert parity["max_abs_diff"] == pytest.approx(np.abs(tflite - onnx_int8).max(), rel=1e-5)
     assert parity["top1_agreement"] == pytest.approx(np.mean(tflite.argmax(1) == onnx_int8.argmax(1)))
     noise = np.sum((tflite.astype(np.float64) - onnx_int8) ** 2)
     assert parity["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(tflite.astype(np.float64) ** 2) / noise), rel=1e-6)
-    assert set(report["parity"]) == {"tflite_fp32_vs_keras", "tflite_int8_vs_keras", "onnx_fp32_vs_keras",
-                                     "onnx_int8_vs_keras", "tflite_int8_vs_onnx_int8"}
+    assert {c.subject for c in report.checks_of("parity")} == {
+        "tflite fp32 vs keras", "tflite int8 vs keras", "onnx fp32 vs keras", "onnx int8 vs keras"}
 
 
 def test_nchw_layout_has_no_transpose(small_cnn, small_cnn_file, pixels_npy, tmp_path):
@@ -117,14 +119,14 @@ def test_nchw_layout_has_no_transpose(small_cnn, small_cnn_file, pixels_npy, tmp
     x = holdout(pixels_npy, 10)
     got = session.run(None, {session.get_inputs()[0].name: x.transpose(0, 3, 1, 2)})[0]
     np.testing.assert_allclose(got, small_cnn.predict(x, verbose=0), atol=1e-4)
-    assert report["formats"]["onnx"]["integer_kernels"]["passed"]
-    assert "tflite" not in report["formats"]
+    assert report.formats["onnx"].details["integer_kernels"]["passed"]
+    assert "tflite" not in report.formats
 
 
 def test_nhwc_layout_has_one_input_transpose(converted_both):
     out, report = converted_both
     assert ops(out / "small_cnn_fp32.onnx")["Transpose"] == 1
-    assert report["formats"]["onnx"]["graph_shape"]["transposes_after"] == ["graph input"]
+    assert report.formats["onnx"].details["graph_shape"]["transposes_after"] == ["graph input"]
 
 
 @pytest.mark.parametrize("method, extra", [(CalibrationMethod.PERCENTILE, 99.9), (CalibrationMethod.ENTROPY, None)])
@@ -132,8 +134,8 @@ def test_calibration_methods(small_cnn_file, pixels_npy, tmp_path, method, extra
     options = ConvertOptions(formats=(Format.ONNX,), calibration_method=method, samples=40, holdout=10,
                              progress=False, **({"percentile": extra} if extra else {}))
     report = convert(small_cnn_file, pixels_npy, tmp_path, options)
-    assert report["formats"]["onnx"]["quantization"]["method"] == method.value
-    assert report["formats"]["onnx"]["integer_kernels"]["passed"]
+    assert report.formats["onnx"].details["quantization"]["method"] == method.value
+    assert report.formats["onnx"].details["integer_kernels"]["passed"]
 
 
 def test_unexportable_layer_is_named(keras, tmp_path):

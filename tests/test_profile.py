@@ -18,6 +18,7 @@ from edgeact.profile_session import ProfileOptions, compare, profile_models, sco
 from edgeact.profiler import LoopSettings, MemoryProbe, fit_inputs, latency_stats, profile_model, time_invocations
 from edgeact.runtime import IOSpec, open_runner
 from edgeact.targets import Target, check_target
+from tests.helpers import only
 
 
 def write_class_folders(root: Path, pixels: np.ndarray, labels: np.ndarray, names: list[str]) -> Path:
@@ -134,8 +135,8 @@ def test_profile_model_measures_and_returns_the_same_outputs_as_predict(converte
     assert s["runtime"] == "litert" and s["delegate"] == "xnnpack" and s["threads"] == 1
     assert s["memory"]["peak_rss_mb"] >= s["memory"]["rss_before_mb"] > 0
     assert s["samples_evaluated"] == 20
-    expected = open_runner(out / "small_cnn_int8.tflite").predict(x)[0]
-    np.testing.assert_array_equal(profile.outputs[0], expected)
+    expected = only(open_runner(out / "small_cnn_int8.tflite").predict(x))
+    np.testing.assert_array_equal(only(profile.outputs), expected)
     json.dumps(s)  # JSON-able as it is, for a device to send back
 
 
@@ -315,8 +316,8 @@ def test_profile_models_scores_against_labels_and_reference(converted_small, lab
         data=root / "data.npz", reference=out / "small_cnn_fp32.tflite", runs=10, warmup=1, progress=False))
     row = report["models"][0]
     x = pixels / np.float32(255)
-    int8 = open_runner(out / "small_cnn_int8.tflite").predict(x)[0]
-    fp32 = open_runner(out / "small_cnn_fp32.tflite").predict(x)[0]
+    int8 = only(open_runner(out / "small_cnn_int8.tflite").predict(x))
+    fp32 = only(open_runner(out / "small_cnn_fp32.tflite").predict(x))
     assert row["accuracy"]["top1"] == pytest.approx(np.mean(int8.argmax(1) == labels))
     assert row["reference"]["top1_agreement"] == pytest.approx(np.mean(int8.argmax(1) == fp32.argmax(1)))
     assert row["reference"]["max_abs_diff"] == pytest.approx(np.abs(int8 - fp32).max(), rel=1e-5)

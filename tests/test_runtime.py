@@ -10,6 +10,7 @@ from edgeact.errors import InputError, ModelLoadError, RuntimeUnavailableError
 from edgeact.runtime import (
     Delegate, IOSpec, RuntimeName, check_delegate, dequantize, installed_runtimes, open_runner, quantize,
 )
+from tests.helpers import only
 
 TFLITE_RUNTIMES = [r for r in (RuntimeName.LITERT, RuntimeName.TFLITE_RUNTIME, RuntimeName.TF_LITE)
                    if r in installed_runtimes()]
@@ -43,7 +44,7 @@ def samples():
 def test_every_installed_tflite_runtime_gives_the_same_int8_outputs(converted_small, samples):
     out, _ = converted_small
     assert len(TFLITE_RUNTIMES) >= 2, "CI installs ai-edge-litert and TensorFlow"
-    results = {r: open_runner(out / "small_cnn_int8.tflite", runtime=r).predict(samples)[0] for r in TFLITE_RUNTIMES}
+    results = {r: only(open_runner(out / "small_cnn_int8.tflite", runtime=r).predict(samples)) for r in TFLITE_RUNTIMES}
     first = results[TFLITE_RUNTIMES[0]]
     for runtime, got in results.items():
         assert np.array_equal(got, first), runtime  # same kernels, same integer arithmetic
@@ -55,7 +56,7 @@ def test_float_models_agree_across_formats_and_runtimes(converted_small, small_c
     runs = [open_runner(out / "small_cnn_fp32.tflite", runtime=r) for r in TFLITE_RUNTIMES]
     runs.append(open_runner(small_onnx))
     for runner in runs:
-        got = runner.predict(samples)[0]
+        got = only(runner.predict(samples))
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{runner.format} {runner.runtime}")
 
 
@@ -101,7 +102,7 @@ def test_onnx_nchw_model_runs_with_transposed_inputs(small_cnn, tmp_path, sample
 
     runner = open_runner(export_float_onnx(small_cnn, tmp_path / "nchw.onnx", nchw=True))
     assert runner.inputs[0].shape == (1, 3, 16, 16)
-    got = runner.predict(fit_inputs(samples, runner.inputs[0]))[0]
+    got = only(runner.predict(fit_inputs(samples, runner.inputs[0])))
     np.testing.assert_allclose(got, small_cnn.predict(samples, verbose=0), atol=1e-5)
 
 
@@ -139,7 +140,7 @@ def test_no_delegate_runs_reference_kernels(converted_small, samples):
     out, _ = converted_small
     plain = open_runner(out / "small_cnn_int8.tflite", delegate="none")
     assert plain.delegate == "none"
-    np.testing.assert_allclose(plain.predict(samples)[0], open_runner(out / "small_cnn_int8.tflite").predict(samples)[0],
+    np.testing.assert_allclose(only(plain.predict(samples)), only(open_runner(out / "small_cnn_int8.tflite").predict(samples)),
                                atol=2 * plain.outputs[0].scale)
 
 

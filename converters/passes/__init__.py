@@ -74,13 +74,18 @@ def run_pipeline(model, names: list[str], samples=None):
 
 
 def _max_output_diff(before, after, samples) -> float:
-    from ..serving import named_outputs
+    # Positional: a pass keeps the order of the outputs, though it may rename the layer producing one.
+    arrays = getattr(samples, "arrays", None)
+    batch = [arrays[t.name] for t in before.inputs] if arrays is not None else [np.asarray(samples)]
+    a = _as_list(before(batch if len(batch) > 1 else batch[0], training=False))
+    b = _as_list(after(batch if len(batch) > 1 else batch[0], training=False))
+    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y))) for x, y in zip(a, b)))
 
-    names = list(before.output_names)
-    batch = [samples.arrays[t.name] for t in before.inputs]
-    a = named_outputs(before(batch if len(batch) > 1 else batch[0], training=False), names)
-    b = named_outputs(after(batch if len(batch) > 1 else batch[0], training=False), names)
-    return float(max(np.max(np.abs(np.asarray(a[n]) - np.asarray(b[n]))) for n in names))
+
+def _as_list(outputs) -> list:
+    if isinstance(outputs, dict):
+        return [outputs[k] for k in sorted(outputs)]
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 # Importing the pass modules registers them.

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..profiler import LoopSettings, ModelProfile
+from ..wire import parse_error, profiler_arguments, read_result
 from . import cache
 from .bundle import device_bundle, sha256_bytes, sha256_file
 from .doctor import can_profile, diagnose
@@ -125,21 +126,15 @@ class DeviceSession:
         remote_inputs = self.send_inputs(inputs)
         result = f"{self.options.cache_dir}/results/{uuid.uuid4().hex}"
         self.transport.run(["mkdir", "-p", f"{self.options.cache_dir}/results"])
-        argv = [self.options.python, "-c", _RUN_FROM_ZIP, bundle, remote_model, remote_inputs, "-o", result,
-                "--runs", str(settings.runs), "--warmup", str(settings.warmup), "--delegate", settings.delegate,
-                "--streams", str(settings.streams), "--progress"]
-        if settings.threads:
-            argv += ["--threads", str(settings.threads)]
-        if settings.runtime:
-            argv += ["--runtime", settings.runtime]
+        argv = [self.options.python, "-c", _RUN_FROM_ZIP, bundle,
+                *profiler_arguments(settings, remote_model, remote_inputs, result, progress=True)]
         try:
             self.transport.run(argv, on_stderr_line=on_progress, hold_stdin=True)
         except DeviceError as exc:
             raise _profiler_error(exc, model) from None
-        summary = json.loads(self.transport.run(["sh", "-c", _FETCH_AND_REMOVE, "sh", f"{result}.json"]))
+        text = self.transport.run(["sh", "-c", _FETCH_AND_REMOVE, "sh", f"{result}.json"])
         raw = self.transport.run(["sh", "-c", _FETCH_AND_REMOVE, "sh", f"{result}.npz"])
-        with np.load(io.BytesIO(raw)) as arrays:
-            outputs = [arrays[f"output_{i}"] for i in range(len(arrays.files))]
+        summary, outputs = read_result(text, raw)
         summary["model"], summary["name"] = str(model), model.name  # not the cache's hash name
         return ModelProfile(summary, outputs)
 
@@ -163,8 +158,6 @@ def _profiler_error(exc: DeviceError, model: Path) -> DeviceError:
     cause = exc.cause
     if "failed on the device: " in cause:
         detail = cause.split("failed on the device: ", 1)[1]
-        try:
-            cause = json.loads(detail)["error"]
-        except (ValueError, KeyError, TypeError):
-            cause = detail
+        found = parse_error(detail)
+        cause = found[0] if found else detail
     return DeviceError(exc.device, f"{model.name}: {cause}")

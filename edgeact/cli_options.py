@@ -1,0 +1,35 @@
+"""Options and helpers shared by the commands: defined once, imported by each command module."""
+from __future__ import annotations
+
+import click
+
+from .errors import EdgeactWarning, InputError
+from .preprocess import Preset
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")(fn)
+
+
+def floats(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise InputError(f"'{text}' is not a list of numbers; give e.g. --mean 127.5 or --mean 123.7,116.3,103.5") from None
+
+
+def preprocess_options(fn):
+    """--preprocess / --mean / --std, shared by convert and profile."""
+    fn = click.option("--std", help="Per-channel std on 0..255 pixels, e.g. '58.4,57.1,57.4' (custom preprocessing).")(fn)
+    fn = click.option("--mean", help="Per-channel mean on 0..255 pixels, e.g. '123.7,116.3,103.5' (custom preprocessing).")(fn)
+    fn = click.option("--preprocess", "preset", type=click.Choice([p.value for p in Preset if p is not Preset.CUSTOM]),
+                      default=None, help="Preprocessing preset for image pixels [convert default: unit, or none for a model with its own Rescaling/Normalization].")(fn)
+    return fn
+
+
+def print_warnings(caught) -> None:
+    for w in caught:
+        if issubclass(w.category, EdgeactWarning):
+            click.echo(f"warning: {w.message}", err=True)
