@@ -35,6 +35,8 @@ from .targets import Target
               help="Device the numbers are for; its runtime, delegate and INT8 needs are checked.")
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
+@click.option("--output", "output_name", metavar="NAME",
+              help="The output scored against the labels [default: the one output shaped like class scores].")
 @click.option("--isolate", is_flag=True,
               help="Run each model in a child process: a runtime crash becomes an error, memory is per model.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write a CSV file.")
@@ -49,7 +51,7 @@ from .targets import Target
 @device_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
-            std, limit, isolate, csv_path, markdown_path, plot_path, progress, devices, device_python,
+            std, limit, output_name, isolate, csv_path, markdown_path, plot_path, progress, devices, device_python,
             device_timeout, device_cache, ssh_options, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
@@ -76,7 +78,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         data=data, reference=reference, runs=runs, warmup=warmup, threads=threads, runtimes=tuple(runtimes),
         delegate=check_delegate(delegate) if delegate else None, streams=streams, target=Target(target),
         preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std)) if custom else None,
-        limit=limit, isolate=isolate, progress=progress, devices=tuple(devices),
+        limit=limit, output=output_name, isolate=isolate, progress=progress, devices=tuple(devices),
         device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
         if devices else None,
     )

@@ -30,6 +30,7 @@ class ModelReport:
     labels: list[str] | None
     input_shape: tuple[int, ...] | None  # (H, W, C), without batch
     input_range: tuple[float, float] | None = None  # of the calibration inputs, after preprocessing
+    output_kinds: dict[str, str] | None = None  # output name -> "class_scores" | "dense" (schema 2)
 
 
 def report_name(model_path: str | Path) -> str:
@@ -62,6 +63,8 @@ def read_report(path: str | Path) -> ModelReport:
         labels=[str(label) for label in labels] if labels else None,
         input_shape=tuple(int(d) for d in shape) if shape else None,
         input_range=(float(low), float(high)) if low is not None and high is not None else None,
+        output_kinds={str(o["name"]): str(o.get("kind")) for o in data.get("outputs") or []
+                      if isinstance(o, dict) and "name" in o} or None,
     )
 
 

@@ -209,15 +209,18 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
         preprocessing = options.preprocessing or (report.preprocessing if report else None)
         input_shape, outputs = model_io(path)
         image_shape = report.input_shape if report and report.input_shape else _nhwc(input_shape)
-        scored = scored_output(outputs, options.output, path.name)
+        scored = scored_output(outputs, options.output, path.name, report.output_kinds if report else None)
         for runtime in _runtimes(fmt, requested):
             check_target(options.target, path, runtime, delegate)
             plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, outputs, scored))
     return plans
 
 
-def scored_output(outputs: dict[str, tuple[int, ...]], chosen: str | None, model: str) -> str | None:
-    """The output scored against labels: `--output`, else the only one shaped like class scores (N, C>=2).
+def scored_output(outputs: dict[str, tuple[int, ...]], chosen: str | None, model: str,
+                  kinds: dict[str, str] | None = None) -> str | None:
+    """The output scored against labels: `--output`, else the only class-score output.
+
+    Class scores: what the model's report judged as such, or without a report, (N, C>=2) shapes.
 
     None when no output looks like class scores (accuracy is then not computed, agreement still is).
     Raises InputError for an unknown `--output`, or several candidates and no `--output`.
@@ -226,7 +229,8 @@ def scored_output(outputs: dict[str, tuple[int, ...]], chosen: str | None, model
         if chosen not in outputs:
             raise InputError(f"--output {chosen}: {model} has no such output (outputs: {', '.join(outputs)})")
         return chosen
-    candidates = [name for name, shape in outputs.items() if len(shape) == 1 and shape[0] >= 2]
+    candidates = [name for name, shape in outputs.items() if len(shape) == 1 and shape[0] >= 2
+                  and (not kinds or kinds.get(name) == "class_scores")]
     if len(outputs) == 1:
         return next(iter(outputs)) if candidates else None
     if len(candidates) == 1:
