@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import fit_samples
 from .errors import InputError
 from .images import IMAGE_SUFFIXES, decode_images, list_files
 from .preprocess import Preprocessing
@@ -29,6 +30,7 @@ class EvalData:
     class_names: list[str] | None
     pixels: bool  # True: 0..255 values that need preprocessing; False: model inputs
     _array: np.ndarray | None = None  # .npz/.npy data (N, ...)
+    _named: dict | None = None  # .npz data for a model with several inputs: one array per input name
     _files: list[Path] = field(default_factory=list)  # image folders: one file per sample
     _decoded: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
@@ -39,7 +41,29 @@ class EvalData:
         return bool(self._files)
 
     def __len__(self) -> int:
+        if self._named is not None:
+            return len(next(iter(self._named.values())))
         return len(self._files) if self._files else len(self._array)
+
+    def named_inputs(self, shapes: dict[str, tuple[int, ...]], preprocessing: Preprocessing | None) -> dict:
+        """Float32 model inputs by input name for a several-input model (uint8 arrays preprocessed)."""
+        from .arrays import match_input_names
+
+        if self._named is None:
+            raise InputError(f"the model has {len(shapes)} inputs ({', '.join(shapes)}) but {self.source} holds one "
+                             "array; save an .npz with one array per input name (and y)")
+        match_input_names(self._named, list(shapes), self.source)
+        fitted = {}
+        for name, shape in shapes.items():
+            array = fit_samples(self._named[name], shape, f"{self.source} ['{name}']", name)
+            if array.dtype == np.uint8:
+                if preprocessing is None:
+                    raise InputError(f"{self.source} ['{name}'] holds pixels but no preprocessing is known; "
+                                     "pass --preprocess as used in training")
+                fitted[name] = preprocessing.apply(array)
+            else:
+                fitted[name] = np.ascontiguousarray(array, dtype=np.float32)
+        return fitted
 
     def samples(self, shape: tuple[int, ...], progress=None) -> np.ndarray:
         """The raw samples (N, *shape): decoded at `shape` for folders, checked against it for arrays."""
@@ -48,7 +72,10 @@ class EvalData:
             if shape not in self._decoded:
                 self._decoded[shape] = self._decode(shape, progress)
             return self._decoded[shape]
-        return fit_array(self._array, shape, self.source)
+        if self._array is None:
+            raise InputError(f"{self.source} holds one array per input name ({', '.join(self._named or {})}), but "
+                             "the model takes one input; give x (and y)")
+        return fit_samples(self._array, shape, self.source)
 
     def model_inputs(self, shape: tuple[int, ...], preprocessing: Preprocessing | None, progress=None) -> np.ndarray:
         """Float32 model inputs (N, *shape): pixels preprocessed as one array, floats as they are."""
@@ -88,16 +115,6 @@ class EvalData:
                 "model inputs, fed as is", "skipped": self.skipped}
 
 
-def fit_array(array: np.ndarray, shape: tuple[int, ...], origin: str) -> np.ndarray:
-    """(N, *shape) from (N, *shape) or (N, H, W) for a one-channel input; InputError otherwise."""
-    if array.ndim == len(shape) and shape[-1] == 1 and array.shape[1:] == shape[:-1]:
-        array = array[..., None]
-    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape):
-        raise InputError(f"{origin} has samples of shape {tuple(array.shape[1:])} but the model takes "
-                         f"{tuple(shape)}; resize the data or give data made for this model")
-    return array
-
-
 def read_eval_data(source: str | Path, labels: list[str] | None = None, limit: int | None = None,
                    seed: int = 0) -> EvalData:
     """An .npz/.npy file or a folder (of class subfolders, or of unlabelled images).
@@ -130,10 +147,14 @@ def _read_arrays(path: Path, limit: int | None, seed: int) -> EvalData:
     y = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
-            if "x" not in loaded.files:
-                raise InputError(f"{path} holds arrays {loaded.files}; name the samples 'x' and the labels 'y'")
-            x = loaded["x"]
+            inputs = [k for k in loaded.files if k != "y"]
             y = loaded["y"] if "y" in loaded.files else None
+            if "x" not in loaded.files and len(inputs) > 1:
+                return _read_named(path, {k: loaded[k] for k in inputs}, y, limit, seed)
+            if "x" not in loaded.files:
+                raise InputError(f"{path} holds arrays {loaded.files}; name the samples 'x' and the labels 'y' "
+                                 "(or one array per input name for a model with several inputs)")
+            x = loaded["x"]
     else:
         x = loaded
     if x.ndim < 2 or len(x) == 0:
@@ -147,6 +168,21 @@ def _read_arrays(path: Path, limit: int | None, seed: int) -> EvalData:
     keep = _subset(len(x), limit, seed)
     return EvalData(source=path.name, labels=None if y is None else y[keep], class_names=None,
                     pixels=x.dtype == np.uint8, _array=x[keep])
+
+
+def _read_named(path: Path, arrays: dict, y, limit: int | None, seed: int) -> EvalData:
+    from .arrays import check_dtype, check_finite, same_length
+
+    n = same_length(arrays, str(path))
+    for name, array in arrays.items():
+        check_dtype(array, f"{path} ['{name}']")
+        check_finite(array, f"{path} ['{name}']")
+    if y is not None:
+        y = _integer_labels(y, n, path)
+    keep = _subset(n, limit, seed)
+    return EvalData(source=path.name, labels=None if y is None else y[keep], class_names=None,
+                    pixels=any(a.dtype == np.uint8 for a in arrays.values()),
+                    _named={k: a[keep] for k, a in arrays.items()})
 
 
 def _integer_labels(y: np.ndarray, n: int, path: Path) -> np.ndarray:

@@ -12,17 +12,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ModelLoadError
 from .profiler import LoopSettings, ModelProfile
-from .wire import child_error, profiler_arguments, read_result
+from .wire import child_error, profiler_arguments, read_result, write_inputs
 
 
-def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> ModelProfile:
+def run_isolated(path: Path, inputs, settings: LoopSettings) -> ModelProfile:
     """The profiler in a child process (`python -m edgeact.profiler`): a crash there is an error here."""
     with tempfile.TemporaryDirectory(prefix="edgeact-profile-") as tmp:
-        np.savez(Path(tmp) / "inputs.npz", x=inputs)
+        write_inputs(Path(tmp) / "inputs.npz", inputs)
         result = Path(tmp) / "result"
         command = [sys.executable, "-m", "edgeact.profiler",
                    *profiler_arguments(settings, str(path), str(Path(tmp) / "inputs.npz"), str(result))]

@@ -69,9 +69,17 @@ class ModelPlan:
     delegate: str
     report: ModelReport | None
     preprocessing: Preprocessing | None
-    image_shape: tuple[int, ...]  # the model input without batch, NHWC
+    image_shape: tuple[int, ...]  # the model input without batch, NHWC (the first input's, for several)
     outputs: dict[str, tuple[int, ...]]  # every output's shape without batch, by name
+    inputs: dict[str, tuple[int, ...]]  # every input's shape without batch, by name
     scored: str | None  # the output scored against labels (class scores), if any
+
+    @property
+    def data_key(self) -> tuple:
+        """Plans with the same key are fed the same inputs."""
+        if len(self.inputs) > 1:
+            return ("named", tuple(sorted(self.inputs.items())), self.preprocessing)
+        return (self.image_shape, self.preprocessing)
 
     @property
     def classes(self) -> int:
@@ -99,16 +107,15 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     reference = Reference(options.reference) if options.reference else None
     inputs_cache: dict = {}
     for plan in plans:
-        key = (plan.image_shape, plan.preprocessing)
-        if key not in inputs_cache:
-            inputs_cache[key] = _model_inputs(plan, data, options, bars)
+        if plan.data_key not in inputs_cache:
+            inputs_cache[plan.data_key] = _model_inputs(plan, data, options, bars)
     measured, device_runs = [], []
     if options.devices:
         device_runs = _measure_on_devices(plans, inputs_cache, settings, options, bars)
         measured = [(plan, profile, run.summary()) for run in device_runs for plan, profile in run.results]
     else:
         for plan in plans:
-            inputs = inputs_cache[(plan.image_shape, plan.preprocessing)]
+            inputs = inputs_cache[plan.data_key]
             run_settings = _settings_for(plan, settings, options)
             measured.append((plan, run_isolated(plan.path, inputs, run_settings) if options.isolate else
                              profile_model(plan.path, inputs, run_settings, bars), None))
@@ -118,7 +125,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         if reference is not None and measured else {}
     rows = []
     for plan, profile, device in measured:
-        row = _row(plan, profile, data, reference_outputs.get((plan.image_shape, plan.preprocessing)),
+        row = _row(plan, profile, data, reference_outputs.get(plan.data_key),
                    reference.path.name if reference is not None else "")
         rows.append({"device": device, **row} if device is not None else row)
     notes = [n for n in (host_note(target),) if n and not options.devices]
@@ -155,7 +162,7 @@ def _measure_on_devices(plans: list[ModelPlan], inputs_cache: dict, settings: Lo
     """Every plan on every --device, devices concurrently, progress streamed from each."""
     from .remote.fleet import Job, profile_fleet
 
-    jobs = [Job(plan, plan.path, inputs_cache[(plan.image_shape, plan.preprocessing)],
+    jobs = [Job(plan, plan.path, inputs_cache[plan.data_key],
                 _settings_for(plan, settings, options, on_device=True)) for plan in plans]
     return profile_fleet(list(options.devices), jobs, options.device_options,
                          edgetpu=TARGETS[Target(options.target)].edgetpu, progress=_device_progress(bars))
@@ -207,12 +214,14 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
     for path, fmt in formats.items():
         report = find_report(path)
         preprocessing = options.preprocessing or (report.preprocessing if report else None)
-        input_shape, outputs = model_io(path)
-        image_shape = report.input_shape if report and report.input_shape else _nhwc(input_shape)
+        inputs, outputs = model_io(path)
+        first = next(iter(inputs.values()))
+        image_shape = report.input_shape if report and report.input_shape and len(inputs) == 1 else _nhwc(first)
         scored = scored_output(outputs, options.output, path.name, report.output_kinds if report else None)
         for runtime in _runtimes(fmt, requested):
             check_target(options.target, path, runtime, delegate)
-            plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, outputs, scored))
+            plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, outputs, inputs,
+                                   scored))
     return plans
 
 
@@ -255,16 +264,14 @@ def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
                                   + INSTALL_HINTS[runtimes_for(fmt)[0]])
 
 
-def model_io(path: Path) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
-    """The model's input shape without batch and its outputs' shapes by name (the runner's names)."""
+def model_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """The model's inputs' and outputs' shapes without batch, by name (the runner's names)."""
     runner = open_runner(path)
     if not runner.inputs or not runner.outputs:
         raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
-    if len(runner.inputs) != 1:
-        raise InputError(f"{path.name} has {len(runner.inputs)} inputs; edgeact profile measures single-input "
-                         "models (the accuracy loop feeds one image input)")
+    inputs = {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in runner.inputs}
     outputs = {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in runner.outputs}
-    return tuple(int(d) for d in runner.inputs[0].shape[1:]), outputs
+    return inputs, outputs
 
 
 def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -291,13 +298,22 @@ def _check_data(plan: ModelPlan, data: EvalData | None, chosen: str | None) -> N
         raise InputError(f"{plan.path.name} has no report ({report_path(plan.path).name}) to take its "
                          f"preprocessing from, and {data.source} holds pixels; pass --preprocess (or "
                          "--mean/--std) as used in training, or give float model inputs in an .npz")
-    if not data.is_folder:  # arrays: check the shape now; folders are resized to the model
+    if len(plan.inputs) > 1:
+        data.named_inputs({n: _nhwc(s) for n, s in plan.inputs.items()}, plan.preprocessing)
+    elif not data.is_folder:  # arrays: check the shape now; folders are resized to the model
         data.samples(plan.image_shape)
     if plan.scored:
         data.check_classes(plan.classes, plan.path.name)
 
 
-def _model_inputs(plan: ModelPlan, data: EvalData | None, options: ProfileOptions, bars) -> np.ndarray:
+def _model_inputs(plan: ModelPlan, data: EvalData | None, options: ProfileOptions, bars):
+    """Float model inputs: one array (N, H, W, C), or arrays keyed by input name for several inputs."""
+    if len(plan.inputs) > 1:
+        shapes = {n: _nhwc(s) for n, s in plan.inputs.items()}
+        if data is None:
+            rng = np.random.default_rng(options.seed)
+            return {n: rng.uniform(0, 1, (RANDOM_SAMPLES, *s)).astype(np.float32) for n, s in shapes.items()}
+        return data.named_inputs(shapes, plan.preprocessing)
     if data is None:
         low, high = plan.report.input_range if plan.report and plan.report.input_range else (0.0, 1.0)
         rng = np.random.default_rng(options.seed)

@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import EdgeactError, InputError, ModelLoadError, first_line
 from .runtime import IOSpec, Runner, dequantize, import_runtime, model_format, open_runner
-from .wire import error_line, write_result
+from .wire import error_line, read_inputs, write_result
 
 LATENCY_SAMPLES = 16  # distinct prepared inputs the timed loop cycles through
 PERCENTILES = (50, 90, 99)
@@ -100,13 +100,16 @@ def fit_inputs(inputs: np.ndarray, spec: IOSpec, origin: str = "the data") -> np
                      "give data made for this model")
 
 
-def time_invocations(runner: Runner, prepared: np.ndarray, runs: int, warmup: int = 0,
+def time_invocations(runner: Runner, prepared, runs: int, warmup: int = 0,
                      progress=None, gc_off: bool = True) -> np.ndarray:
     """Latency in ms of `runs` invocations after `warmup` untimed ones, cycling through `prepared`.
 
-    `gc_off=False` leaves the (process-wide) garbage collector to the caller, for threads.
+    `prepared` is an array of samples (one input), or a list of per-sample tuples (several
+    inputs, written with `write_inputs`). `gc_off=False` leaves the (process-wide) garbage
+    collector to the caller, for threads.
     """
-    write, invoke, clock = runner.write_input, runner.invoke, time.perf_counter_ns
+    write = runner.write_inputs if isinstance(prepared, list) else runner.write_input
+    invoke, clock = runner.invoke, time.perf_counter_ns
     n = len(prepared)
     for i in range(warmup):
         write(prepared[i % n])
@@ -235,21 +238,20 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
     """
     settings = settings or LoopSettings()
     path = Path(path)
-    inputs = np.asarray(inputs)
-    if inputs.ndim < 2 or len(inputs) == 0:
-        raise InputError(f"inputs of shape {inputs.shape}: give at least one sample (N, H, W, C)")
+    named = isinstance(inputs, dict)
+    arrays = {k: np.asarray(v) for k, v in inputs.items()} if named else {"": np.asarray(inputs)}
+    for array in arrays.values():
+        if array.ndim < 2 or len(array) == 0:
+            raise InputError(f"inputs of shape {array.shape}: give at least one sample (N, H, W, C)")
     import_runtime(model_format(path), settings.runtime)  # not part of the model's init time
     memory = MemoryProbe()
     memory.start()
     start = time.perf_counter_ns()
     runner = open_runner(path, settings.runtime, settings.threads, settings.delegate)
     init_ms = (time.perf_counter_ns() - start) / 1e6
-    if len(runner.inputs) != 1:
-        raise InputError(f"{path.name} has {len(runner.inputs)} inputs; edgeact profiles single-input models")
-    fitted = fit_inputs(inputs, runner.inputs[0])
-    timed = runner.prepare(fitted[:LATENCY_SAMPLES])
+    fitted, timed = _fit_and_prepare(runner, arrays, named)
     try:
-        runner.write_input(timed[0])
+        (runner.write_inputs if isinstance(timed, list) else runner.write_input)(timed[0])
         start = time.perf_counter_ns()
         runner.invoke()
         cold_ms = (time.perf_counter_ns() - start) / 1e6
@@ -278,18 +280,41 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
         "throughput_ips": streams["images_per_s"] if streams else warm_loop_ips,
         "streams": streams or {"streams": 1, "threads_per_stream": settings.threads, "inferences": settings.runs,
                                "wall_s": wall_s, "images_per_s": warm_loop_ips},
-        "memory": mem, "samples_evaluated": len(fitted) if settings.evaluate else 0,
+        "memory": mem, "samples_evaluated": _count(fitted) if settings.evaluate else 0,
         "timings_ms": [round(t, 6) for t in times.tolist()],
     }
     return ModelProfile(summary, outputs)
 
 
-def _evaluate(runner: Runner, fitted: np.ndarray, path: Path, progress) -> dict[str, np.ndarray]:
+def _fit_and_prepare(runner: Runner, arrays: dict[str, np.ndarray], named: bool):
+    """(fitted inputs, prepared samples for the timed loop): an array for one input, else per-sample tuples."""
+    if not named:
+        if len(runner.inputs) != 1:
+            raise InputError(f"{runner.path.name} has {len(runner.inputs)} inputs "
+                             f"({', '.join(s.name for s in runner.inputs)}); give one array per input name")
+        fitted = fit_inputs(arrays[""], runner.inputs[0])
+        return fitted, runner.prepare(fitted[:LATENCY_SAMPLES])
+    from .arrays import match_input_names, same_length
+
+    match_input_names(arrays, [s.name for s in runner.inputs], f"the inputs of {runner.path.name}")
+    fitted = {s.name: fit_inputs(arrays[s.name], s) for s in runner.inputs}
+    same_length(fitted, f"the inputs of {runner.path.name}")
+    prepared = [runner.prepare(fitted[s.name][:LATENCY_SAMPLES], k) for k, s in enumerate(runner.inputs)]
+    return fitted, [tuple(p[i] for p in prepared) for i in range(len(prepared[0]))]
+
+
+def _count(fitted) -> int:
+    return len(next(iter(fitted.values()))) if isinstance(fitted, dict) else len(fitted)
+
+
+def _evaluate(runner: Runner, fitted, path: Path, progress) -> dict[str, np.ndarray]:
     """Float outputs for every input by output name, quantized once as a whole array."""
-    prepared = runner.prepare(fitted)
-    bar = progress(f"{path.name}: evaluating", len(prepared)) if progress else None
+    bar = progress(f"{path.name}: evaluating", _count(fitted)) if progress else None
     try:
-        raw = runner.run_prepared(prepared, bar)
+        if isinstance(fitted, dict):
+            raw = runner._run_inputs([runner.prepare(fitted[s.name], k) for k, s in enumerate(runner.inputs)])
+        else:
+            raw = runner.run_prepared(runner.prepare(fitted), bar)
     finally:
         if bar is not None:
             bar.close()
@@ -336,8 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="JSON progress lines on stderr")
     args = parser.parse_args(argv)
     try:
-        loaded = np.load(args.inputs, allow_pickle=False)
-        inputs = loaded["x"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+        inputs = read_inputs(args.inputs)
         settings = LoopSettings(args.runs, args.warmup, args.threads, args.runtime, args.delegate,
                                 args.streams, not args.no_evaluate)
         profile = profile_model(args.model, inputs, settings, LineProgress if args.progress else None)

@@ -26,8 +26,15 @@ class Reference:
         self._runner = open_runner(self.path) if self.kind != "keras" else None
         self._model = None
 
-    def predict(self, inputs: np.ndarray, bars=None) -> dict[str, np.ndarray]:
-        """Every output, by name, for NHWC float inputs of a single-input model."""
+    def predict(self, inputs, bars=None) -> dict[str, np.ndarray]:
+        """Every output, by name, for NHWC float inputs (an array, or arrays keyed by input name)."""
+        if self._runner is not None and isinstance(inputs, dict):
+            by_name = {s.name: s for s in self._runner.inputs}
+            missing = [n for n in inputs if n not in by_name]
+            if missing:
+                raise InputError(f"the reference {self.path.name} has no input '{missing[0]}'; give the float "
+                                 "model these models were converted from")
+            return self._runner.predict({n: fit_inputs(a, by_name[n], "the data") for n, a in inputs.items()})
         if self._runner is not None:
             fitted = fit_inputs(inputs, self._runner.inputs[0], "the data")
             bar = bars(f"reference {self.path.name}", len(fitted)) if bars else None
@@ -73,15 +80,25 @@ def _load_keras(path: Path):
 def _predict_keras(model, inputs: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
     """A Keras model's (or SavedModel signature's) outputs by name, batch by batch."""
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(inputs), batch_size):
-        batch = inputs[start:start + batch_size]
+    named = isinstance(inputs, dict)
+    count = len(next(iter(inputs.values()))) if named else len(inputs)
+    for start in range(0, count, batch_size):
+        if named:
+            batch = {n: a[start:start + batch_size] for n, a in inputs.items()}
+        else:
+            batch = inputs[start:start + batch_size]
         if hasattr(model, "output_names"):
+            if named:
+                batch = [batch[t.name] for t in model.inputs]
             outputs = model(batch, training=False)
             if not isinstance(outputs, dict):
                 outputs = dict(zip(model.output_names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
         else:
-            (name,) = model.structured_input_signature[1]
-            outputs = model(**{name: batch})
+            if named:
+                outputs = model(**batch)
+            else:
+                (name,) = model.structured_input_signature[1]
+                outputs = model(**{name: batch})
         for key, value in outputs.items():
             parts.setdefault(str(key), []).append(np.asarray(value))
     return {key: np.concatenate(values) for key, values in parts.items()}

@@ -37,6 +37,27 @@ def profiler_arguments(settings, model: str, inputs: str, result: str, progress:
     return argv + ["--", str(model), str(inputs)]
 
 
+def write_inputs(path: Path | io.BytesIO, inputs) -> None:
+    """Inputs for the profiler: `x` for one array; `x_0, x_1, ...` plus `input_names` for inputs by name."""
+    if isinstance(inputs, dict):
+        names = list(inputs)
+        np.savez(path, input_names=np.asarray(names), **{f"x_{i}": inputs[n] for i, n in enumerate(names)})
+    else:
+        np.savez(path, x=inputs)
+
+
+def read_inputs(path) -> np.ndarray | dict[str, np.ndarray]:
+    """What `write_inputs` wrote (or a plain .npy array)."""
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded
+    with loaded:
+        if "input_names" in loaded.files:
+            names = [str(n) for n in loaded["input_names"]]
+            return {name: loaded[f"x_{i}"] for i, name in enumerate(names)}
+        return loaded["x"]
+
+
 def write_result(result: Path, summary: dict, outputs: dict[str, np.ndarray]) -> None:
     """RESULT.json and RESULT.npz; `summary["outputs"]` names the arrays in order."""
     names = [spec["name"] for spec in summary.get("outputs", [])]

@@ -192,3 +192,57 @@ def test_profile_scores_the_class_output_and_compares_every_output(keras, tmp_pa
                                        "--output", "nope", "--runs", "2"])
     assert unknown.exit_code == 2 and "--output nope" in unknown.stderr
     assert "scores" in unknown.stderr and "boxes" in unknown.stderr
+
+
+@pytest.fixture(scope="module")
+def two_input_models(keras, tmp_path_factory):
+    model = two_head_model(keras, with_meta=True)
+    folder = tmp_path_factory.mktemp("twoin")
+    model.save(folder / "twohead_meta.keras")
+    np.savez(folder / "calib.npz", **data_for(model))
+    convert(folder / "twohead_meta.keras", folder / "calib.npz", folder / "out",
+            ConvertOptions(formats=BOTH, samples=40, holdout=20, progress=False))
+    arrays = data_for(model, 16, seed=9)
+    np.savez(folder / "eval.npz", **arrays, y=np.random.default_rng(2).integers(0, 10, 16))
+    return model, folder
+
+
+def _expected_accuracy(model_path, data):
+    loaded = np.load(data)
+    inputs = {"image": loaded["image"].astype(np.float32) / 255, "meta": loaded["meta"].astype(np.float32)}
+    got = open_runner(model_path).predict(inputs)
+    return float(np.mean(got["scores"].argmax(1) == loaded["y"]))
+
+
+def test_two_input_model_profiles_locally_and_isolated(two_input_models):
+    model, folder = two_input_models
+    models = [folder / "out" / "twohead_meta_int8.tflite", folder / "out" / "twohead_meta_int8.onnx"]
+    for extra in ([], ["--isolate"]):
+        result = CliRunner().invoke(cli, ["profile", *map(str, models), "--data", str(folder / "eval.npz"),
+                                          "--reference", str(folder / "twohead_meta.keras"), "--runs", "5",
+                                          "--warmup", "1", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        for row in json.loads(result.stdout)["models"]:
+            assert row["accuracy"]["top1"] == pytest.approx(_expected_accuracy(row["model"], folder / "eval.npz"))
+            assert set(row["agreement"]) == {"scores", "boxes"}
+            assert row["agreement"]["scores"]["cosine"] > 0.98
+
+
+@pytest.mark.device
+def test_two_input_model_profiles_through_ssh(two_input_models, tmp_path):
+    from tests.sshd import make_server
+
+    model, folder = two_input_models
+    server = make_server(tmp_path / "sshd").start()
+    try:
+        int8 = folder / "out" / "twohead_meta_int8.tflite"
+        result = CliRunner().invoke(cli, [
+            "profile", str(int8), "--data", str(folder / "eval.npz"), "--runs", "3", "--warmup", "1", "--json",
+            "--no-progress", "--device", server.device, "--ssh-option", f"-F {server.client_config}",
+            "--device-python", __import__("sys").executable, "--device-cache", str(tmp_path / "cache")])
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(result.stdout)["models"]
+        assert row["device"]["name"] == server.device
+        assert row["accuracy"]["top1"] == pytest.approx(_expected_accuracy(int8, folder / "eval.npz"))
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..profiler import LoopSettings, ModelProfile
-from ..wire import parse_error, profiler_arguments, read_result
+from ..wire import parse_error, profiler_arguments, read_result, write_inputs
 from . import cache
 from .bundle import device_bundle, sha256_bytes, sha256_file
 from .doctor import can_profile, diagnose
@@ -112,11 +112,14 @@ class DeviceSession:
     def send_model(self, path: Path) -> str:
         return self._send(f"{sha256_file(path)}{path.suffix.lower()}", read=path.read_bytes)
 
-    def send_inputs(self, inputs: np.ndarray) -> str:
+    def send_inputs(self, inputs) -> str:
         buffer = io.BytesIO()
-        np.save(buffer, inputs, allow_pickle=False)
+        if isinstance(inputs, dict):
+            write_inputs(buffer, inputs)
+        else:
+            np.save(buffer, inputs, allow_pickle=False)
         data = buffer.getvalue()
-        return self._send(f"{sha256_bytes(data)}.npy", data)
+        return self._send(f"{sha256_bytes(data)}{'.npz' if isinstance(inputs, dict) else '.npy'}", data)
 
     # -- running -------------------------------------------------------------------------
     def profile(self, model: Path, inputs: np.ndarray, settings: LoopSettings, on_progress=None) -> ModelProfile:

@@ -31,7 +31,7 @@ class Job:
 
     key: object  # the caller's handle for this job (its plan)
     model: Path
-    inputs: np.ndarray
+    inputs: np.ndarray | dict  # one array, or arrays keyed by input name
     settings: LoopSettings
 
 
@@ -62,11 +62,14 @@ def _max_temp(facts: dict) -> float | None:
     return max(temps) if temps else None
 
 
-def wire_inputs(model: Path, inputs: np.ndarray) -> np.ndarray:
+def wire_inputs(model: Path, inputs):
     """Inputs as the device's interpreter takes them: quantized here for an integer .tflite input.
 
     int8 is a quarter of float32 over the network, and the device then skips quantizing.
+    Several inputs (keyed by name) go as float32 and are quantized on the device.
     """
+    if isinstance(inputs, dict):
+        return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in inputs.items()}
     if model.suffix.lower() != ".tflite":
         return np.ascontiguousarray(inputs, dtype=np.float32)
     from ..tflite_model import read_tflite

@@ -117,6 +117,10 @@ class Runner(ABC):
         """Copy one prepared sample (with or without its batch axis) into the input buffer."""
         self.set_inputs([np.reshape(sample, self.inputs[0].shape)])
 
+    def write_inputs(self, sample: tuple[np.ndarray, ...]) -> None:
+        """Copy one prepared sample of every input (in `inputs` order) into the input buffers."""
+        self.set_inputs([np.reshape(s, spec.shape) for s, spec in zip(sample, self.inputs)])
+
     def store_outputs(self, results: list[np.ndarray], row: int) -> None:
         """Copy the raw outputs of the last `invoke` into `results[k][row]`."""
         for slot, out in zip(results, self.get_outputs()):
