@@ -77,6 +77,10 @@ def check_activations(path: Path, quantized: bool) -> dict:
     graph = _load(path).graph
     producers = {out: node for node in graph.node for out in node.output}
     consumers = Counter(name for node in graph.node for name in node.input)
+    users: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node.op_type)
     fusable, standalone, unfused = 0, [], []
     for node in graph.node:
         if node.op_type not in ACTIVATIONS:
@@ -84,6 +88,11 @@ def check_activations(path: Path, quantized: bool) -> dict:
         producer = producers.get(node.input[0])
         after = producer.op_type if producer is not None else "graph input"
         entry = {"op": node.op_type, "node": node.name, "after": after}
+        if node.op_type == "Relu" and "Neg" in users.get(node.input[0], []):
+            # tf2onnx writes PReLU/LeakyReLU as Relu(x) - alpha * Relu(-x): this Relu is half of one.
+            standalone.append({**entry, "reason": "part of a PReLU/LeakyReLU that tf2onnx decomposed into "
+                               "Relu, Neg, Mul, Add; it has no fused form"})
+            continue
         if quantized:
             if after in ("DequantizeLinear",) and producer.input[0] in producers \
                     and producers[producer.input[0]].op_type == "QuantizeLinear":

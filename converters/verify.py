@@ -37,7 +37,8 @@ def rule_text(kind: str | None, tolerances: Tolerances, exact: bool) -> str:
         return (f"float export: max |diff| <= {t.float_max_relative_diff:g} of the output range, "
                 f"or SQNR >= {t.float_min_sqnr_db:g} dB")
     if kind == OutputKind.CLASS_SCORES:
-        return f"class scores: top-1 agreement >= {t.min_top1_agreement:g}, cosine >= {t.min_cosine:g}"
+        return (f"class scores: top-1 agreement >= {t.min_top1_agreement:g} (near-ties within one 8-bit step "
+                f"excluded), cosine >= {t.min_cosine:g}")
     return (f"dense output: SQNR >= {t.min_sqnr_db:g} dB, max |diff| <= {t.max_relative_diff:g} of the "
             "output range")
 
@@ -53,8 +54,9 @@ def judge(metrics: Agreement, kind: str | None, tolerances: Tolerances, exact: b
                                   f"{metrics.sqnr_db:.1f} dB")
     if kind == OutputKind.CLASS_SCORES:
         low = []
-        if not (metrics.top1_agreement is not None and metrics.top1_agreement >= t.min_top1_agreement):
-            low.append(f"top-1 agreement {_num(metrics.top1_agreement)}")
+        top1 = _judged_top1(metrics)
+        if top1 is not None and not top1 >= t.min_top1_agreement:
+            low.append(f"top-1 agreement {_num(top1)}" + (" (decisive samples)" if metrics.top1_ties else ""))
         if not metrics.cosine >= t.min_cosine:
             low.append(f"cosine {_num(metrics.cosine)}")
         return not low, " and ".join(low) + (" too low" if low else "")
@@ -64,6 +66,11 @@ def judge(metrics: Agreement, kind: str | None, tolerances: Tolerances, exact: b
     if not metrics.relative_max_diff <= t.max_relative_diff:
         low.append(f"max |diff| {_num(metrics.relative_max_diff)} of the range too high")
     return not low, " and ".join(low)
+
+
+def _judged_top1(metrics: Agreement) -> float | None:
+    """Top-1 agreement on the samples where the float model is decisive (all samples when none tie)."""
+    return metrics.top1_agreement_decisive if metrics.top1_ties else metrics.top1_agreement
 
 
 def _num(value) -> str:
@@ -103,5 +110,7 @@ def _summary(m: Agreement, kind: str | None, exact: bool) -> str:
     if exact:
         return f"max |diff| {m.max_abs_diff:.2g} ({m.relative_max_diff:.2g} of range), SQNR {_num(m.sqnr_db)} dB"
     if kind == OutputKind.CLASS_SCORES:
-        return f"top-1 agreement {_num(m.top1_agreement)}, cosine {_num(m.cosine)}, SQNR {_num(m.sqnr_db)} dB"
+        ties = (f" ({_num(m.top1_agreement_decisive)} where the float model is decisive; {m.top1_ties} near-ties)"
+                if m.top1_ties else "")
+        return f"top-1 agreement {_num(m.top1_agreement)}{ties}, cosine {_num(m.cosine)}, SQNR {_num(m.sqnr_db)} dB"
     return f"SQNR {_num(m.sqnr_db)} dB, max |diff| {_num(m.relative_max_diff)} of range, cosine {_num(m.cosine)}"

@@ -34,6 +34,10 @@ class Agreement:
     sqnr_db: float
     relative_max_diff: float = 0.0
     collapsed: str | None = None  # why the candidate output carries no information, if it does not
+    # Top-1 over the samples where the reference is decisive: its top-2 margin is more than the
+    # outputs' resolution (an INT8 output's scale). Closer calls are ties INT8 cannot resolve.
+    top1_agreement_decisive: float | None = None
+    top1_ties: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +102,38 @@ def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float | None
     return float(np.mean(same))
 
 
+def resolution(values: np.ndarray) -> float:
+    """The smallest step between distinct values: an INT8 output's scale, ~0 for a float output."""
+    distinct = np.unique(np.asarray(values, dtype=np.float64))
+    gaps = np.diff(distinct)
+    return float(gaps[gaps > 0].min()) if np.any(gaps > 0) else 0.0
+
+
+def top1_decisive(reference: np.ndarray, candidate: np.ndarray) -> tuple[float | None, int]:
+    """(top-1 agreement where the reference's top-2 margin exceeds what 8 bits resolve, number of ties).
+
+    A near-uniform softmax (an untrained or uncertain model) has top-2 margins smaller than
+    one step of an INT8 output (1/256 for a softmax) or than 1/256 of the row's largest
+    score; no INT8 model resolves those, so they count as ties, not disagreements.
+    """
+    ref, cand = _flat(reference), _flat(candidate)
+    if ref.shape[1] < 2:
+        return None, 0
+    if not _finite(ref, cand):
+        return 0.0, 0
+    # One step of the outputs' grid, or one 8-bit step of the row's largest score (|max| / 256),
+    # whichever is larger: INT8 activations carry about that much error at every layer.
+    step = np.maximum(max(resolution(ref), resolution(cand)), np.max(np.abs(ref), axis=1) / 256)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    decisive = (top2[:, 1] - top2[:, 0]) > step
+    ties = int(np.sum(~decisive))
+    if not decisive.any():
+        return None, ties
+    flat = np.ptp(cand, axis=1) == 0
+    same = (np.argmax(ref, axis=1) == np.argmax(cand, axis=1)) & ~flat
+    return float(np.mean(same[decisive])), ties
+
+
 def collapsed(reference: np.ndarray, candidate: np.ndarray) -> str | None:
     """Why the candidate output carries no information where the reference does; None if it does.
 
@@ -129,6 +165,7 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
     diff = np.abs(ref - cand)
     max_abs = float(diff.max()) if diff.size and finite else (0.0 if not diff.size else math.nan)
     span = float(np.ptp(ref)) if ref.size else 0.0
+    decisive, ties = top1_decisive(reference, candidate)
     return Agreement(
         samples=int(len(reference)),
         top1_agreement=top1_agreement(reference, candidate),
@@ -138,6 +175,8 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
         sqnr_db=sqnr_db(reference, candidate),
         relative_max_diff=(max_abs / span if span > 0 else (0.0 if max_abs == 0 else math.inf)),
         collapsed=collapsed(reference, candidate),
+        top1_agreement_decisive=decisive,
+        top1_ties=ties,
     )
 
 

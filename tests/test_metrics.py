@@ -77,3 +77,19 @@ def test_agreement_matches_direct_numpy_on_a_noisy_copy():
 
 def test_single_value_outputs_have_no_top1():
     assert top1_agreement(np.ones((4, 1)), np.ones((4, 1))) is None
+
+
+def test_near_ties_are_not_counted_as_top1_disagreements():
+    from edgeact.metrics import resolution, top1_decisive
+
+    # An INT8 softmax's values lie on a 1/256 grid; two rows of the float model are closer calls than that.
+    ref = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.3334, 0.3333, 0.3333], [0.5, 0.5001, 0.0]])
+    cand = np.round(np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.3320, 0.3359, 0.3320], [0.5039, 0.5, 0.0]])
+                    * 256) / 256
+    assert top1_agreement(ref, cand) == 0.5  # raw: the two ties flipped
+    assert resolution(cand) == pytest.approx(1 / 256)
+    assert top1_decisive(ref, cand) == (1.0, 2)
+    wrong = cand.copy()
+    wrong[0] = np.round(np.array([0.05, 0.9, 0.05]) * 256) / 256  # a decisive sample flipped: that one counts
+    assert top1_decisive(ref, wrong) == (0.5, 2)
+    assert agreement(ref, cand).top1_ties == 2
