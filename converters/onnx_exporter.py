@@ -51,6 +51,8 @@ def export_float_onnx(job: ConvertJob, path: Path) -> None:
     """tf2onnx on the named tf.function of the folded model (or the SavedModel's signature)."""
     import tf2onnx
 
+    from . import tf2onnx_ops  # noqa: F401  (registers handlers for ops tf2onnx lacks)
+
     model = job.keras_model
     serve, spec = serving_function(model, job.loaded.saved_model_fn, job.signature)
     nchw = image_inputs(job) if job.options.onnx_layout is OnnxLayout.NCHW else None

@@ -13,7 +13,7 @@ import click
 from . import __version__
 from .cli_options import floats, json_option, preprocess_options, print_warnings
 from .config import CalibrationMethod, Format, IOType, OnnxLayout, choices
-from .errors import EdgeactError, EdgeactWarning, InputError
+from .errors import EdgeactError, EdgeactWarning, InputError, first_line
 from .fileio import dumps_json
 from .preprocess import make_preprocessing
 
@@ -25,7 +25,9 @@ class EdgeactGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgeactError as exc:
-            click.echo(f"error: {exc}", err=True)
+            # One line a person can read: a library message is one line already; a runtime's
+            # text inside it is cut (the report holds the rest).
+            click.echo(f"error: {first_line(exc, 300)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -7,12 +7,26 @@ import click
 
 from .cli_options import floats, json_option, preprocess_options
 from .cli_device import device_options, make_device_options
+from .errors import InputError
 from .fileio import check_output_file
 from .remote.ssh import DevicesFailedError
 from .config import choices
 from .preprocess import Preset, make_preprocessing
 from .runtime import RuntimeName
 from .targets import Target
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise InputError(f"--input-shape '{text}' is not a shape; give sizes without the batch axis, "
+                         "e.g. 3,640,640") from None
+    if any(d < 1 or d > 65536 for d in dims):
+        raise InputError(f"--input-shape '{text}' has a size outside 1..65536")
+    return dims
 
 
 @click.command()
@@ -35,6 +49,8 @@ from .targets import Target
               help="Device the numbers are for; its runtime, delegate and INT8 needs are checked.")
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
+@click.option("--input-shape", metavar="D1,D2,...",
+              help="Sizes of a model input with dynamic dimensions, without the batch axis (ONNX), e.g. 3,640,640.")
 @click.option("--output", "output_name", metavar="NAME",
               help="The output scored against the labels [default: the one output shaped like class scores].")
 @click.option("--isolate", is_flag=True,
@@ -51,7 +67,7 @@ from .targets import Target
 @device_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
-            std, limit, output_name, isolate, csv_path, markdown_path, plot_path, progress, devices, device_python,
+            std, limit, input_shape, output_name, isolate, csv_path, markdown_path, plot_path, progress, devices, device_python,
             device_timeout, device_cache, ssh_options, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
@@ -78,7 +94,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         data=data, reference=reference, runs=runs, warmup=warmup, threads=threads, runtimes=tuple(runtimes),
         delegate=check_delegate(delegate) if delegate else None, streams=streams, target=Target(target),
         preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std)) if custom else None,
-        limit=limit, output=output_name, isolate=isolate, progress=progress, devices=tuple(devices),
+        limit=limit, output=output_name, input_shape=_shape(input_shape), isolate=isolate, progress=progress, devices=tuple(devices),
         device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
         if devices else None,
     )

@@ -58,6 +58,7 @@ class ProfileOptions:
     devices: tuple[str, ...] = ()  # measure there over SSH ("local": this machine); empty: here, in-process
     device_options: DeviceOptions | None = None  # how to reach the devices
     output: str | None = None  # the output scored against labels; None: the one shaped like class scores
+    input_shape: tuple[int, ...] | None = None  # sizes of a dynamic ONNX input, without batch
 
 
 @dataclass
@@ -97,7 +98,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     if not models:
         raise InputError("no model given; pass one or more .tflite/.onnx files")
     settings = LoopSettings(options.runs, options.warmup, options.threads, None,
-                            options.delegate or "xnnpack", options.streams)
+                            options.delegate or "xnnpack", options.streams, input_shape=options.input_shape)
     plans = plan_models(models, options)
     labels = _common_labels(plans)
     data = read_eval_data(options.data, labels, options.limit, options.seed) if options.data else None
@@ -214,7 +215,7 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
     for path, fmt in formats.items():
         report = find_report(path)
         preprocessing = options.preprocessing or (report.preprocessing if report else None)
-        inputs, outputs = model_io(path)
+        inputs, outputs = model_io(path, options.input_shape)
         first = next(iter(inputs.values()))
         image_shape = report.input_shape if report and report.input_shape and len(inputs) == 1 else _nhwc(first)
         scored = scored_output(outputs, options.output, path.name, report.output_kinds if report else None)
@@ -264,9 +265,10 @@ def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
                                   + INSTALL_HINTS[runtimes_for(fmt)[0]])
 
 
-def model_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+def model_io(path: Path, input_shape: tuple[int, ...] | None = None
+             ) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """The model's inputs' and outputs' shapes without batch, by name (the runner's names)."""
-    runner = open_runner(path)
+    runner = open_runner(path, input_shape=input_shape if model_format(path) == "onnx" else None)
     if not runner.inputs or not runner.outputs:
         raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
     inputs = {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in runner.inputs}

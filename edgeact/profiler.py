@@ -56,6 +56,7 @@ class LoopSettings:
     delegate: str = "xnnpack"
     streams: int = 1
     evaluate: bool = True  # run every input once and return the outputs
+    input_shape: tuple[int, ...] | None = None  # sizes of a model input with dynamic dimensions (ONNX)
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -183,7 +184,8 @@ def measure_throughput(path: str | Path, prepared: np.ndarray, settings: LoopSet
     """
     streams = settings.streams
     per_stream = max(1, (settings.threads or os.cpu_count() or 1) // streams)
-    runners = [open_runner(path, settings.runtime, per_stream, settings.delegate) for _ in range(streams)]
+    runners = [open_runner(path, settings.runtime, per_stream, settings.delegate, settings.input_shape)
+               for _ in range(streams)]
     counts = [settings.runs // streams + (k < settings.runs % streams) for k in range(streams)]
     barrier = threading.Barrier(streams)
     spans: list[tuple[int, int]] = [(0, 0)] * streams
@@ -247,7 +249,7 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
     memory = MemoryProbe()
     memory.start()
     start = time.perf_counter_ns()
-    runner = open_runner(path, settings.runtime, settings.threads, settings.delegate)
+    runner = open_runner(path, settings.runtime, settings.threads, settings.delegate, settings.input_shape)
     init_ms = (time.perf_counter_ns() - start) / 1e6
     fitted, timed = _fit_and_prepare(runner, arrays, named)
     try:
@@ -358,12 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delegate", default="xnnpack")
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--no-evaluate", action="store_true")
+    parser.add_argument("--input-shape", help="sizes of a dynamic model input, e.g. 3,640,640")
     parser.add_argument("--progress", action="store_true", help="JSON progress lines on stderr")
     args = parser.parse_args(argv)
     try:
         inputs = read_inputs(args.inputs)
+        shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
         settings = LoopSettings(args.runs, args.warmup, args.threads, args.runtime, args.delegate,
-                                args.streams, not args.no_evaluate)
+                                args.streams, not args.no_evaluate, shape)
         profile = profile_model(args.model, inputs, settings, LineProgress if args.progress else None)
     except (EdgeactError, OSError, KeyError, ValueError) as exc:
         print(error_line(exc), file=sys.stderr)

@@ -32,6 +32,8 @@ def profiler_arguments(settings, model: str, inputs: str, result: str, progress:
         argv += ["--runtime", settings.runtime]
     if not settings.evaluate:
         argv.append("--no-evaluate")
+    if settings.input_shape:
+        argv += ["--input-shape", ",".join(str(int(d)) for d in settings.input_shape)]
     if progress:
         argv.append("--progress")
     return argv + ["--", str(model), str(inputs)]

@@ -18,7 +18,7 @@ PassFn = Callable[[KerasGraph], "PassResult"]
 PASSES: dict[str, PassFn] = {}
 
 # The order matters: BatchNorm must be folded before ReLU can reach the convolution.
-DEFAULT_PIPELINE = ["fold_batchnorm", "fuse_activation"]
+DEFAULT_PIPELINE = ["constant_normalization", "fold_batchnorm", "fuse_activation"]
 
 
 @dataclass
@@ -89,4 +89,4 @@ def _as_list(outputs) -> list:
 
 
 # Importing the pass modules registers them.
-from . import fold_batchnorm, fuse_activation  # noqa: E402,F401
+from . import constant_normalization, fold_batchnorm, fuse_activation  # noqa: E402,F401

@@ -60,8 +60,12 @@ def import_runtime(fmt: str, runtime: RuntimeName | str | None = None) -> None:
 
 
 def open_runner(path: str | Path, runtime: RuntimeName | str | None = None,
-                threads: int | None = None, delegate: str = "xnnpack") -> Runner:
-    """Open a .tflite or .onnx model in the requested (or first installed) runtime."""
+                threads: int | None = None, delegate: str = "xnnpack",
+                input_shape: tuple[int, ...] | None = None) -> Runner:
+    """Open a .tflite or .onnx model in the requested (or first installed) runtime.
+
+    `input_shape` (without batch) sets the dynamic dimensions of an ONNX model's input.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model {path} does not exist; check the path")
@@ -72,4 +76,4 @@ def open_runner(path: str | Path, runtime: RuntimeName | str | None = None,
         return TFLiteRunner(path, runtime=runtime, threads=threads, delegate=delegate)
     from .onnx import OnnxRunner
 
-    return OnnxRunner(path, runtime=runtime, threads=threads, delegate=delegate)
+    return OnnxRunner(path, runtime=runtime, threads=threads, delegate=delegate, input_shape=input_shape)

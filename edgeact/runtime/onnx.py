@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelLoadError, RuntimeUnavailableError
+from ..errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
 
 _ORT_TYPES = {
@@ -78,6 +78,27 @@ def _dims(shape) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape)
 
 
+def _input_dims(name: str, shape, given: tuple[int, ...] | None, model: str) -> tuple[int, ...]:
+    """The input's shape for one sample: dynamic sizes (other than the batch) come from --input-shape."""
+    dims = list(shape)
+    open_sizes = [k for k, d in enumerate(dims[1:], 1) if not (isinstance(d, int) and d > 0)]
+    if given is not None:
+        if len(given) != len(dims) - 1 or any(isinstance(d, int) and d > 0 and d != g
+                                             for d, g in zip(dims[1:], given)):
+            raise InputError(f"--input-shape {','.join(map(str, given))} does not fit input '{name}' of {model} "
+                             f"({_shape_text(dims)}); give its sizes without the batch axis")
+        return (1, *given)
+    if open_sizes:
+        example = ",".join(str(d) if isinstance(d, int) and d > 0 else "224" for d in dims[1:])
+        raise InputError(f"input '{name}' of {model} has dynamic sizes ({_shape_text(dims)}); set them with "
+                         f"--input-shape, e.g. --input-shape {example}")
+    return _dims(shape)
+
+
+def _shape_text(dims) -> str:
+    return ", ".join(str(d) if isinstance(d, int) and d > 0 else "?" for d in dims)
+
+
 class OnnxRunner(Runner):
     """An .onnx model in an ONNX Runtime InferenceSession (CPU execution provider by default).
 
@@ -88,7 +109,8 @@ class OnnxRunner(Runner):
     format = "onnx"
 
     def __init__(self, path: str | Path, runtime: RuntimeName | str | None = None,
-                 threads: int | None = None, delegate: str = "xnnpack") -> None:
+                 threads: int | None = None, delegate: str = "xnnpack",
+                 input_shape: tuple[int, ...] | None = None) -> None:
         if runtime is not None and RuntimeName(runtime) is not RuntimeName.ONNXRUNTIME:
             raise InputError(f"runtime '{RuntimeName(runtime).value}' does not run .onnx models; "
                              "use --runtime onnxruntime")
@@ -106,7 +128,8 @@ class OnnxRunner(Runner):
             raise ModelLoadError(
                 f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}; re-export it"
             ) from None
-        self.inputs = [IOSpec(i.name, _dims(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
+        self.inputs = [IOSpec(i.name, _input_dims(i.name, i.shape, input_shape, self.path.name),
+                              np.dtype(_ORT_TYPES.get(i.type, np.float32)))
                        for i in self.session.get_inputs()]
         self.outputs = [IOSpec(o.name, _dims(o.shape), np.dtype(_ORT_TYPES.get(o.type, np.float32)))
                         for o in self.session.get_outputs()]
@@ -118,6 +141,14 @@ class OnnxRunner(Runner):
         self._results: list[np.ndarray] = []
         if all(_known(o.shape) for o in self.session.get_outputs()):
             self._bind([np.zeros(spec.shape, spec.dtype) for spec in self.outputs])
+        else:
+            # Output sizes that depend on the input's (a detector's map): learn them from one run.
+            try:
+                first = [np.asarray(r) for r in self.session.run(self._names, self._feed)]
+            except Exception as exc:  # ORT's own failure types
+                raise ModelLoadError(f"ONNX Runtime cannot run {self.path}: {first_line(exc, 200)}") from None
+            self.outputs = [IOSpec(spec.name, tuple(r.shape), spec.dtype) for spec, r in zip(self.outputs, first)]
+            self._bind(first)
 
     def set_inputs(self, arrays: list[np.ndarray]) -> None:
         for buf, array in zip(self._buffers, arrays):
