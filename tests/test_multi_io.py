@@ -246,3 +246,17 @@ def test_two_input_model_profiles_through_ssh(two_input_models, tmp_path):
         assert row["accuracy"]["top1"] == pytest.approx(_expected_accuracy(int8, folder / "eval.npz"))
     finally:
         server.stop()
+
+
+def test_savedmodel_without_serving_signature_is_one_line(keras, tmp_path):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.v = tf.Variable(1.0)
+    tf.saved_model.save(module, str(tmp_path / "nosig"))
+    np.save(tmp_path / "x.npy", np.zeros((4, 2), np.float32))
+    result = CliRunner().invoke(cli, ["convert", str(tmp_path / "nosig"), "-c", str(tmp_path / "x.npy"),
+                                      "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no 'serving_default' signature" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "o").exists()

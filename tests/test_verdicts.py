@@ -216,3 +216,21 @@ def test_profile_onnx_with_dynamic_sizes_needs_input_shape(keras, tmp_path):
     assert done.exit_code == 0, done.output
     (row,) = json.loads(done.stdout)["models"]
     assert row["inputs"][0]["shape"] == [1, 32, 32, 3] and row["outputs"][0]["shape"] == [1, 30, 30, 4]
+
+
+def test_progress_in_a_log_is_one_line_per_step_with_its_time(small_cnn_file, pixels_npy, tmp_path):
+    """Not a terminal (CI): no progress bars, one line per step with its time, and stdout untouched."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgeact", "convert", str(small_cnn_file), "-c", str(pixels_npy),
+                           "-o", str(tmp_path), "--samples", "20", "--holdout", "10", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    steps = [line for line in done.stderr.splitlines() if line.startswith("edgeact: ")]
+    assert all(re.fullmatch(r"edgeact: [\w :()-]+ \(\d+\.\d s\)", line) for line in steps), steps
+    names = [line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in steps]
+    assert names[:2] == ["loading the model", "reading calibration data"] and "tflite: int8" in names
+    assert "\r" not in done.stderr  # no progress bar redraws
+    assert json.loads(done.stdout)["checks_passed"] is True
