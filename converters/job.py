@@ -66,5 +66,6 @@ def progress_step(description: str, progress: bool | None, total: int | None = N
         yield bar
     finally:
         bar.close()
-        if not terminal and progress is None:
-            print(f"edgeact: {description} ({time.perf_counter() - start:.1f} s)", file=stream, flush=True)
+    # Only a step that finished is logged: a failure's one error line stays the last word.
+    if not terminal and progress is None:
+        print(f"edgeact: {description} ({time.perf_counter() - start:.1f} s)", file=stream, flush=True)
