@@ -48,6 +48,12 @@ def _print_warnings(caught) -> None:
 class EdgeactGroup(click.Group):
     """The boundary where library errors become one line on stderr and an exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # `edgeact` alone asks for help; it is no mistake
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -98,7 +104,10 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, opset, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
-    Example: edgeact convert model.keras -c photos/ --preprocess mobilenet -o out/
+    \b
+    Example (the bundled MNIST CNN; writes out/mnist_cnn_int8.tflite, its report and more):
+      edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \\
+        --preprocess unit -o out/
     """
     from converters import ConvertOptions, convert as run_convert
 

@@ -127,13 +127,24 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         "settings": {"runs": options.runs, "warmup": options.warmup, "threads": options.threads,
                      "streams": options.streams, "isolate": options.isolate, "limit": options.limit},
         "data": data.summary() if data else {"source": "random", "samples": RANDOM_SAMPLES, "labelled": False},
-        "reference": reference.describe() if reference else None,
+        "reference": _describe_reference(reference, reference_outputs, data),
         "models": rows,
         "devices": [{**run.summary(), "facts_before": run.facts_before, "facts_after": run.facts_after,
                      "error": run.error} for run in device_runs],
         "errors": [run.error for run in device_runs if run.error],
         "notes": notes,
     }
+
+
+def _describe_reference(reference: Reference | None, outputs: dict, data: EvalData | None) -> dict | None:
+    """The reference, with its own top-1 on the labels when every model saw the same inputs:
+    the float accuracy the summary and the accuracy-latency plot measure INT8 against."""
+    if reference is None:
+        return None
+    described = reference.describe()
+    if len(outputs) == 1 and data is not None and data.labels is not None:
+        described["accuracy"] = score(next(iter(outputs.values())), data.labels)
+    return described
 
 
 def _settings_for(plan: ModelPlan, settings: LoopSettings, options: ProfileOptions,
