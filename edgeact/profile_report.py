@@ -98,7 +98,7 @@ CSV_KEYS = [
     "reference.mean_abs_diff", "preprocessing", "report", "device.name", "device.arch", "device.throttled",
 ]
 
-LEGEND = ("latency in ms (invoke only); agree: top-1 agreement with the --reference; img/s: {streams}; "
+LEGEND = ("latency in ms (invoke only);{agree} img/s: {streams}; "
           "RSS: process peak from model load to end of timed loop (+growth over the RSS before loading)")
 
 
@@ -226,7 +226,9 @@ def render_profile(report: dict, options: TableOptions = TableOptions()) -> str:
     table, hidden = render_rows(report, options)
     parts.append(table)
     streams = report["settings"]["streams"]
-    legend = LEGEND.format(streams=f"{streams} streams" if streams > 1 else "one stream, timed loop")
+    agree = any(row.get("reference") for row in report["models"])
+    legend = LEGEND.format(streams=f"{streams} streams" if streams > 1 else "one stream, timed loop",
+                           agree=" agree: top-1 agreement with the --reference;" if agree else "")
     parts.extend(wrap(legend, width, "  "))
     if hidden:
         parts.extend(wrap(f"not shown for width: {', '.join(hidden)} (--wide shows all, --columns picks; "

@@ -6,8 +6,8 @@ fits the table to it, the way a reader of an 80- or 100-column terminal needs:
 1. columns with no values (every cell None, "" or "-") are dropped (`drop_empty`);
 2. columns are kept in `priorities` order (smaller first; ties left to right) while they fit,
    and shown in their original order; the ones left out are named by `TableLayout.hidden`;
-3. if the kept columns are still too wide, the widest left-aligned column is shortened with
-   a middle ellipsis (`mnist_c…8.tflite`), so no line is ever longer than `width`.
+3. if the kept columns are still too wide, the widest left-aligned (text) column is shortened
+   with a middle ellipsis (`mnist_c…8.tflite`), so no line is ever longer than `width`.
 
 `render_metrics(names, metrics)` is the transposed view, one row per metric and one column per
 item: better than a wide row when there are only one or two items.
@@ -117,11 +117,15 @@ def layout_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: s
     order = sorted(range(n), key=lambda i: (priorities[i] if priorities is not None else 0, i))
     empty = [i for i in range(n) if drop_empty and rows and all(is_empty(row[i]) for row in rows)]
     widths = [max([len(headers[i])] + [len(r[i]) for r in cells]) for i in range(n)]
+    # Long text (file names) may be shortened, numbers may not: choose columns as if no text
+    # column were wider than half the line, so one long name does not crowd out every number;
+    # names shorter than that are kept whole (they tell the rows apart).
+    fit = [min(w, (width or w) // 2) if a == "l" else w for w, a in zip(widths, aligns)]
     kept: list[int] = []
     for i in order:
         if i in empty:
             continue
-        if width is None or not kept or _total(widths, [*kept, i]) <= width:
+        if width is None or not kept or _total(fit, [*kept, i]) <= width:
             kept.append(i)
     hidden = [headers[i] for i in order if i not in kept and i not in empty]
     kept.sort()
