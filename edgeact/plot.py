@@ -157,14 +157,22 @@ def plot_accuracy_vs_latency(report: dict, path: str | Path) -> Path | None:
         return None
     out = accuracy_plot_path(path)
     check_plot(out)
-    plt = _pyplot()
-    fig, axes = plt.subplots(figsize=ACCURACY_FIGSIZE, constrained_layout=True)
     kind = (report.get("reference") or {}).get("kind")
-    draw_accuracy_vs_latency(axes, points, axis_label, reference,
-                             f"float reference ({kind})" if kind else "float reference")
-    axes.set_title(f"accuracy vs latency: {report['target']['name']}, {report['host']['machine']}", fontsize="medium")
+    fig, _ = accuracy_figure(points, axis_label, reference, f"float reference ({kind})" if kind else "float reference",
+                             f"accuracy vs latency: {report['target']['name']}, {report['host']['machine']}")
     _save(fig, out, ACCURACY_DPI)
     return out
+
+
+def accuracy_figure(points: list[AccuracyPoint], axis_label: str, reference: float | None = None,
+                    reference_label: str = "float reference", title: str = ""):
+    """The accuracy-latency figure (ACCURACY_FIGSIZE) and its axes, not yet saved."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(figsize=ACCURACY_FIGSIZE, constrained_layout=True)
+    draw_accuracy_vs_latency(axes, points, axis_label, reference, reference_label)
+    if title:
+        axes.set_title(title, fontsize="medium")
+    return fig, axes
 
 
 def _save(fig, path: Path, dpi: int) -> None:
