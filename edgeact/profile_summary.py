@@ -82,11 +82,12 @@ def int8_sentence(report: dict, rows: list[dict]) -> str | None:
         samples = worst["accuracy"]["samples"]
         delta = worst["accuracy"]["top1"] - top1
         changed = round(abs(delta) * samples)
-        verb = "costs" if delta < 0 else "costs nothing in"
+        verb = "costs" if delta < 0 else "loses no"
         parts.append(
             f"INT8 {verb} top-1 accuracy against {against}: "
             f"{100 * worst['accuracy']['top1']:.2f}% vs {100 * top1:.2f}% ({100 * delta:+.2f} points, "
-            f"{changed} of {samples} samples) for {'the worst, ' if len(scored) > 1 else ''}{worst['name']}")
+            f"{changed} of {samples} samples) for {worst['name']}"
+            + (f", the lowest of {len(scored)} INT8 rows" if len(scored) > 1 else ""))
     elif scored:
         parts.append("INT8 top-1 accuracy is " + ", ".join(
             f"{100 * r['accuracy']['top1']:.2f}% for {r['name']}" for r in scored)
@@ -95,7 +96,7 @@ def int8_sentence(report: dict, rows: list[dict]) -> str | None:
         low = min(agreeing, key=lambda r: r["reference"]["top1_agreement"])
         parts.append(f"{'its' if parts and len(agreeing) == 1 else 'INT8'} top-1 predictions agree with the "
                      f"float reference's on {100 * low['reference']['top1_agreement']:.2f}% of samples"
-                     + (f" (worst: {low['name']})" if len(agreeing) > 1 else ""))
+                     + (f" (lowest: {low['name']})" if len(agreeing) > 1 else ""))
     if not parts:
         return "Give labelled --data (and a float --reference) to see what INT8 costs in accuracy."
     return "; ".join(parts) + "."
@@ -106,7 +107,8 @@ def health_sentence(report: dict, rows: list[dict]) -> str:
     failed = [d for d in devices if d.get("error")]
     throttled = [d["name"] for d in devices if d.get("throttled")]
     if not devices:
-        return (f"All {len(rows)} row(s) ran without errors; throttling is checked on --device runs only."
+        return (f"All {len(rows)} {'row' if len(rows) == 1 else 'rows'} ran without errors; "
+                "throttling is checked on --device runs only."
                 if rows else "Nothing was measured.")
     parts = []
     if failed:
