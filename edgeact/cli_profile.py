@@ -48,13 +48,15 @@ from .targets import Target
 @click.option("--columns", "columns_text", metavar="A,B,C",
               help="Show these columns, in this order: " + ",".join(column_names()) + ".")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
+@click.option("--verbose", is_flag=True,
+              help="Show the runtimes' own log lines (LiteRT, XNNPACK, TensorFlow), kept off the terminal otherwise.")
 @click.option("--device", "devices", multiple=True, metavar="[USER@]HOST[:PORT]",
               help="Measure on this device over SSH (its own Python and runtime); repeat for several, "
                    "profiled concurrently; 'local' is this machine.")
 @device_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
-            std, limit, isolate, csv_path, markdown_path, plot_path, wide, columns_text, progress, devices,
+            std, limit, isolate, csv_path, markdown_path, plot_path, wide, columns_text, progress, verbose, devices,
             device_python, device_timeout, device_cache, ssh_options, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
@@ -77,6 +79,10 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
     from .profile_session import ProfileOptions, profile_models
     from .runtime import check_delegate
 
+    if verbose:
+        from .quiet import show_native_output
+
+        show_native_output()
     table = TableOptions(width=terminal_width(), wide=wide,
                          columns=parse_columns(columns_text) if columns_text else ())  # a typo costs no run
     for path in (csv_path, markdown_path, plot_path):

@@ -115,6 +115,17 @@ def test_profile_json_keeps_runtime_logs_off_stderr(converted_small, small_cnn, 
     assert [Path(r["model"]).name for r in report["models"]] == ["small_cnn_int8.tflite", "small_cnn_fp32.onnx"]
 
 
+def test_verbose_shows_what_the_runtime_prints(converted_small):
+    out, _ = converted_small
+    command = [sys.executable, "-m", "edgeact", "profile", str(out / "small_cnn_int8.tflite"), "--runs", "3", "--json"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == verbose.returncode == 0
+    assert quiet.stderr == "" and "XNNPACK" in verbose.stderr  # LiteRT announces its delegate
+    json.loads(verbose.stdout)  # and stdout stays clean JSON
+
+
 def test_columns_typo_is_one_line_before_anything_runs(tmp_path):
     result = CliRunner().invoke(cli, ["profile", str(tmp_path / "missing.tflite"), "--columns", "model,latency"])
     assert result.exit_code == 2 and result.stdout == ""
