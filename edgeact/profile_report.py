@@ -168,7 +168,7 @@ def table_cells(report: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def render_rows(report: dict, options: TableOptions = TableOptions()) -> tuple[str, list[str]]:
-    """The table itself (no header or notes) and the headers of the columns left out for width."""
+    """The table itself (no header or notes) and the --columns names of those left out for width."""
     columns, priorities = _columns(report, options)
     cells = _cells(report, columns)
     transpose = options.transpose if options.transpose is not None else len(cells) <= TRANSPOSE_AT_MOST
@@ -179,7 +179,8 @@ def render_rows(report: dict, options: TableOptions = TableOptions()) -> tuple[s
     layout = layout_table([c.header for c in columns], cells, width=None if options.wide else options.width,
                           priorities=priorities, drop_empty=not options.columns,
                           align=["l" if c.text else "r" for c in columns])
-    return layout.text, layout.hidden
+    names = {c.header: c.name for c in columns}
+    return layout.text, [names[h] for h in layout.hidden]
 
 
 def header_lines(report: dict) -> list[str]:
@@ -231,7 +232,7 @@ def render_profile(report: dict, options: TableOptions = TableOptions()) -> str:
                            agree=" agree: top-1 agreement with the --reference;" if agree else "")
     parts.extend(wrap(legend, width, "  "))
     if hidden:
-        parts.extend(wrap(f"not shown for width: {', '.join(hidden)} (--wide shows all, --columns picks; "
+        parts.extend(wrap(f"not shown for width: {','.join(hidden)} (--wide shows all, --columns picks; "
                           "the JSON, CSV and Markdown keep all)", width, "  "))
     for note in report.get("notes", []):
         parts.extend(wrap(f"note: {note}", width, "  "))
