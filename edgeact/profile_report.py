@@ -98,8 +98,8 @@ CSV_KEYS = [
     "reference.mean_abs_diff", "preprocessing", "report", "device.name", "device.arch", "device.throttled",
 ]
 
-LEGEND = ("latency in ms (invoke only);{agree} img/s: {streams}; "
-          "RSS: process peak from model load to end of timed loop (+growth over the RSS before loading)")
+LEGEND = ("ms: invoke() only;{agree} img/s: {streams}; RSS: peak MB from model load to the end of timing "
+          "(+growth over the load)")
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def render_profile(report: dict, options: TableOptions = TableOptions()) -> str:
     streams = report["settings"]["streams"]
     agree = any(row.get("reference") for row in report["models"])
     legend = LEGEND.format(streams=f"{streams} streams" if streams > 1 else "one stream, timed loop",
-                           agree=" agree: top-1 agreement with the --reference;" if agree else "")
+                           agree=" agree: top-1 agreement with --reference;" if agree else "")
     parts.extend(wrap(legend, width, "  "))
     if hidden:
         parts.extend(wrap(f"not shown for width: {','.join(hidden)} (--wide shows all, --columns picks; "
