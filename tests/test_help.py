@@ -58,7 +58,8 @@ def test_edgeact_alone_prints_the_help_and_exits_0():
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Usage: ") and "profile" in result.output and "convert" in result.output
     device = CliRunner().invoke(cli, ["device"])
-    assert device.exit_code == 0 and device.output.startswith("Usage: ") and " device " in device.output.splitlines()[0] and "check" in device.output
+    assert device.exit_code == 0 and device.output.startswith("Usage: ")
+    assert " device " in device.output.splitlines()[0] and "check" in device.output
 
 
 def test_the_help_shows_examples_for_the_main_commands():
