@@ -1,4 +1,6 @@
 # The two quick-start commands: `make demo` and `make test`. Each sets up .venv first.
+# Installs are --quiet and stay quiet: pyproject.toml's package-dir keeps setuptools from
+# printing its editable-install BuildBackendWarning (see the comment there).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,7 +23,9 @@ demo: setup
 		--preprocess unit --labels examples/mnist/labels.txt --format tflite --format onnx -o $(OUT) --force
 	$(BIN)/edgeact profile $(OUT)/mnist_cnn_int8.tflite $(OUT)/mnist_cnn_int8.onnx $(OUT)/mnist_cnn_fp32.tflite \
 		--data examples/mnist/test_images --reference examples/mnist/mnist_cnn.keras \
-		--runs 200 --warmup 20 --threads 2 --markdown $(OUT)/profile.md
+		--runs 200 --warmup 20 --threads 2 --markdown $(OUT)/profile.md --plot $(OUT)/profile.png
+	@echo "make demo wrote $(OUT)/: mnist_cnn_int8.tflite, mnist_cnn_int8.onnx, mnist_cnn_fp32.tflite," \
+		"mnist_cnn_fp32.onnx, mnist_cnn.edgeact.json (convert's report), profile.md, profile.png, profile_accuracy.png"
 
 # The device tests need OpenSSH's server (they start their own sshd on 127.0.0.1); the
 # emulated aarch64 device (tests/device/) installs what it needs itself on first use.

@@ -21,6 +21,12 @@ from .preprocess import make_preprocessing
 class EdgeactGroup(click.Group):
     """The boundary where library errors become one line on stderr and an exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # `edgeact` alone asks for help; it is no mistake
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -80,7 +86,10 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
             output_kinds, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
-    Example: edgeact convert model.keras -c photos/ --preprocess mobilenet -o out/
+    \b
+    Example (the bundled MNIST CNN; writes out/mnist_cnn_int8.tflite, its report and more):
+      edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \\
+        --preprocess unit -o out/
     """
     from converters import ConvertOptions, convert as run_convert
     from converters.signature import parse_input_shapes

@@ -33,9 +33,12 @@ def make_device_options(device_python: str, device_timeout: float, device_cache:
                          cache_dir=device_cache)
 
 
-@click.group()
-def device() -> None:
+@click.group(invoke_without_command=True)
+@click.pass_context
+def device(ctx: click.Context) -> None:
     """Devices reached over SSH (Raspberry Pi, Coral Dev Board, any Linux board)."""
+    if ctx.invoked_subcommand is None:  # `edgeact device` alone asks for help, as `edgeact` alone does
+        click.echo(ctx.get_help())
 
 
 @device.command()

@@ -12,6 +12,7 @@ from .fileio import check_output_file
 from .remote.ssh import DevicesFailedError
 from .config import choices
 from .preprocess import Preset, make_preprocessing
+from .profile_report import column_names
 from .runtime import RuntimeName
 from .targets import Target
 
@@ -59,29 +60,47 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write a Markdown table.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also draw the latency distributions to FILE.png (needs matplotlib).")
+              help="Also draw the latency distributions to FILE.png, and accuracy against latency to "
+                   "FILE_accuracy.png (needs matplotlib).")
+@click.option("--wide", is_flag=True, help="Show every column, however wide the terminal.")
+@click.option("--columns", "columns_text", metavar="A,B,C",
+              help="Show these columns, in this order: " + ",".join(column_names()) + ".")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
+@click.option("--verbose", is_flag=True,
+              help="Show the runtimes' own log lines (LiteRT, XNNPACK, TensorFlow), kept off the terminal otherwise.")
 @click.option("--device", "devices", multiple=True, metavar="[USER@]HOST[:PORT]",
               help="Measure on this device over SSH (its own Python and runtime); repeat for several, "
                    "profiled concurrently; 'local' is this machine.")
 @device_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
-            std, limit, input_shape, output_name, isolate, csv_path, markdown_path, plot_path, progress, devices, device_python,
-            device_timeout, device_cache, ssh_options, as_json):
+            std, limit, input_shape, output_name, isolate, csv_path, markdown_path, plot_path, wide, columns_text,
+            progress, verbose, devices, device_python, device_timeout, device_cache, ssh_options, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
 
-    Example: edgeact profile out/mnist_int8.tflite out/mnist_fp32.tflite --data test_images/
-    --reference mnist.keras --runs 200 --warmup 20 --threads 2
+    Example (after `make demo`, which writes out/):
+
+    \b
+      edgeact profile out/mnist_cnn_int8.tflite out/mnist_cnn_fp32.tflite \\
+        --data examples/mnist/test_images --reference examples/mnist/mnist_cnn.keras \\
+        --runs 200 --warmup 20 --threads 2
+
+    The table fits the terminal (100 columns when not a terminal); with one or two models it
+    shows one row per metric. --wide or --columns show more; --json, --csv and --markdown keep all.
 
     On a Raspberry Pi: add --device pi@raspberrypi.local (check it first with edgeact device check).
     """
     from .fileio import write_text_atomic
-    from .profile_report import render_csv, render_json, render_markdown, render_profile
+    from .profile_report import TableOptions, parse_columns, render_csv, render_json, render_markdown, render_profile
     from .profile_session import ProfileOptions, profile_models
+    from .quiet import show_native_output
     from .runtime import check_delegate
+    from .table import terminal_width
 
+    show_native_output(verbose)  # set either way: one process may run several commands (tests, the API)
+    table = TableOptions(width=terminal_width(), wide=wide,
+                         columns=parse_columns(columns_text) if columns_text else ())  # a typo costs no run
     for path in (csv_path, markdown_path, plot_path):
         if path:
             check_output_file(path)  # before anything is measured
@@ -99,14 +118,17 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         if devices else None,
     )
     report = profile_models(list(models), options)
-    click.echo(render_json(report) if as_json else render_profile(report))
+    click.echo(render_json(report) if as_json else render_profile(report, table))
     for path, render in ((csv_path, render_csv), (markdown_path, render_markdown)):
         if path:
             write_text_atomic(path, render(report))
             click.echo(f"wrote {path}", err=True)
     if plot_path:
-        from .plot import plot_latencies
+        from .plot import plot_accuracy_vs_latency, plot_latencies
 
         click.echo(f"wrote {plot_latencies(report, plot_path)}", err=True)
+        accuracy_plot = plot_accuracy_vs_latency(report, plot_path)
+        if accuracy_plot:
+            click.echo(f"wrote {accuracy_plot}", err=True)
     if report.get("errors"):  # results from the other devices are printed above
         raise DevicesFailedError("; ".join(report["errors"]))

@@ -142,13 +142,29 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         "settings": {"runs": options.runs, "warmup": options.warmup, "threads": options.threads,
                      "streams": options.streams, "isolate": options.isolate, "limit": options.limit},
         "data": data.summary() if data else {"source": "random", "samples": RANDOM_SAMPLES, "labelled": False},
-        "reference": reference.describe() if reference else None,
+        "reference": _describe_reference(reference, reference_outputs, data, plans),
         "models": rows,
         "devices": [{**run.summary(), "facts_before": run.facts_before, "facts_after": run.facts_after,
                      "error": run.error} for run in device_runs],
         "errors": [run.error for run in device_runs if run.error],
         "notes": notes,
     }
+
+
+def _describe_reference(reference: Reference | None, outputs: dict, data: EvalData | None,
+                        plans: list[ModelPlan]) -> dict | None:
+    """The reference, with its own top-1 on the labels when every model saw the same inputs:
+    the float accuracy the summary and the accuracy-latency plot measure INT8 against."""
+    if reference is None:
+        return None
+    described = reference.describe()
+    scored = {plan.scored for plan in plans}
+    if len(outputs) == 1 and len(scored) == 1 and data is not None and data.labels is not None:
+        (by_name,) = outputs.values()
+        name = scored.pop()
+        if name in by_name:
+            described["accuracy"] = score(by_name[name], data.labels)
+    return described
 
 
 def _settings_for(plan: ModelPlan, settings: LoopSettings, options: ProfileOptions,

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 _console = None
+_verbose = False  # `--verbose`: show what was captured, after the call
 
 
 def silence_tensorflow() -> None:
@@ -61,8 +62,19 @@ def native_output_captured() -> Iterator[CapturedOutput]:
     would restore each other's descriptors in the wrong order and lose the real stdout.
     """
     with _CAPTURE_LOCK:
-        with _captured() as captured:
-            yield captured
+        captured = None
+        try:
+            with _captured() as captured:
+                yield captured
+        finally:
+            if _verbose and captured is not None and captured.text.strip():
+                console().write(captured.text if captured.text.endswith("\n") else captured.text + "\n")
+
+
+def show_native_output(enabled: bool = True) -> None:
+    """`profile --verbose`: echo what the runtimes print (LiteRT, XNNPACK, TensorFlow) to stderr."""
+    global _verbose
+    _verbose = enabled
 
 
 @contextmanager

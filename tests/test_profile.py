@@ -370,4 +370,4 @@ def test_renderers_share_the_json_keys(converted_small, labelled):
     assert lines[0].split(",") == CSV_KEYS and len(lines) == 3
     assert render_markdown(report).count("| small_cnn_") == 2
     table = render_profile(report)
-    assert "small_cnn_int8.tflite" in table and "top-1 agree" in table
+    assert "small_cnn_int8.tflite" in table and "top-1 agreement w/ ref" in table

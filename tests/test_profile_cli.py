@@ -68,10 +68,13 @@ def test_help_lists_every_option():
 def test_table_with_data_and_keras_reference(models, data, small_cnn_file):
     result = run([models / "small_cnn_int8.tflite", models / "small_cnn_fp32.tflite", "--data", data / "classes",
                   "--reference", small_cnn_file, "--runs", 20, "--warmup", 2, "--threads", 2, "--no-progress"])
-    lines = result.stdout.splitlines()
-    assert any(line.startswith("small_cnn_int8.tflite") and "litert" in line and "%" in line for line in lines)
-    assert any(line.startswith("small_cnn_fp32.tflite") for line in lines)
+    lines = result.stdout.splitlines()  # two models: one row per metric, one column per model
+    assert next(line for line in lines if "small_cnn_int8.tflite" in line).split() == [
+        "small_cnn_int8.tflite", "small_cnn_fp32.tflite"]
+    assert next(line for line in lines if line.startswith("runtime ")).split()[1:] == ["litert", "litert"]
+    assert next(line for line in lines if line.startswith("top-1 accuracy")).count("%") == 2
     assert "data: folder" in result.stdout and "4 classes" in result.stdout
+    assert "reference:" in result.stdout and "top-1" in next(l for l in lines if l.startswith("reference:"))
 
 
 def test_json_keys_runs_warmup_threads(models, data, small_cnn_file):
