@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                CalibrationMethod.ENTROPY: OrtMethod.Entropy}
     extra = {"CalibPercentile": float(job.options.percentile)} \
         if job.options.calibration_method is CalibrationMethod.PERCENTILE else {}
+
     with tempfile.TemporaryDirectory(prefix="edgeact-onnx-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         layout = job.options.onnx_layout
@@ -119,7 +121,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
             job.calibration.calibration, rename=_input_names(float_path, job.input_names), progress=progress,
             transform=lambda name, x: np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if name in images else x)
         try:
-            with native_output_captured() as captured:
+            with native_output_captured() as captured, _entropy_bins(job.options.calibration_method):
                 _pre_process(quant_pre_process, float_path, prepared)
                 quantize_static(
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
@@ -130,6 +132,34 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
             raise ConversionError(f"ONNX Runtime could not quantize the model: {first_line(detail, 200)}") from None
+
+
+@contextmanager
+def _entropy_bins(method: CalibrationMethod):
+    """Give ORT's entropy calibrator TensorRT's 2048 histogram bins.
+
+    quantize_static passes no bin counts to its calibrator, whose entropy defaults (128 bins,
+    128 quantized bins) leave the KL search one candidate threshold, the full range: entropy
+    calibration was min/max (a test compares the ranges). quantize_static looks
+    `create_calibrator` up in its own module, so the counts are added there, for this call only.
+    """
+    if method is not CalibrationMethod.ENTROPY:
+        yield
+        return
+    import importlib
+
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")  # the module, not the function
+    original = ort_quantize.create_calibrator
+
+    def with_bins(*args, **kwargs):
+        kwargs["extra_options"] = {"num_bins": 2048, "num_quantized_bins": 128, **(kwargs.get("extra_options") or {})}
+        return original(*args, **kwargs)
+
+    ort_quantize.create_calibrator = with_bins
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = original
 
 
 # Left in float: a final Softmax costs nothing next to the convolutions, and ORT's

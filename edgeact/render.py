@@ -1,7 +1,7 @@
 """Human-readable summaries of reports: what `convert` and `inspect` print."""
 from __future__ import annotations
 
-from .table import fmt, mark, render_table
+from .table import fmt, mark, render_table, terminal_width, wrap
 
 
 def render_convert_report(report, width: int | None = None) -> str:
@@ -54,28 +54,14 @@ def render_convert_report(report, width: int | None = None) -> str:
     return fit_lines("\n".join(parts), width)
 
 
-def terminal_width() -> int:
-    """The terminal's width, or 100 columns when output is not a terminal."""
-    import shutil
-    import sys
-
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size((100, 24)).columns
-    return 100
-
-
 def fit_lines(text: str, width: int) -> str:
     """Every line at most `width` characters: long lines wrap with an indent under their start."""
-    import textwrap
-
     lines = []
     for line in text.split("\n"):
         if len(line) <= width:
             lines.append(line)
-            continue
-        indent = " " * min(len(line) - len(line.lstrip()) + 4, width // 3)
-        lines.extend(textwrap.wrap(line, width=width, subsequent_indent=indent, break_long_words=True,
-                                   break_on_hyphens=False, drop_whitespace=True))
+        else:
+            lines.extend(wrap(line, width, " " * min(len(line) - len(line.lstrip()) + 4, width // 3)))
     return "\n".join(lines)
 
 

@@ -214,3 +214,19 @@ def test_shorten_and_metrics_view():
     assert shorten("abcdefghij", 5) == "ab" + ELLIPSIS + "ij" and shorten("abc", 5) == "abc"
     text = render_metrics(["one", "two"], [("p50", [1.0, 2.0]), ("empty", [None, "-"])], width=30)
     assert [line.split() for line in text.splitlines()][2:] == [["p50", "1", "2"]]
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_convert_summary_fits_the_width(converted_small, width):
+    """Every line of convert's summary, long paths and failing checks with advice included, fits."""
+    import dataclasses
+
+    from edgeact.render import render_convert_report
+
+    _, report = converted_small
+    failing = dataclasses.replace(report, checks=[*report.checks, dataclasses.replace(
+        report.checks[0], passed=False, summary="x" * 300, advice="try " + "a very long piece of advice " * 10)])
+    text = render_convert_report(failing, width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert text.splitlines()[-1].startswith("✗ 1 of")
+    assert "a very long piece" in text  # wrapped, not cut
