@@ -20,6 +20,14 @@ class ModelLoadError(InputError):
     """The model file is missing, corrupt or of a kind edgeact cannot read."""
 
 
+class LimitError(ModelLoadError):
+    """A model file or report asks for more than edgeact's limits or this machine's memory allow."""
+
+
+class RuntimeCrashError(EdgeactError):
+    """A runtime died by a signal (a native crash) while loading or running a model."""
+
+
 class CalibrationError(InputError):
     """The calibration data cannot be read or does not fit the model."""
 
