@@ -10,6 +10,7 @@ from .cli_device import device_options, make_device_options
 from .fileio import check_output_file
 from .remote.ssh import DevicesFailedError
 from .config import choices
+from .errors import RuntimeCrashError
 from .preprocess import Preset, make_preprocessing
 from .runtime import RuntimeName
 from .targets import Target
@@ -35,7 +36,7 @@ from .targets import Target
               help="Device the numbers are for; its runtime, delegate and INT8 needs are checked.")
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
-@click.option("--isolate", is_flag=True,
+@click.option("--isolate/--in-process", default=True, show_default=True,
               help="Run each model in a child process: a runtime crash becomes an error, memory is per model.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write a CSV file.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -90,5 +91,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         from .plot import plot_latencies
 
         click.echo(f"wrote {plot_latencies(report, plot_path)}", err=True)
+    if report.get("crashed"):  # the other models' rows are printed above
+        raise RuntimeCrashError("; ".join(report["crashed"]))
     if report.get("errors"):  # results from the other devices are printed above
         raise DevicesFailedError("; ".join(report["errors"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import errors
-from .errors import EdgeactError, ModelLoadError
+from .errors import EdgeactError, ModelLoadError, RuntimeCrashError
 from .profiler import LoopSettings, ModelProfile
 
 
@@ -25,26 +25,36 @@ def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> Mode
     with tempfile.TemporaryDirectory(prefix="edgeact-profile-") as tmp:
         np.savez(Path(tmp) / "inputs.npz", x=inputs)
         result = Path(tmp) / "result"
-        command = [sys.executable, "-m", "edgeact.profiler", str(path), str(Path(tmp) / "inputs.npz"),
+        command = [sys.executable, "-m", "edgeact.profiler",
                    "-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
                    "--delegate", settings.delegate, "--streams", str(settings.streams)]
         if settings.threads:
             command += ["--threads", str(settings.threads)]
         if settings.runtime:
             command += ["--runtime", settings.runtime]
+        # Positionals last, after '--': a model named '-x.tflite' must not read as an option.
+        command += ["--", str(path), str(Path(tmp) / "inputs.npz")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                           os.environ.get("PYTHONPATH")]))}
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode < 0:
-            name = signal.Signals(-done.returncode).name
-            raise ModelLoadError(f"{path} crashed the runtime ({name}) while loading or running; "
-                                 "the model file is corrupt or needs a different runtime/delegate")
+            raise RuntimeCrashError(crash_message(path, -done.returncode))
         if done.returncode != 0:
             raise _child_error(done.stderr, path)
         summary = json.loads(result.with_suffix(".json").read_text())
         with np.load(result.with_suffix(".npz")) as arrays:
             outputs = [arrays[f"output_{i}"] for i in range(len(arrays.files))]
     return ModelProfile(summary, outputs)
+
+
+def crash_message(path: Path, signum: int) -> str:
+    """'the runtime crashed on MODEL (signal 11)', and what to try."""
+    try:
+        name = f", {signal.Signals(signum).name}"
+    except ValueError:
+        name = ""
+    return (f"the runtime crashed on {path} (signal {signum}{name}); the file passed edgeact's checks but "
+            "the runtime cannot run it: try another --runtime or --delegate, or re-export the model")
 
 
 def _child_error(stderr: str, path: Path) -> EdgeactError:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .errors import InputError, ModelLoadError, RuntimeUnavailableError
+from .errors import InputError, ModelLoadError, RuntimeCrashError, RuntimeUnavailableError
 from .evaldata import EvalData, read_eval_data
 from .isolated import run_isolated
 from .metrics import agreement, topk_accuracy
@@ -96,7 +96,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         key = (plan.image_shape, plan.preprocessing)
         if key not in inputs_cache:
             inputs_cache[key] = _model_inputs(plan, data, options, bars)
-    measured, device_runs = [], []
+    measured, device_runs, crashed = [], [], []
     if options.devices:
         device_runs = _measure_on_devices(plans, inputs_cache, settings, options, bars)
         measured = [(plan, profile, run.summary()) for run in device_runs for plan, profile in run.results]
@@ -104,8 +104,11 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         for plan in plans:
             inputs = inputs_cache[(plan.image_shape, plan.preprocessing)]
             run_settings = _settings_for(plan, settings, options)
-            measured.append((plan, run_isolated(plan.path, inputs, run_settings) if options.isolate else
-                             profile_model(plan.path, inputs, run_settings, bars), None))
+            try:
+                measured.append((plan, run_isolated(plan.path, inputs, run_settings) if options.isolate else
+                                 profile_model(plan.path, inputs, run_settings, bars), None))
+            except RuntimeCrashError as exc:  # the other models' rows are kept; the CLI exits 2 after them
+                crashed.append(str(exc))
     # The reference runs after every model is measured: loading TensorFlow for a Keras reference
     # must not weigh on the models' memory or timings.
     reference_outputs = {key: reference.predict(inputs, bars) for key, inputs in inputs_cache.items()} \
@@ -132,6 +135,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         "devices": [{**run.summary(), "facts_before": run.facts_before, "facts_after": run.facts_after,
                      "error": run.error} for run in device_runs],
         "errors": [run.error for run in device_runs if run.error],
+        "crashed": crashed,
         "notes": notes,
     }
 

@@ -125,13 +125,14 @@ class DeviceSession:
         remote_inputs = self.send_inputs(inputs)
         result = f"{self.options.cache_dir}/results/{uuid.uuid4().hex}"
         self.transport.run(["mkdir", "-p", f"{self.options.cache_dir}/results"])
-        argv = [self.options.python, "-c", _RUN_FROM_ZIP, bundle, remote_model, remote_inputs, "-o", result,
+        argv = [self.options.python, "-c", _RUN_FROM_ZIP, bundle, "-o", result,
                 "--runs", str(settings.runs), "--warmup", str(settings.warmup), "--delegate", settings.delegate,
                 "--streams", str(settings.streams), "--progress"]
         if settings.threads:
             argv += ["--threads", str(settings.threads)]
         if settings.runtime:
             argv += ["--runtime", settings.runtime]
+        argv += ["--", remote_model, remote_inputs]  # positionals last, after '--': a name may start with '-'
         try:
             self.transport.run(argv, on_stderr_line=on_progress, hold_stdin=True)
         except DeviceError as exc:
