@@ -63,3 +63,11 @@ def elements_of(shape) -> int:
     for d in shape:
         n *= max(int(d), 1) if int(d) != 0 else 0
     return n
+
+
+def check_sample_shape(shape, where: str) -> None:
+    """One input sample edgeact will prepare (random inputs, decoded images) within bounds."""
+    elements = elements_of(shape)
+    if elements > MAX_INPUT_SAMPLE_ELEMENTS:
+        raise LimitError(f"{where}: an input sample of shape {tuple(shape)} is {elements:,} values, over edgeact's "
+                         f"limit of {MAX_INPUT_SAMPLE_ELEMENTS:,}; profile models with image-sized inputs")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .preprocess import Preprocessing
+from .validate_report import validate_report_data
 
 REPORT_SUFFIX = ".edgeact.json"
 _VARIANT = re.compile(r"_(int8|fp32|float32|fp16)(_edgetpu)?$")
@@ -47,10 +48,11 @@ def read_report(path: str | Path) -> ModelReport:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-        preprocessing = Preprocessing.from_dict(data["preprocessing"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InputError(f"{path} is not a readable edgeact report ({type(exc).__name__}); "
                          "re-run edgeact convert, or move it away and pass --preprocess") from None
+    validate_report_data(data, path)  # types, ranges, finite numbers, schema version: before any use
+    preprocessing = Preprocessing.from_dict(data["preprocessing"])
     model_input = data.get("input") or {}
     shape = model_input.get("shape")
     labels = data.get("labels")

@@ -23,6 +23,7 @@ from . import __version__
 from .errors import InputError, ModelLoadError, RuntimeCrashError, RuntimeUnavailableError
 from .evaldata import EvalData, read_eval_data
 from .isolated import run_isolated
+from .limits import check_sample_shape
 from .metrics import agreement, topk_accuracy
 from .model_report import ModelReport, find_report, report_path
 from .preprocess import Preprocessing
@@ -206,6 +207,7 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
         preprocessing = options.preprocessing or (report.preprocessing if report else None)
         input_shape, classes = model_io(path)
         image_shape = report.input_shape if report and report.input_shape else _nhwc(input_shape)
+        check_sample_shape(image_shape, str(path))  # before 64 random samples or a dataset are made
         for runtime in _runtimes(fmt, requested):
             check_target(options.target, path, runtime, delegate)
             plans.append(ModelPlan(path, runtime, delegate, report, preprocessing, image_shape, classes))
