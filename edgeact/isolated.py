@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import errors
+from .fileio import write_error
 from .errors import EdgeactError, ModelLoadError, RuntimeCrashError
 from .profiler import LoopSettings, ModelProfile
 
@@ -23,7 +24,10 @@ from .profiler import LoopSettings, ModelProfile
 def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> ModelProfile:
     """The profiler in a child process (`python -m edgeact.profiler`): a crash there is an error here."""
     with tempfile.TemporaryDirectory(prefix="edgeact-profile-") as tmp:
-        np.savez(Path(tmp) / "inputs.npz", x=inputs)
+        try:
+            np.savez(Path(tmp) / "inputs.npz", x=inputs)
+        except OSError as exc:  # a full /tmp: name the folder and the space, not a traceback
+            raise write_error(Path(tmp) / "inputs.npz", inputs.nbytes, exc) from None
         result = Path(tmp) / "result"
         command = [sys.executable, "-m", "edgeact.profiler",
                    "-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),

@@ -123,7 +123,7 @@ def test_subclassed_model(keras, tmp_path, pixels_npy):
     path = tmp_path / "sub.keras"
     model.save(path)
     assert_one_line_error(invoke("convert", path, "-c", pixels_npy, "-o", tmp_path / "out"),
-                          "subclassed", "functional API")
+                          "subclassed", "rebuild it as a functional model")
 
 
 def test_empty_and_unreadable_calibration_folders(small_cnn_file, tmp_path):
@@ -272,3 +272,23 @@ def test_savedmodel_to_onnx_is_refused_before_any_work(small_cnn, pixels_npy, tm
     result = invoke("convert", tmp_path / "sm", "-c", pixels_npy, "-o", tmp_path / "out", "-f", "tflite", "-f", "onnx")
     assert_one_line_error(result, "TFLite only")
     assert not (tmp_path / "out").exists()
+
+
+def test_unregistered_subclassed_model_gets_the_advice_not_kerass_message(keras, tmp_path, pixels_npy):
+    """Keras cannot even load an unregistered subclass; its long message used to be cut mid-word."""
+    class Unregistered(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(keras.ops.reshape(x, (-1, 16 * 16 * 3)))
+
+    model = Unregistered()
+    model(np.zeros((1, 16, 16, 3), "float32"))
+    path = tmp_path / "unregistered.keras"
+    model.save(path)
+    result = invoke("convert", path, "-c", pixels_npy, "-o", tmp_path / "out")
+    assert_one_line_error(result, "custom class 'Unregistered'", "rebuild it as a functional model")
+    assert result.output.rstrip().endswith("then convert that file")
+    assert no_outputs_left(tmp_path / "out")
