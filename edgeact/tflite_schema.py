@@ -6,7 +6,7 @@ SLOTS = {
     'Model': {'Version': 4, 'OperatorCodes': 6, 'Subgraphs': 8, 'Buffers': 12},
     'OperatorCode': {'DeprecatedBuiltinCode': 4, 'CustomCode': 6, 'Version': 8, 'BuiltinCode': 10},
     'SubGraph': {'Tensors': 4, 'Inputs': 6, 'Outputs': 8, 'Operators': 10, 'Name': 12},
-    'Tensor': {'Shape': 4, 'Type': 6, 'Buffer': 8, 'Name': 10, 'Quantization': 12, 'ShapeSignature': 18},
+    'Tensor': {'Shape': 4, 'Type': 6, 'Buffer': 8, 'Name': 10, 'Quantization': 12, 'Sparsity': 16, 'ShapeSignature': 18},
     'QuantizationParameters': {'Scale': 8, 'ZeroPoint': 10, 'QuantizedDimension': 16},
     'Operator': {'OpcodeIndex': 4, 'Inputs': 6, 'Outputs': 8, 'BuiltinOptionsType': 10, 'BuiltinOptions': 12},
     'Buffer': {'Data': 4, 'Offset': 6, 'Size': 8},

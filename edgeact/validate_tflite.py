@@ -51,6 +51,7 @@ class RawTensor:
     scale: np.ndarray | None
     zero_point: np.ndarray | None
     quantized_dimension: int
+    sparse: bool = False  # its constant data is compressed: not shape x item size bytes
 
     @property
     def type_name(self) -> str:
@@ -107,7 +108,7 @@ def _tensor(table: Table, what: str) -> RawTensor:
         shape=[] if shape is None else shape.tolist(), signature=None if signature is None else signature.tolist(),
         type=table.scalar(s["Type"], "i8"), buffer=table.scalar(s["Buffer"], "u32"),
         name=table.string(s["Name"], f"{what}.name") or "", scale=scale, zero_point=zero_point,
-        quantized_dimension=quantized_dimension)
+        quantized_dimension=quantized_dimension, sparse=table.table(s["Sparsity"], f"{what}.sparsity") is not None)
 
 
 def _op(table: Table, what: str) -> RawOp:
@@ -204,7 +205,7 @@ def _check_tensor(model: RawModel, tensor: RawTensor, what: str, path, fail) -> 
     check_bytes(elements, item or 1, what, str(path))
     if not 0 <= tensor.buffer < max(len(model.buffers), 1):
         fail(f"{what} uses buffer {tensor.buffer} of {len(model.buffers)}")
-    if model.buffers and item is not None:
+    if model.buffers and item is not None and not tensor.sparse:
         inline, _, size = model.buffers[tensor.buffer]
         stored = inline or size
         if stored and stored != elements * item:

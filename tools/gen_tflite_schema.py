@@ -17,7 +17,7 @@ TABLES = {
     "Model": ["Version", "OperatorCodes", "Subgraphs", "Buffers"],
     "OperatorCode": ["DeprecatedBuiltinCode", "CustomCode", "Version", "BuiltinCode"],
     "SubGraph": ["Tensors", "Inputs", "Outputs", "Operators", "Name"],
-    "Tensor": ["Shape", "Type", "Buffer", "Name", "Quantization", "ShapeSignature"],
+    "Tensor": ["Shape", "Type", "Buffer", "Name", "Quantization", "Sparsity", "ShapeSignature"],
     "QuantizationParameters": ["Scale", "ZeroPoint", "QuantizedDimension"],
     "Operator": ["OpcodeIndex", "Inputs", "Outputs", "BuiltinOptionsType", "BuiltinOptions"],
     "Buffer": ["Data", "Offset", "Size"],
