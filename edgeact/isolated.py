@@ -17,6 +17,7 @@ import numpy as np
 
 from . import errors
 from .fileio import write_error
+from .quiet import console, verbose
 from .errors import EdgeactError, ModelLoadError, RuntimeCrashError
 from .profiler import LoopSettings, ModelProfile
 
@@ -41,6 +42,10 @@ def run_isolated(path: Path, inputs: np.ndarray, settings: LoopSettings) -> Mode
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                           os.environ.get("PYTHONPATH")]))}
         done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if verbose():  # the child's runtime logs, as `edgeact -v` promised; its JSON error line is ours
+            log = [line for line in done.stderr.splitlines() if not line.startswith('{"error"')]
+            if log:
+                console().write("\n".join(log) + "\n")
         if done.returncode < 0:
             raise RuntimeCrashError(crash_message(path, -done.returncode))
         if done.returncode != 0:

@@ -112,14 +112,20 @@ def last_error_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-# `edgeact -v`: the runtimes' own log lines are shown (on stderr) instead of swallowed.
-_verbose = False
+# `edgeact -v`: the runtimes' own log lines are shown (on stderr) instead of swallowed. Child
+# processes (profile's isolated runner) learn it from the environment.
+_VERBOSE_ENV = "EDGEACT_VERBOSE"
+_verbose = os.environ.get(_VERBOSE_ENV) == "1"
 
 
 def set_verbose(verbose: bool) -> None:
     """Show (True) or hide (False, the default) the runtimes' own log output; see runtime_output_captured."""
     global _verbose
     _verbose = bool(verbose)
+    if _verbose:
+        os.environ[_VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(_VERBOSE_ENV, None)
     if _verbose:
         for name in ("tensorflow", "absl", "tf2onnx", "onnxruntime"):
             logging.getLogger(name).setLevel(logging.INFO)
