@@ -19,11 +19,29 @@ _UNKNOWN_MEMORY = 1 << 40
 
 
 def machine_memory_bytes() -> int:
-    """Physical memory of this machine (1 TiB where the OS does not say)."""
+    """The memory this process may use: physical memory, or less where a container's cgroup or
+    RLIMIT_AS says so (1 TiB where the OS does not say)."""
+    limits = []
     try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        limits.append(int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")))
     except (ValueError, OSError, AttributeError):
-        return _UNKNOWN_MEMORY
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as handle:
+            text = handle.read().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return min(limits) if limits else _UNKNOWN_MEMORY
 
 
 def gib(n: float) -> str:

@@ -239,9 +239,18 @@ def model_io(path: Path) -> tuple[tuple[int, ...], int]:
         shape = tuple(info.tensors[info.inputs[0]].shape[1:])
         out = info.tensors[info.outputs[0]].shape[1:]
     else:
-        runner = open_runner(path)
-        shape, out = runner.inputs[0].shape[1:], runner.outputs[0].shape[1:]
-    return tuple(int(d) for d in shape), int(np.prod(out)) if len(out) else 1
+        from .validate_onnx import declared_io, onnx_available
+
+        declared = declared_io(path) if onnx_available() else None  # no ORT session in this process
+        if declared and all(d > 0 for d in declared[0][1:] + declared[1][1:]):
+            shape, out = declared[0][1:], declared[1][1:]
+        else:
+            runner = open_runner(path)
+            shape, out = runner.inputs[0].shape[1:], runner.outputs[0].shape[1:]
+    if any(int(d) < 1 for d in shape):
+        raise InputError(f"{path.name} takes inputs of shape {tuple(shape)} (unknown dimensions besides the batch); "
+                         "edgeact profiles models with a fixed input size; re-export it with one")
+    return tuple(int(d) for d in shape), int(np.prod(out)) if len(out) and all(int(d) > 0 for d in out) else 1
 
 
 def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -94,3 +94,19 @@ def check_session_io(session, path: Path | str, known_types: dict) -> None:
             dims = [d if isinstance(d, int) else -1 for d in (value.shape or [])]
             check_shape(dims, what, str(path), allow_unknown=True)
             check_bytes(elements_of(dims), np.dtype(known_types[value.type]).itemsize, what, str(path))
+
+
+def declared_io(path: str | Path) -> tuple[list[int], list[int]]:
+    """The first graph input's and output's declared dims (-1: unknown) from the checked model, so
+    that profile can plan without ONNX Runtime parsing the file in edgeact's own process."""
+    model = load_checked(path)
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if not inputs or not graph.output:
+        raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
+
+    def dims(value) -> list[int]:
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+
+    return dims(inputs[0]), dims(graph.output[0])

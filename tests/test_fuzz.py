@@ -156,10 +156,19 @@ def onnx_mutants(out: Path, rng) -> list[Path]:
     return paths
 
 
+MEMORY_LIMIT = 4 * 2**30  # address space of the batch and its children: a runaway allocation fails loudly
+
+
+def _bounded_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 def run_batch(paths: list[Path], cwd: Path) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     done = subprocess.run([sys.executable, "-m", "tests.fuzz_batch", *map(str, paths)], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=1800)
+                          text=True, cwd=ROOT, env=env, timeout=1800, preexec_fn=_bounded_memory)
     lines = done.stdout.splitlines()
     last = next((json.loads(line) for line in reversed(lines) if line.startswith('{"start"')), None)
     assert done.returncode >= 0, (f"signal {signal.Signals(-done.returncode).name} on {last}; "

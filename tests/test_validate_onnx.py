@@ -103,3 +103,21 @@ def test_ort_log_line_never_reaches_the_terminal(tmp_path):
     done = _run("profile", str(path), "--runs", "1", "--json", cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+
+
+def test_without_the_onnx_package_the_session_io_is_checked(tmp_path, monkeypatch):
+    """A device with onnxruntime only: what the session reports is bounded before edgeact allocates."""
+    from edgeact import limits
+    from edgeact.runtime import open_runner
+
+    def big(m):
+        _input_dims(m)[2].dim_value = 2**14
+        _input_dims(m)[3].dim_value = 2**14
+    path = _edit(tmp_path, big, "big.onnx")
+    ok = save(small_onnx_model(), tmp_path / "ok.onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError, as on the device
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**30)
+    with pytest.raises(LimitError, match="input 'image' needs 3.0 GiB but this machine has 1.0 GiB"):
+        open_runner(path)
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**40)
+    assert open_runner(ok).inputs[0].shape == (1, 3, 16, 16)
