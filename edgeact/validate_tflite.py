@@ -36,7 +36,8 @@ ITEM_SIZES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "B
 _INT_RANGES = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}
 # Index of the first optional input (a bias) of ops that have one; inputs before it are required.
 OPTIONAL_FROM = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3,
-                 "CONV_3D": 2, "CONV_3D_TRANSPOSE": 3, "SVDF": 3}
+                 "CONV_3D": 2, "CONV_3D_TRANSPOSE": 3, "SVDF": 3, "LSH_PROJECTION": 2,
+                 "RESHAPE": 1}  # RESHAPE: an absent shape tensor means "use ReshapeOptions.new_shape"
 # Ops with many optional inputs (recurrent cells), custom ops and control flow: only input 0 is required.
 _LENIENT = ("LSTM", "RNN", "CUSTOM", "STABLEHLO", "EMBEDDING", "CALL", "WHILE", "IF", "DELEGATE", "HASHTABLE")
 
