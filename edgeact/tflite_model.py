@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tflite_schema
-from .errors import ModelLoadError
+from .errors import LimitError, ModelLoadError
 from .flatbuf import FlatbufferError
+from .limits import gib, machine_memory_bytes
 from .validate_tflite import RawModel, read_raw_model, validate
 
 _TFLITE_IDENTIFIER = b"TFL3"
@@ -127,6 +128,10 @@ def check_tflite_file(path: Path | str) -> None:
 
 def _read_model_bytes(path: Path) -> bytes:
     try:
+        size, memory = path.stat().st_size, machine_memory_bytes()
+        if size > memory:  # it is read whole
+            raise LimitError(f"{path} is {gib(size)} but this machine has {gib(memory)} of memory; "
+                             "profile it on a larger machine")
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"cannot read model {path}: {exc.strerror}; check the path") from None
