@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import LimitError
+from .errors import InputError, LimitError
 
 MAX_RANK = 8  # TFLite kernels handle up to 6 dimensions (some 8); ONNX CNNs use 4
 MAX_DIM = 2**31 - 1  # TFLite stores dimensions as int32
@@ -85,6 +85,9 @@ def elements_of(shape) -> int:
 
 def check_sample_shape(shape, where: str) -> None:
     """One input sample edgeact will prepare (random inputs, decoded images) within bounds."""
+    if any(int(d) < 1 for d in shape):
+        raise InputError(f"{where} takes inputs of shape {tuple(shape)} (unknown dimensions besides the batch); "
+                         "edgeact profiles models with a fixed input size; re-export it with one")
     elements = elements_of(shape)
     if elements > MAX_INPUT_SAMPLE_ELEMENTS:
         raise LimitError(f"{where}: an input sample of shape {tuple(shape)} is {elements:,} values, over edgeact's "

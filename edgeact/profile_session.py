@@ -247,9 +247,6 @@ def model_io(path: Path) -> tuple[tuple[int, ...], int]:
         else:
             runner = open_runner(path)
             shape, out = runner.inputs[0].shape[1:], runner.outputs[0].shape[1:]
-    if any(int(d) < 1 for d in shape):
-        raise InputError(f"{path.name} takes inputs of shape {tuple(shape)} (unknown dimensions besides the batch); "
-                         "edgeact profiles models with a fixed input size; re-export it with one")
     return tuple(int(d) for d in shape), int(np.prod(out)) if len(out) and all(int(d) > 0 for d in out) else 1
 
 

@@ -132,3 +132,14 @@ def test_profile_refuses_the_file_that_segfaulted_litert(int8_model, tmp_path):
         assert result.exit_code == 2, result.output
         assert result.output.count("\n") == 1 and result.output.startswith("error: ")
         assert "input 1 is missing" in result.output
+
+
+def test_dynamic_image_size_without_a_report_is_one_line(int8_model, tmp_path):
+    """A valid model whose height is unknown (-1 in its shape signature) cannot be fed random inputs."""
+    def dynamic(m):
+        tensor = m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]]
+        tensor.shapeSignature = [-1, -1, 16, 3]
+    path = _rewrite(int8_model, tmp_path / "dynamic.tflite", dynamic)
+    assert read_tflite(path).tensors[read_tflite(path).inputs[0]].shape == [-1, -1, 16, 3]
+    result = CliRunner().invoke(cli, ["profile", str(path), "--runs", "1", "--warmup", "0"])
+    assert result.exit_code == 2 and "profiles models with a fixed input size" in result.output, result.output
