@@ -18,7 +18,9 @@ import pytest
 from .onnx_models import small_onnx_model
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES_PER_FORMAT = 150
+# A longer campaign: EDGEACT_FUZZ_FILES=1000 EDGEACT_FUZZ_SEED=7 pytest tests/test_fuzz.py
+FILES_PER_FORMAT = int(os.environ.get("EDGEACT_FUZZ_FILES", "150"))
+SEED = int(os.environ.get("EDGEACT_FUZZ_SEED", "12"))
 BIG = [-(2**31), -2, -1, 0, 2**31 - 1, 2**24, 7]
 
 
@@ -201,7 +203,7 @@ def check_records(records: list[dict]) -> dict[int, int]:
 
 def test_fuzzed_tflite_files(converted_small, tmp_path):
     out, _ = converted_small
-    paths = tflite_mutants(out / "small_cnn_int8.tflite", tmp_path, np.random.default_rng(12))
+    paths = tflite_mutants(out / "small_cnn_int8.tflite", tmp_path, np.random.default_rng(SEED))
     codes = check_records(run_batch(paths, tmp_path))
     assert codes.get(2, 0) > FILES_PER_FORMAT // 2  # most mutants are refused, some still run
     assert sum(codes.values()) == 2 * FILES_PER_FORMAT
@@ -209,7 +211,7 @@ def test_fuzzed_tflite_files(converted_small, tmp_path):
 
 def test_fuzzed_onnx_files(tmp_path):
     pytest.importorskip("onnx")
-    paths = onnx_mutants(tmp_path, np.random.default_rng(12))
+    paths = onnx_mutants(tmp_path, np.random.default_rng(SEED))
     codes = check_records(run_batch(paths, tmp_path))
     assert codes.get(2, 0) > FILES_PER_FORMAT // 2
     assert sum(codes.values()) == 2 * FILES_PER_FORMAT
