@@ -143,3 +143,30 @@ def test_dynamic_image_size_without_a_report_is_one_line(int8_model, tmp_path):
     assert read_tflite(path).tensors[read_tflite(path).inputs[0]].shape == [-1, -1, 16, 3]
     result = CliRunner().invoke(cli, ["profile", str(path), "--runs", "1", "--warmup", "0"])
     assert result.exit_code == 2 and "profiles models with a fixed input size" in result.output, result.output
+
+
+def test_flatbuffer_reader_bounds_every_offset_and_length():
+    """Hand-made buffers: each bad offset or length is a FlatbufferError, never a read past the end
+    or an allocation the size of a claimed length."""
+    import struct
+
+    from edgeact.flatbuf import Buffer, FlatbufferError
+
+    with pytest.raises(FlatbufferError, match="root table"):
+        Buffer(struct.pack("<I", 4096) + b"TFL3").root()
+    # table at 8 whose vtable (at 4) says: 6 bytes, field 0 at +4 -> an offset to a vector at 16
+    data = bytearray(36)
+    struct.pack_into("<I", data, 0, 12)         # root -> table at 12
+    struct.pack_into("<HHH", data, 4, 6, 8, 4)  # vtable at 4: size 6, table size 8, field 0 at +4
+    struct.pack_into("<i", data, 12, 8)         # table at 12: its vtable is at 12 - 8 = 4
+    struct.pack_into("<I", data, 16, 4)         # field 0 (at 16): vector at 16 + 4 = 20
+    struct.pack_into("<I", data, 20, 2**31)     # the vector claims 2^31 int32 items
+    root = Buffer(bytes(data)).root()
+    with pytest.raises(FlatbufferError, match="2147483648 items"):
+        root.numbers(4, "i32", "shape")
+    struct.pack_into("<I", data, 20, 3)         # 3 items fit in the 12 bytes left
+    assert Buffer(bytes(data)).root().numbers(4, "i32", "shape").tolist() == [0, 0, 0]
+    assert Buffer(bytes(data)).root().numbers(6, "i32", "absent field") is None
+    struct.pack_into("<i", data, 12, -100)      # vtable beyond the end
+    with pytest.raises(FlatbufferError, match="vtable"):
+        Buffer(bytes(data)).root()
