@@ -1,7 +1,8 @@
 """Seeded fuzzing: a few hundred corrupted .tflite and .onnx files made from models built here,
 each through `edgeact inspect` and `edgeact profile --json` (tests/fuzz_batch.py, the CLI's own
 code path, in child processes). Asserts: no signal, no traceback, exit 0 or a one-line exit 2,
-valid JSON on stdout under --json, nothing from the runtimes on the real stdout."""
+valid JSON on stdout under --json, nothing from the runtimes on the real stdout. Every fifth
+.tflite also gets a corrupted report beside it."""
 from __future__ import annotations
 
 import json
@@ -90,11 +91,34 @@ def _tflite_field(model, rng) -> None:
         op.inputs = [value, -1, -1]
 
 
+def report_mutant(report: dict, rng) -> bytes:
+    """A corrupted `.edgeact.json` beside a model: wrong types, huge or NaN values, another version, garbage."""
+    data = json.loads(json.dumps(report))
+    pick = int(rng.integers(0, 7))
+    if pick == 0:
+        data["input"]["shape"] = [int(rng.choice([2**20, 2**31, -1, 0])), 224, 3]
+    elif pick == 1:
+        data["preprocessing"][str(rng.choice(["scale", "mean", "std"]))] = float(rng.choice([math.nan, 0.0, -1.0]))
+    elif pick == 2:
+        data["preprocessing"]["std"] = [0.0]
+    elif pick == 3:
+        data["schema_version"] = int(rng.choice([0, 3, 99]))
+    elif pick == 4:
+        data[str(rng.choice(["labels", "input", "calibration", "preprocessing"]))] = "x"
+    elif pick == 5:
+        return rng.bytes(200)
+    else:
+        return json.dumps(data).encode()[:int(rng.integers(1, 400))]
+    return json.dumps(data, allow_nan=True).encode()
+
+
 def tflite_mutants(source: Path, out: Path, rng) -> list[Path]:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     data = source.read_bytes()
+    report_file = source.with_name(source.name.replace("_int8.tflite", ".edgeact.json"))
+    report = json.loads(report_file.read_text()) if report_file.is_file() else None
     paths = []
     for i in range(FILES_PER_FORMAT):
         if i % 2:
@@ -107,6 +131,8 @@ def tflite_mutants(source: Path, out: Path, rng) -> list[Path]:
             mutant = bytes(builder.Output())
         paths.append(out / f"t{i:03d}_int8.tflite")
         paths[-1].write_bytes(mutant)
+        if report is not None and i % 5 == 4:  # a hostile report beside some of them
+            (out / f"t{i:03d}.edgeact.json").write_bytes(report_mutant(report, rng))
     return paths
 
 
