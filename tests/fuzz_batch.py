@@ -21,13 +21,16 @@ COMMANDS = (("inspect",), ("profile", "--json", "--runs", "1", "--warmup", "0", 
 
 def main(paths: list[str]) -> int:
     runner = CliRunner()
-    for path in paths:
+    for k, path in enumerate(paths):
         for command in COMMANDS:
+            if command == ("inspect",) and k % 2:
+                command = ("inspect", "--json")  # half the files: the JSON rendering too
             args = [command[0], *command[1:], "--", path]
             print(json.dumps({"start": path, "command": command[0]}), flush=True)
             result = runner.invoke(cli, args)
             escaped = result.exception if not isinstance(result.exception, SystemExit) else None
-            print(json.dumps({"file": path, "command": command[0], "exit_code": result.exit_code,
+            print(json.dumps({"file": path, "command": command[0], "json": "--json" in command,
+                              "exit_code": result.exit_code,
                               "stdout": result.stdout, "stderr": result.stderr,
                               "exception": None if escaped is None else repr(escaped)}), flush=True)
     return 0

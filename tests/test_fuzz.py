@@ -220,7 +220,7 @@ def check_records(records: list[dict]) -> dict[int, int]:
             assert r["stderr"].count("\n") == 1 and r["stderr"].startswith("error: "), where
         else:
             assert r["stderr"] == "", where
-        if r["command"] == "profile" and r["stdout"]:
+        if r["json"] and r["stdout"]:
             json.loads(r["stdout"])
         if r["command"] == "profile" and r["exit_code"] == 0:
             assert json.loads(r["stdout"])["models"], where
