@@ -62,3 +62,8 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 class EdgeactWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. random calibration)."""
+
+
+def shown(name: str, limit: int = 60) -> str:
+    """A name read from a file, fit for a one-line message: cut, with control characters as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in str(name)[:limit])

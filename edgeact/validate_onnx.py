@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError, first_line
+from .errors import ModelLoadError, first_line, shown
 from .limits import check_bytes, check_shape, elements_of
 
 # ONNX TensorProto.DataType -> bytes per element (strings and sub-byte types: None, not sized here)
@@ -51,14 +51,14 @@ def check_limits(model, path: Path | str) -> None:
             if not value.type.HasField("tensor_type"):
                 if kind == "value":
                     continue
-                raise ModelLoadError(f"{path}: graph {kind} '{value.name[:60]}' is not a tensor; "
+                raise ModelLoadError(f"{path}: graph {kind} '{shown(value.name)}' is not a tensor; "
                                      "edgeact runs models with tensor inputs and outputs")
             tensor = value.type.tensor_type
-            _check_type(tensor.elem_type, f"{kind} '{value.name[:60]}'", path)
+            _check_type(tensor.elem_type, f"{kind} '{shown(value.name)}'", path)
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
-            _check_tensor(dims, tensor.elem_type, f"{kind} '{value.name[:60]}'", path, allow_unknown=True)
+            _check_tensor(dims, tensor.elem_type, f"{kind} '{shown(value.name)}'", path, allow_unknown=True)
     for init in graph.initializer:
-        what = f"initializer '{init.name[:60]}'"
+        what = f"initializer '{shown(init.name)}'"
         _check_type(init.data_type, what, path)
         _check_tensor(list(init.dims), init.data_type, what, path)
         size = ITEM_SIZES.get(init.data_type)
@@ -87,7 +87,7 @@ def check_session_io(session, path: Path | str, known_types: dict) -> None:
     """
     for kind, values in (("input", session.get_inputs()), ("output", session.get_outputs())):
         for value in values:
-            what = f"{kind} '{value.name[:60]}'"
+            what = f"{kind} '{shown(value.name)}'"
             if value.type not in known_types:
                 raise ModelLoadError(f"{path}: {what} has type {value.type}; edgeact profiles models with "
                                      f"numeric tensor inputs and outputs ({', '.join(sorted(known_types))})")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tflite_schema as schema
-from .errors import ModelLoadError
+from .errors import ModelLoadError, shown
 from .flatbuf import Buffer, Table
 from .limits import check_bytes, check_shape, elements_of
 
@@ -85,7 +85,7 @@ class RawModel:
     def op_name(self, op: RawOp) -> str:
         builtin, custom = self.opcodes[op.opcode_index]
         name = schema.BUILTIN_OPERATORS.get(builtin, f"OP_{builtin}")
-        return f"CUSTOM:{custom}" if name == "CUSTOM" and custom else name
+        return f"CUSTOM:{shown(custom)}" if name == "CUSTOM" and custom else name
 
 
 def _ints(table: Table, slot: int, what: str) -> list[int]:
@@ -163,7 +163,7 @@ def validate(model: RawModel, path: Path | str) -> None:
         n = len(graph.tensors)
         where = f"subgraph {g}" if len(model.subgraphs) > 1 else "the graph"
         for t, tensor in enumerate(graph.tensors):
-            _check_tensor(model, tensor, f"tensor {t} '{tensor.name[:60]}'", path, fail)
+            _check_tensor(model, tensor, f"tensor {t} '{shown(tensor.name)}'", path, fail)
         for kind, indices in (("input", graph.inputs), ("output", graph.outputs)):
             bad = [i for i in indices if not 0 <= i < n]
             if bad:

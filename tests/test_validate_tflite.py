@@ -170,3 +170,13 @@ def test_flatbuffer_reader_bounds_every_offset_and_length():
     struct.pack_into("<i", data, 12, -100)      # vtable beyond the end
     with pytest.raises(FlatbufferError, match="vtable"):
         Buffer(bytes(data)).root()
+
+
+def test_names_from_the_file_cannot_break_the_one_line_error(int8_model, tmp_path):
+    def hostile_name(m):
+        tensor = _quantized_tensor(m)
+        tensor.name = b"evil\nname\x1b[31m"
+        tensor.quantization.scale = [math.nan]
+    with pytest.raises(ModelLoadError) as info:
+        read_tflite(_rewrite(int8_model, tmp_path / "names.tflite", hostile_name))
+    assert "'evil?name?[31m'" in str(info.value) and "\n" not in str(info.value)
