@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgeact.errors import ConversionError
+from edgeact.errors import first_line, ConversionError
 
 from .keras_loader import import_keras
 
@@ -95,7 +95,7 @@ class KerasGraph:
             model = keras.Model.from_config(copy.deepcopy(self.config))
         except Exception as exc:
             raise ConversionError(
-                f"cannot rebuild the model after graph passes: {str(exc).splitlines()[0][:200]}; "
+                f"cannot rebuild the model after graph passes: {first_line(exc, 200)}; "
                 "rerun with --no-fuse to convert the model as it is"
             ) from None
         for layer in model.layers:

@@ -1,12 +1,14 @@
 """Load the user's Keras model: .keras, legacy .h5, or a SavedModel folder."""
 from __future__ import annotations
 
+import re
+
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeact.errors import ModelLoadError
+from edgeact.errors import ModelLoadError, first_line
 from edgeact.quiet import native_output_captured, silence_tensorflow
 
 
@@ -33,6 +35,12 @@ def model_name(path: Path) -> str:
     """The base name of the outputs: a SavedModel folder's name, a file's stem."""
     path = Path(path)
     return path.name if path.is_dir() else path.stem
+
+
+FUNCTIONAL_ADVICE = (
+    "rebuild it as a functional model (inputs = keras.Input(shape=(H, W, C)); x = layer(inputs) for each "
+    "layer; keras.Model(inputs, x).save('model.keras')) or as keras.Sequential, then convert that file"
+)
 
 
 def import_keras():
@@ -71,7 +79,11 @@ def load_model(path: str | Path) -> LoadedModel:
         with native_output_captured():
             model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for corrupt files
-        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        custom = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
+        if custom:  # a subclassed model or custom layer: Keras needs its Python code, edgeact a graph
+            raise ModelLoadError(f"{path} holds the custom class '{custom.group(1)}', which Keras cannot rebuild "
+                                 f"without its code; {FUNCTIONAL_ADVICE}") from None
+        message = first_line(exc, 200)
         raise ModelLoadError(f"cannot load {path}: {message}; check that the file is a complete Keras model") from None
     check_graph_model(model, path)
     return LoadedModel(path=path, kind=kind, keras_model=model)
@@ -84,10 +96,7 @@ def check_graph_model(model, path: Path) -> None:
         return
     if type(model).__name__ == "Functional" or type(model) is keras.Model and hasattr(model, "_operations"):
         return
-    raise ModelLoadError(
-        f"{path} holds a subclassed model ({type(model).__name__}); rebuild it with the functional API "
-        "or keras.Sequential, or export it with model.export() and convert the SavedModel folder"
-    )
+    raise ModelLoadError(f"{path} holds a subclassed model ({type(model).__name__}); {FUNCTIONAL_ADVICE}")
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
@@ -98,7 +107,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
 
             loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"cannot load SavedModel {path}: {str(exc).splitlines()[0][:200]}") from None
+        raise ModelLoadError(f"cannot load SavedModel {path}: {first_line(exc, 200)}") from None
     signatures = getattr(loaded, "signatures", {})
     if "serving_default" not in signatures:
         raise ModelLoadError(f"SavedModel {path} has no 'serving_default' signature; export it with model.export()")

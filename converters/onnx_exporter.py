@@ -25,7 +25,7 @@ import numpy as np
 from calibration.adapters import OrtCalibrationReader
 from edgeact.config import CalibrationMethod, Format, OnnxLayout
 from edgeact.errors import ConversionError, first_line
-from edgeact.fileio import StagedOutputs
+from edgeact.fileio import StagedOutputs, write_error
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.report import FormatReport
 from edgeact.runtime.onnx import OnnxRunner
@@ -218,10 +218,13 @@ class OnnxExporter:
         fp32_name, int8_name = self.output_names(job.name)
         fp32 = staged.staged_path(job.output_dir / fp32_name)
         int8 = staged.staged_path(job.output_dir / int8_name)
-        with job.step("onnx: float (tf2onnx)"):
-            export_float_onnx(job, fp32)
-        with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
-            quantize_onnx(job, fp32, int8, bar)
+        try:
+            with job.step("onnx: float (tf2onnx)"):
+                export_float_onnx(job, fp32)
+            with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
+                quantize_onnx(job, fp32, int8, bar)
+        except OSError as exc:  # tf2onnx and ORT write these files themselves: a full disk lands here
+            raise write_error(job.output_dir / int8_name, _size_or_zero(fp32), exc) from None
         with job.step("onnx: verify"):
             holdout = to_layout(job, job.calibration.holdout)
             job.predictions["onnx_fp32"] = OnnxRunner(fp32).predict(holdout)
@@ -247,6 +250,13 @@ class OnnxExporter:
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},
             }
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 __all__ = ["OnnxExporter", "export_float_onnx", "quantize_onnx", "to_layout"]

@@ -42,9 +42,14 @@ class EdgeactGroup(click.Group):
 
 @click.group(cls=EdgeactGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgeact")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the runtimes' own log output (LiteRT, ONNX Runtime) on stderr.")
+def cli(verbose: bool) -> None:
     """Put quantized CNNs on edge devices: convert Keras models to INT8 TFLite and ONNX, inspect
     and profile them on the desktop or on a Raspberry Pi / Coral."""
+    from .quiet import set_verbose
+
+    set_verbose(verbose)
 
 
 @cli.command()

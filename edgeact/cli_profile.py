@@ -11,6 +11,7 @@ from .errors import InputError
 from .fileio import check_output_file
 from .remote.ssh import DevicesFailedError
 from .config import choices
+from .errors import RuntimeCrashError
 from .preprocess import Preset, make_preprocessing
 from .profile_report import column_names
 from .runtime import RuntimeName
@@ -54,7 +55,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
               help="Sizes of a model input with dynamic dimensions, without the batch axis (ONNX), e.g. 3,640,640.")
 @click.option("--output", "output_name", metavar="NAME",
               help="The output scored against the labels [default: the one output shaped like class scores].")
-@click.option("--isolate", is_flag=True,
+@click.option("--isolate/--in-process", default=True, show_default=True,
               help="Run each model in a child process: a runtime crash becomes an error, memory is per model.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write a CSV file.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -130,5 +131,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         accuracy_plot = plot_accuracy_vs_latency(report, plot_path)
         if accuracy_plot:
             click.echo(f"wrote {accuracy_plot}", err=True)
+    if report.get("crashed"):  # the other models' rows are printed above
+        raise RuntimeCrashError("; ".join(report["crashed"]))
     if report.get("errors"):  # results from the other devices are printed above
         raise DevicesFailedError("; ".join(report["errors"]))

@@ -20,6 +20,14 @@ class ModelLoadError(InputError):
     """The model file is missing, corrupt or of a kind edgeact cannot read."""
 
 
+class LimitError(ModelLoadError):
+    """A model file or report asks for more than edgeact's limits or this machine's memory allow."""
+
+
+class RuntimeCrashError(EdgeactError):
+    """A runtime died by a signal (a native crash) while loading or running a model."""
+
+
 class CalibrationError(InputError):
     """The calibration data cannot be read or does not fit the model."""
 
@@ -54,3 +62,8 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 class EdgeactWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. random calibration)."""
+
+
+def shown(name: str, limit: int = 60) -> str:
+    """A name read from a file, fit for a one-line message: cut, with control characters as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in str(name)[:limit])

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,8 +77,11 @@ class StagedOutputs:
 
     def write_bytes(self, path: Path, data: bytes) -> Path:
         fd, tmp = self._temp(Path(path), ".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:  # the staged temp file is removed by discard() as this propagates
+            raise write_error(Path(path), len(data), exc) from None
         return tmp
 
     def write_json(self, path: Path, data: dict) -> Path:
@@ -126,6 +131,22 @@ def staged_outputs() -> Iterator[StagedOutputs]:
         staged.discard()
         raise
     staged.discard()  # anything not committed explicitly is not wanted
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def write_error(path: Path, needed: int, exc: OSError) -> OutputError:
+    """A one-line error for a failed write: the folder and the space needed when the disk is full."""
+    folder = Path(path).parent
+    if exc.errno in _NO_SPACE:
+        try:
+            free = f"{shutil.disk_usage(folder).free:,} bytes are free"
+        except OSError:
+            free = "the free space is unknown"
+        return OutputError(f"no space to write {Path(path).name} in {folder}: it needs {needed:,} bytes and {free} "
+                           f"({exc.strerror}); free some space or choose another output folder")
+    return OutputError(f"cannot write {path}: {exc.strerror}; choose another output folder")
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

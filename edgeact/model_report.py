@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .preprocess import Preprocessing
+from .validate_report import validate_report_data
 
 REPORT_SUFFIX = ".edgeact.json"
 _VARIANT = re.compile(r"_(int8|fp32|float32|fp16)(_edgetpu)?$")
@@ -48,10 +49,11 @@ def read_report(path: str | Path) -> ModelReport:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-        preprocessing = Preprocessing.from_dict(data["preprocessing"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InputError(f"{path} is not a readable edgeact report ({type(exc).__name__}); "
                          "re-run edgeact convert, or move it away and pass --preprocess") from None
+    validate_report_data(data, path)  # types, ranges, finite numbers, schema version: before any use
+    preprocessing = Preprocessing.from_dict(data["preprocessing"])
     # schema 2 lists inputs by name; schema 1 (edgeact 0.1) had one "input".
     inputs = data.get("inputs") or ([data["input"]] if data.get("input") else [])
     shape = inputs[0].get("shape") if len(inputs) == 1 else None

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .errors import ModelLoadError, RuntimeUnavailableError
+from .errors import RuntimeUnavailableError
+from .validate_onnx import load_checked
 
 
 def _onnx():
@@ -19,15 +20,20 @@ def _onnx():
     return onnx
 
 
+def _dtype_name(onnx, elem_type: int) -> str:
+    """numpy's name for an ONNX element type; ONNX's own for types numpy lacks (bfloat16, float8, int4)."""
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type in onnx.TensorProto.DataType.values() \
+            else f"type_{elem_type}"
+
+
 def read_onnx(path: str | Path) -> dict:
     """The model as a dict shaped like `TFLiteModel.to_dict()`, plus opset and QDQ pairs."""
     onnx = _onnx()
     path = Path(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise ModelLoadError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:120]}); re-export it") from None
+    model = load_checked(path)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:
@@ -37,9 +43,9 @@ def read_onnx(path: str | Path) -> dict:
     for value in list(graph.input) + list(graph.output) + list(graph.value_info):
         tensor = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
-        types[value.name] = (onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, dims)
+        types[value.name] = (_dtype_name(onnx, tensor.elem_type), dims)
     for init in graph.initializer:
-        types[init.name] = (onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name, list(init.dims))
+        types[init.name] = (_dtype_name(onnx, init.data_type), list(init.dims))
 
     def tensor(name: str) -> dict:
         dtype, shape = types.get(name, ("?", []))

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .errors import InputError, ModelLoadError, RuntimeUnavailableError
+from .errors import InputError, ModelLoadError, RuntimeCrashError, RuntimeUnavailableError
 from .evaldata import EvalData, read_eval_data
 from .isolated import run_isolated
+from .limits import check_sample_shape
 from .metrics import agreement, topk_accuracy
 from .model_report import ModelReport, find_report, report_path
 from .preprocess import Preprocessing
@@ -110,7 +111,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     for plan in plans:
         if plan.data_key not in inputs_cache:
             inputs_cache[plan.data_key] = _model_inputs(plan, data, options, bars)
-    measured, device_runs = [], []
+    measured, device_runs, crashed = [], [], []
     if options.devices:
         device_runs = _measure_on_devices(plans, inputs_cache, settings, options, bars)
         measured = [(plan, profile, run.summary()) for run in device_runs for plan, profile in run.results]
@@ -118,8 +119,11 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         for plan in plans:
             inputs = inputs_cache[plan.data_key]
             run_settings = _settings_for(plan, settings, options)
-            measured.append((plan, run_isolated(plan.path, inputs, run_settings) if options.isolate else
-                             profile_model(plan.path, inputs, run_settings, bars), None))
+            try:
+                measured.append((plan, run_isolated(plan.path, inputs, run_settings) if options.isolate else
+                                 profile_model(plan.path, inputs, run_settings, bars), None))
+            except RuntimeCrashError as exc:  # the other models' rows are kept; the CLI exits 2 after them
+                crashed.append(str(exc))
     # The reference runs after every model is measured: loading TensorFlow for a Keras reference
     # must not weigh on the models' memory or timings.
     reference_outputs = {key: reference.predict(inputs, bars) for key, inputs in inputs_cache.items()} \
@@ -147,6 +151,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         "devices": [{**run.summary(), "facts_before": run.facts_before, "facts_after": run.facts_after,
                      "error": run.error} for run in device_runs],
         "errors": [run.error for run in device_runs if run.error],
+        "crashed": crashed,
         "notes": notes,
     }
 
@@ -234,6 +239,8 @@ def plan_models(models: list[str | Path], options: ProfileOptions) -> list[Model
         inputs, outputs = model_io(path, options.input_shape)
         first = next(iter(inputs.values()))
         image_shape = report.input_shape if report and report.input_shape and len(inputs) == 1 else _nhwc(first)
+        for shape in inputs.values():
+            check_sample_shape(shape, str(path))  # before 64 random samples or a dataset are made
         scored = scored_output(outputs, options.output, path.name, report.output_kinds if report else None)
         for runtime in _runtimes(fmt, requested):
             check_target(options.target, path, runtime, delegate)
@@ -283,13 +290,46 @@ def _runtimes(fmt: str, requested: list[RuntimeName]) -> list[RuntimeName]:
 
 def model_io(path: Path, input_shape: tuple[int, ...] | None = None
              ) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    """The model's inputs' and outputs' shapes without batch, by name (the runner's names)."""
-    runner = open_runner(path, input_shape=input_shape if model_format(path) == "onnx" else None)
-    if not runner.inputs or not runner.outputs:
-        raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
-    inputs = {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in runner.inputs}
-    outputs = {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in runner.outputs}
-    return inputs, outputs
+    """The model's inputs' and outputs' shapes without batch, by name, without running it here.
+
+    Read from the checked file (the .tflite flatbuffer with its SignatureDef names, the ONNX
+    graph), not from a runtime in edgeact's own process: a model that crashes its runtime
+    does so in the child that measures it. A size not known before running is -1.
+    """
+    if model_format(path) == "tflite":
+        from .tflite_model import read_tflite
+
+        info = read_tflite(path)
+        if not info.inputs or not info.outputs:
+            raise ModelLoadError(f"{path} has no inputs or outputs; re-export it")
+        inputs = {info.io_name(i): tuple(info.tensors[i].shape[1:]) for i in info.inputs}
+        outputs = {info.io_name(i): tuple(info.tensors[i].shape[1:]) for i in info.outputs}
+    else:
+        from .validate_onnx import declared_io, onnx_available
+
+        declared = declared_io(path) if onnx_available() else None
+        if declared is None:
+            runner = open_runner(path, input_shape=input_shape)
+            declared = ({s.name: list(s.shape) for s in runner.inputs}, {s.name: list(s.shape) for s in runner.outputs})
+        inputs = {name: _sized(name, dims[1:], input_shape, path) for name, dims in declared[0].items()}
+        outputs = {name: tuple(dims[1:]) for name, dims in declared[1].items()}
+    return {k: tuple(int(d) for d in v) for k, v in inputs.items()}, outputs
+
+
+def _sized(name: str, dims: list[int], given: tuple[int, ...] | None, path: Path) -> tuple[int, ...]:
+    """An ONNX input's sizes: dynamic ones from --input-shape (a one-line error without it)."""
+    if given is not None:
+        if len(given) != len(dims) or any(d > 0 and d != g for d, g in zip(dims, given)):
+            raise InputError(f"--input-shape {','.join(map(str, given))} does not fit input '{name}' of {path.name} "
+                             f"(batch, {', '.join(str(d) if d > 0 else '?' for d in dims)}); give its sizes "
+                             "without the batch axis")
+        return tuple(given)
+    if any(d <= 0 for d in dims):
+        example = ",".join(str(d) if d > 0 else "224" for d in dims)
+        raise InputError(f"input '{name}' of {path.name} has dynamic sizes (batch, "
+                         f"{', '.join(str(d) if d > 0 else '?' for d in dims)}); set them with --input-shape, "
+                         f"e.g. --input-shape {example}")
+    return tuple(dims)
 
 
 def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -122,3 +122,43 @@ def last_error_line(text: str) -> str:
         if "error" in line.lower():
             return line[:300]
     return lines[-1][:300] if lines else ""
+
+
+# `edgeact -v`: the runtimes' own log lines are shown (on stderr) instead of swallowed. Child
+# processes (profile's isolated runner) learn it from the environment.
+_VERBOSE_ENV = "EDGEACT_VERBOSE"
+_verbose = os.environ.get(_VERBOSE_ENV) == "1"
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show (True) or hide (False, the default) the runtimes' own log output; see runtime_output_captured."""
+    global _verbose
+    _verbose = bool(verbose)
+    if _verbose:
+        os.environ[_VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(_VERBOSE_ENV, None)
+    if _verbose:
+        for name in ("tensorflow", "absl", "tf2onnx", "onnxruntime"):
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
+def verbose() -> bool:
+    return _verbose
+
+
+def ort_log_severity() -> int:
+    """ONNX Runtime's minimum severity to log: warnings with -v, else fatal only (edgeact reports errors itself)."""
+    return 2 if _verbose else 4
+
+
+@contextmanager
+def runtime_output_captured() -> Iterator[CapturedOutput]:
+    """A runtime's native output (LiteRT's INFO lines, ORT's log and 'EP Error' banners) kept off
+    the terminal and off stdout; with `edgeact -v` it is copied to stderr after the block."""
+    try:
+        with native_output_captured() as captured:
+            yield captured
+    finally:
+        if _verbose and captured.text.strip():
+            console().write(captured.text if captured.text.endswith("\n") else captured.text + "\n")

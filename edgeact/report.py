@@ -174,6 +174,9 @@ class ConvertReport:
         """Read a report written by `to_dict`; InputError naming the version or key if it is not one."""
         if not isinstance(data, dict):
             raise InputError(f"{where} is not an edgeact report (a JSON object expected); re-run edgeact convert")
+        from .validate_report import validate_report_data
+
+        validate_report_data(data, where)  # types, ranges, finite numbers, known version: before any use
         version = data.get("schema_version", 1)
         if version != SCHEMA_VERSION:
             raise InputError(f"{where} has report schema version {version}; this edgeact reads version "

@@ -1,38 +1,23 @@
 """Read a .tflite flatbuffer: operators, tensors, fused activations, quantization.
 
-Uses the TFLite flatbuffer schema that ships with the runtime (ai-edge-litert) or with
-TensorFlow, so it works on a device without TensorFlow. Reading the file ourselves,
-before an interpreter sees it, also turns a truncated or corrupt file into a clear
+Reads the file with edgeact's own bounds-checked flatbuffer reader and validates its
+structure (`edgeact.validate_tflite`), so it works on a device with tflite-runtime only
+(no schema, no TensorFlow) and turns a truncated, corrupt or hostile file into a one-line
 error instead of a crash inside native code.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from . import tflite_schema
+from .errors import LimitError, ModelLoadError
+from .flatbuf import FlatbufferError
+from .limits import gib, machine_memory_bytes
+from .validate_tflite import RawModel, read_raw_model, validate
 
-from .errors import ModelLoadError, RuntimeUnavailableError
-
-_SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
 _TFLITE_IDENTIFIER = b"TFL3"
 FLOAT_TYPES = ("float32", "float16")
-
-
-def _schema():
-    for name in _SCHEMA_MODULES:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise RuntimeUnavailableError(
-        "reading .tflite files needs the TFLite flatbuffer schema; pip install ai-edge-litert"
-    )
-
-
-def _enum_names(enum_class) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 @dataclass
@@ -69,6 +54,13 @@ class TFLiteModel:
     ops: list[OpInfo]
     inputs: list[int]
     outputs: list[int]
+    # {tensor index: name} from the one SignatureDef of the main graph: the names a converter was
+    # given (edgeact's: the Keras names). Empty when the model has no single signature.
+    signature_names: dict[int, str] = field(default_factory=dict)
+
+    def io_name(self, tensor: int) -> str:
+        """An input's or output's name: its SignatureDef name, else the tensor's own name."""
+        return self.signature_names.get(tensor, self.tensors[tensor].name)
 
     def producer(self, tensor: int) -> OpInfo | None:
         for op in self.ops:
@@ -111,8 +103,9 @@ class TFLiteModel:
             "format": "tflite",
             "path": str(self.path),
             "size_bytes": self.size_bytes,
-            "inputs": [tensor(i) for i in self.inputs],
-            "outputs": [tensor(i) for i in self.outputs],
+            # The model's interface by its SignatureDef names (the Keras names), the tensor's own beside it.
+            "inputs": [{**tensor(i), "name": self.io_name(i), "tensor": self.tensors[i].name} for i in self.inputs],
+            "outputs": [{**tensor(i), "name": self.io_name(i), "tensor": self.tensors[i].name} for i in self.outputs],
             "op_counts": self.op_counts(),
             "ops": [
                 {
@@ -136,26 +129,17 @@ def check_tflite_bytes(data: bytes, path: Path | str) -> None:
         )
 
 
-def schema_available() -> bool:
-    try:
-        _schema()
-    except RuntimeUnavailableError:
-        return False
-    return True
-
-
 def check_tflite_file(path: Path | str) -> None:
-    """Before an interpreter sees a file: parse it fully where the schema is installed, else the
-    cheap structural check (tflite-runtime ships no schema; a device gets files whose hash the
-    host already checked)."""
-    if schema_available():
-        read_tflite(path)
-    else:
-        _read_model_bytes(Path(path))
+    """Before an interpreter sees a file: read and validate its whole structure."""
+    read_tflite(path)
 
 
 def _read_model_bytes(path: Path) -> bytes:
     try:
+        size, memory = path.stat().st_size, machine_memory_bytes()
+        if size > memory:  # it is read whole
+            raise LimitError(f"{path} is {gib(size)} but this machine has {gib(memory)} of memory; "
+                             "profile it on a larger machine")
         data = path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"cannot read model {path}: {exc.strerror}; check the path") from None
@@ -164,53 +148,36 @@ def _read_model_bytes(path: Path) -> bytes:
 
 
 def read_tflite(path: Path | str) -> TFLiteModel:
-    """Parse a .tflite file; raise ModelLoadError if it is not a complete, valid model."""
+    """Parse and validate a .tflite file; ModelLoadError (or LimitError) if it is not a sound model."""
     path = Path(path)
     data = _read_model_bytes(path)
-    schema = _schema()
     try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        parsed = _parse(schema, model, path, len(data))
-    except ModelLoadError:
-        raise
-    except Exception:  # flatbuffers raises IndexError/struct.error on truncated buffers
-        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model; re-export it") from None
-    return parsed
+        raw = read_raw_model(data)
+    except FlatbufferError as exc:
+        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model ({exc}); re-export it") from None
+    validate(raw, path)
+    return _model(raw, path)
 
 
-def _parse(schema, model, path: Path, size: int) -> TFLiteModel:
-    if not model.subgraphs:
-        raise ModelLoadError(f"{path} holds no subgraph; re-export it")
-    op_names = _enum_names(schema.BuiltinOperator)
-    type_names = _enum_names(schema.TensorType)
-    act_names = _enum_names(schema.ActivationFunctionType)
-    graph = model.subgraphs[0]
-    buffers = model.buffers or []
+def _model(raw: RawModel, path: Path) -> TFLiteModel:
+    graph = raw.subgraphs[0]
     tensors = []
-    for i, t in enumerate(graph.tensors or []):
-        q = t.quantization
-        scale = [float(s) for s in np.ravel(q.scale)] if q is not None and q.scale is not None else []
-        zp = [int(z) for z in np.ravel(q.zeroPoint)] if q is not None and q.zeroPoint is not None else []
-        buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
-        constant = buf is not None and (buf.data is not None and len(buf.data) > 0 or (buf.size or 0) > 0)
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        shape = [int(d) for d in np.ravel(t.shapeSignature if t.shapeSignature is not None else t.shape)] \
-            if t.shape is not None else []
-        tensors.append(TensorInfo(i, name, shape, type_names.get(t.type, str(t.type)).lower(), scale, zp, constant))
+    for i, t in enumerate(graph.tensors):
+        scale = [] if t.scale is None else [float(s) for s in t.scale.tolist()]
+        zero_point = [] if t.zero_point is None else [int(z) for z in t.zero_point.tolist()]
+        inline, _, size = raw.buffers[t.buffer] if t.buffer < len(raw.buffers) else (0, 0, 0)
+        shape = t.signature if t.signature is not None else t.shape
+        tensors.append(TensorInfo(i, t.name, list(shape), t.type_name.lower(), scale, zero_point,
+                                  bool(inline or size)))
     ops = []
-    for i, op in enumerate(graph.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        name = op_names.get(builtin, f"OP_{builtin}")
-        if name == "CUSTOM" and code.customCode:
-            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
-        options = op.builtinOptions
-        fused = None
-        if options is not None and hasattr(options, "fusedActivationFunction"):
-            fused = act_names.get(options.fusedActivationFunction, "NONE")
-        ops.append(OpInfo(i, name, [int(x) for x in np.ravel(op.inputs)] if op.inputs is not None else [],
-                          [int(x) for x in np.ravel(op.outputs)] if op.outputs is not None else [], fused))
-    return TFLiteModel(
-        path=path, size_bytes=size, tensors=tensors, ops=ops,
-        inputs=[int(x) for x in np.ravel(graph.inputs)], outputs=[int(x) for x in np.ravel(graph.outputs)],
-    )
+    for i, op in enumerate(graph.ops):
+        fused = None if op.fused_activation is None else \
+            tflite_schema.ACTIVATIONS.get(op.fused_activation, f"ACTIVATION_{op.fused_activation}")
+        ops.append(OpInfo(i, raw.op_name(op), list(op.inputs), list(op.outputs), fused))
+    names: dict[int, str] = {}
+    main = [sig for sig in raw.signatures if sig[1] == 0]
+    if len(main) == 1:
+        _, _, inputs, outputs = main[0]
+        names = {index: name for name, index in {**inputs, **outputs}.items() if 0 <= index < len(tensors)}
+    return TFLiteModel(path=path, size_bytes=raw.file_size, tensors=tensors, ops=ops,
+                       inputs=list(graph.inputs), outputs=list(graph.outputs), signature_names=names)

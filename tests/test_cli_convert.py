@@ -123,7 +123,7 @@ def test_subclassed_model(keras, tmp_path, pixels_npy):
     path = tmp_path / "sub.keras"
     model.save(path)
     assert_one_line_error(invoke("convert", path, "-c", pixels_npy, "-o", tmp_path / "out"),
-                          "subclassed", "functional API")
+                          "subclassed", "rebuild it as a functional model")
 
 
 def test_empty_and_unreadable_calibration_folders(small_cnn_file, tmp_path):
@@ -253,3 +253,23 @@ def test_outputs_are_readable_by_others_and_the_report_is_strict_json(converted_
         raise ValueError(f"non-standard JSON constant {constant}")
 
     json.loads((out / "small_cnn.edgeact.json").read_text(), parse_constant=refuse)
+
+
+def test_unregistered_subclassed_model_gets_the_advice_not_kerass_message(keras, tmp_path, pixels_npy):
+    """Keras cannot even load an unregistered subclass; its long message used to be cut mid-word."""
+    class Unregistered(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(keras.ops.reshape(x, (-1, 16 * 16 * 3)))
+
+    model = Unregistered()
+    model(np.zeros((1, 16, 16, 3), "float32"))
+    path = tmp_path / "unregistered.keras"
+    model.save(path)
+    result = invoke("convert", path, "-c", pixels_npy, "-o", tmp_path / "out")
+    assert_one_line_error(result, "custom class 'Unregistered'", "rebuild it as a functional model")
+    assert result.output.rstrip().endswith("then convert that file")
+    assert no_outputs_left(tmp_path / "out")

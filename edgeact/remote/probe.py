@@ -6,6 +6,7 @@ describes the local machine for desktop runs.
 """
 from __future__ import annotations
 
+
 import glob
 import importlib
 import json
@@ -13,6 +14,12 @@ import os
 import platform
 import subprocess
 import sys
+
+
+def _first_line(exc: BaseException) -> str:
+    """edgeact.errors.first_line's rule (this probe runs alone on the device, with the standard library only)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _read(path):
@@ -63,10 +70,10 @@ def _version(module):
         mod = importlib.import_module(module)
     except ImportError as exc:
         if getattr(exc, "name", None) != module:  # installed, but broken (e.g. tflite-runtime with numpy 2)
-            RUNTIME_ERRORS[module] = str(exc).splitlines()[0][:200]
+            RUNTIME_ERRORS[module] = _first_line(exc)
         return None
     except Exception as exc:  # a broken install must not stop the probe
-        RUNTIME_ERRORS[module] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        RUNTIME_ERRORS[module] = f"{type(exc).__name__}: {_first_line(exc)}"
         return None
     version = getattr(mod, "__version__", None)
     if version is None:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
+from ..quiet import ort_log_severity, runtime_output_captured
+from ..validate_onnx import check_session_io, load_checked, onnx_available
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
 
 _ORT_TYPES = {
@@ -32,6 +34,7 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError:
         raise RuntimeUnavailableError("running .onnx models needs ONNX Runtime; pip install onnxruntime") from None
+    onnxruntime.set_default_logger_severity(ort_log_severity())  # its global logger, not only the session's
     return onnxruntime
 
 
@@ -40,7 +43,7 @@ def session_options(threads: int | None = None, optimized_path: str | Path | Non
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = ort_log_severity()
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
@@ -122,12 +125,14 @@ class OnnxRunner(Runner):
         self.runtime_version = ort.__version__
         # ORT's execution provider plays the part of a TFLite delegate here.
         self.delegate = provider
+        if onnx_available():  # the host: onnx's checker and edgeact's limits before ORT parses the file
+            load_checked(self.path)
         try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=[provider])
+            with runtime_output_captured():  # ORT prints its own log line and banners on fds 1 and 2
+                self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            raise ModelLoadError(
-                f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}; re-export it"
-            ) from None
+            raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {first_line(exc, 200)}; re-export it") from None
+        check_session_io(self.session, self.path, _ORT_TYPES)
         self.inputs = [IOSpec(i.name, _input_dims(i.name, i.shape, input_shape, self.path.name),
                               np.dtype(_ORT_TYPES.get(i.type, np.float32)))
                        for i in self.session.get_inputs()]
@@ -158,11 +163,16 @@ class OnnxRunner(Runner):
         np.copyto(self._buffers[0], sample)
 
     def invoke(self) -> None:
-        if self._binding is None:
-            self._results = self.session.run(self._names, self._feed)
-            self._bind([np.asarray(r) for r in self._results])
-        else:
-            self.session.run_with_iobinding(self._binding)
+        try:
+            if self._binding is None:
+                self._results = self.session.run(self._names, self._feed)
+                self._bind([np.asarray(r) for r in self._results])
+            else:
+                self.session.run_with_iobinding(self._binding)
+        except (RuntimeError, ValueError):
+            raise
+        except Exception as exc:  # ORT's Fail/InvalidArgument/RuntimeException derive from Exception only
+            raise RuntimeError(first_line(exc)) from None
 
     def _bind(self, first_results: list[np.ndarray]) -> None:
         """Bind the input buffers, and output arrays shaped like `first_results`."""

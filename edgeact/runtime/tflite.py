@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
-from ..quiet import native_output_captured
+from ..quiet import native_output_captured, runtime_output_captured
 from ..tflite_model import check_tflite_file
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
 
@@ -163,7 +163,7 @@ class TFLiteRunner(Runner):
             kwargs["experimental_delegates"] = [self._load_delegate(backend, delegate)]
         try:
             # The runtime announces its XNNPACK delegate on stdout/stderr from C++; keep it off the table.
-            with native_output_captured():
+            with runtime_output_captured():
                 self.interpreter = backend.interpreter(**kwargs)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:

@@ -1,0 +1,107 @@
+"""A bounds-checked flatbuffer reader: every offset and vector length is checked against the file.
+
+The flatbuffers package trusts the file it reads (a bad offset wraps around or reads past
+the end; a vector length of 2^31 becomes a huge allocation), and tflite-runtime ships no
+schema at all. This reader follows the wire format (a table starts with a signed offset
+to its vtable; the vtable lists each field's offset within the table, 0 for absent; offsets
+to tables, vectors and strings are unsigned and relative to where they are stored) and
+raises `FlatbufferError` for anything that points outside the buffer, before allocating.
+Numeric vectors are numpy views of the file's bytes: no copy, nothing larger than the file.
+"""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+
+class FlatbufferError(ValueError):
+    """The buffer is not a well-formed flatbuffer (an offset or length points outside it)."""
+
+
+_FORMATS = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i",
+            "u64": "<Q", "i64": "<q", "f32": "<f", "bool": "<?"}
+_SIZES = {k: struct.calcsize(v) for k, v in _FORMATS.items()}
+_NUMPY = {"u8": "<u1", "i8": "<i1", "i32": "<i4", "u32": "<u4", "i64": "<i8", "f32": "<f4"}
+
+
+class Buffer:
+    """The file's bytes and the primitive, bounds-checked reads."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def check(self, pos: int, length: int, what: str) -> None:
+        if pos < 0 or length < 0 or pos + length > self.size:
+            raise FlatbufferError(f"{what} at byte {pos} (+{length}) lies outside the {self.size}-byte file")
+
+    def scalar(self, kind: str, pos: int):
+        self.check(pos, _SIZES[kind], "a field")
+        return struct.unpack_from(_FORMATS[kind], self.data, pos)[0]
+
+    def root(self) -> "Table":
+        return Table(self, self.scalar("u32", 0), "the root table")
+
+
+class Table:
+    """One flatbuffer table; fields are addressed by vtable slot (4, 6, 8, ... as flatc numbers them)."""
+
+    def __init__(self, buf: Buffer, pos: int, what: str) -> None:
+        buf.check(pos, 4, what)
+        vtable = pos - buf.scalar("i32", pos)
+        buf.check(vtable, 4, f"the vtable of {what}")
+        self.vt_size = buf.scalar("u16", vtable)
+        if self.vt_size < 4 or self.vt_size % 2:
+            raise FlatbufferError(f"the vtable of {what} has an impossible size {self.vt_size}")
+        buf.check(vtable, self.vt_size, f"the vtable of {what}")
+        self.buf, self.pos, self.vtable, self.what = buf, pos, vtable, what
+
+    def _field(self, slot: int) -> int | None:
+        if slot >= self.vt_size:
+            return None
+        offset = self.buf.scalar("u16", self.vtable + slot)
+        return self.pos + offset if offset else None
+
+    def scalar(self, slot: int, kind: str, default=0):
+        at = self._field(slot)
+        return default if at is None else self.buf.scalar(kind, at)
+
+    def _target(self, slot: int) -> int | None:
+        at = self._field(slot)
+        return None if at is None else at + self.buf.scalar("u32", at)
+
+    def table(self, slot: int, what: str) -> "Table | None":
+        at = self._target(slot)
+        return None if at is None else Table(self.buf, at, what)
+
+    def _vector(self, slot: int, item_size: int, what: str) -> tuple[int, int] | None:
+        at = self._target(slot)
+        if at is None:
+            return None
+        length = self.buf.scalar("u32", at)
+        self.buf.check(at + 4, length * item_size, f"{what} ({length} items)")
+        return at + 4, length
+
+    def numbers(self, slot: int, kind: str, what: str) -> np.ndarray | None:
+        """A vector of scalars as a read-only numpy view, or None when the field is absent."""
+        found = self._vector(slot, _SIZES[kind], what)
+        if found is None:
+            return None
+        start, length = found
+        return np.frombuffer(self.buf.data, _NUMPY[kind], count=length, offset=start)
+
+    def tables(self, slot: int, what: str) -> list["Table"]:
+        found = self._vector(slot, 4, what)
+        if found is None:
+            return []
+        start, length = found
+        return [Table(self.buf, start + 4 * i + self.buf.scalar("u32", start + 4 * i), f"{what}[{i}]")
+                for i in range(length)]
+
+    def string(self, slot: int, what: str) -> str | None:
+        found = self._vector(slot, 1, what)
+        if found is None:
+            return None
+        start, length = found
+        return bytes(self.buf.data[start:start + length]).decode("utf-8", errors="replace")
