@@ -33,7 +33,7 @@ class EdgeactGroup(click.Group):
         except EdgeactError as exc:
             # One line a person can read: a library message is one line already; a runtime's
             # text inside it is cut (the report holds the rest).
-            click.echo(f"error: {first_line(exc, 300)}", err=True)
+            click.echo(f"error: {first_line(exc, 400)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

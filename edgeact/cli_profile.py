@@ -95,11 +95,12 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
     from .fileio import write_text_atomic
     from .profile_report import TableOptions, parse_columns, render_csv, render_json, render_markdown, render_profile
     from .profile_session import ProfileOptions, profile_models
-    from .quiet import show_native_output
+    from .quiet import set_verbose
     from .runtime import check_delegate
     from .table import terminal_width
 
-    show_native_output(verbose)  # set either way: one process may run several commands (tests, the API)
+    if verbose:  # the same switch as `edgeact -v`, which every invocation resets
+        set_verbose(True)
     table = TableOptions(width=terminal_width(), wide=wide,
                          columns=parse_columns(columns_text) if columns_text else ())  # a typo costs no run
     for path in (csv_path, markdown_path, plot_path):

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 _console = None
-_verbose = False  # `--verbose`: show what was captured, after the call
 
 
 def silence_tensorflow() -> None:
@@ -69,12 +68,6 @@ def native_output_captured() -> Iterator[CapturedOutput]:
         finally:
             if _verbose and captured is not None and captured.text.strip():
                 console().write(captured.text if captured.text.endswith("\n") else captured.text + "\n")
-
-
-def show_native_output(enabled: bool = True) -> None:
-    """`profile --verbose`: echo what the runtimes print (LiteRT, XNNPACK, TensorFlow) to stderr."""
-    global _verbose
-    _verbose = enabled
 
 
 @contextmanager
@@ -152,13 +145,8 @@ def ort_log_severity() -> int:
     return 2 if _verbose else 4
 
 
-@contextmanager
-def runtime_output_captured() -> Iterator[CapturedOutput]:
-    """A runtime's native output (LiteRT's INFO lines, ORT's log and 'EP Error' banners) kept off
-    the terminal and off stdout; with `edgeact -v` it is copied to stderr after the block."""
-    try:
-        with native_output_captured() as captured:
-            yield captured
-    finally:
-        if _verbose and captured.text.strip():
-            console().write(captured.text if captured.text.endswith("\n") else captured.text + "\n")
+def runtime_output_captured():
+    """A runtime's native output (LiteRT's INFO lines, ORT's log and 'EP Error' banners) kept off the
+    terminal and off stdout; with `-v/--verbose` it is copied to stderr after the block (as every
+    capture is)."""
+    return native_output_captured()

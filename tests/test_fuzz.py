@@ -96,7 +96,7 @@ def report_mutant(report: dict, rng) -> bytes:
     data = json.loads(json.dumps(report))
     pick = int(rng.integers(0, 7))
     if pick == 0:
-        data["input"]["shape"] = [int(rng.choice([2**20, 2**31, -1, 0])), 224, 3]
+        data["inputs"][0]["shape"] = [int(rng.choice([2**20, 2**31, -1, 0])), 224, 3]
     elif pick == 1:
         data["preprocessing"][str(rng.choice(["scale", "mean", "std"]))] = float(rng.choice([math.nan, 0.0, -1.0]))
     elif pick == 2:

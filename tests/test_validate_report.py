@@ -29,9 +29,11 @@ def _write(path, data):
 
 
 CASES = {
-    "huge input shape": (lambda d: d["input"].update(shape=[100000, 100000, 3]), "'input.shape' .* over edgeact's limit"),
-    "negative dim": (lambda d: d["input"].update(shape=[16, -16, 3]), "'input.shape'"),
-    "shape of strings": (lambda d: d["input"].update(shape=["16", 16, 3]), "'input.shape'"),
+    "huge input shape": (lambda d: d["inputs"][0].update(shape=[100000, 100000, 3]),
+                         r"'inputs\[0\].shape' .* over edgeact's limit"),
+    "negative dim": (lambda d: d["inputs"][0].update(shape=[16, -16, 3]), r"'inputs\[0\].shape'"),
+    "shape of strings": (lambda d: d["inputs"][0].update(shape=["16", 16, 3]), r"'inputs\[0\].shape'"),
+    "unknown output kind": (lambda d: d["outputs"][0].update(kind="bananas"), r"'outputs\[0\].kind'"),
     "NaN scale": (lambda d: d["preprocessing"].update(scale=math.nan), "'preprocessing.scale' is nan"),
     "zero std": (lambda d: d["preprocessing"].update(std=[1.0, 0.0, 1.0]), "'preprocessing.std'"),
     "infinite mean": (lambda d: d["preprocessing"].update(mean=[math.inf]), "'preprocessing.mean'"),
@@ -69,9 +71,9 @@ def test_schema_versions(model_and_report):
 
 def test_profile_refuses_a_huge_report_shape_before_allocating(model_and_report):
     model, report, data = model_and_report
-    data["input"]["shape"] = [50000, 50000, 3]
+    data["inputs"][0]["shape"] = [50000, 50000, 3]
     _write(report, data)
     start = time.monotonic()
     result = CliRunner().invoke(cli, ["profile", str(model), "--runs", "1", "--warmup", "0"])
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
-    assert "'input.shape'" in result.output and time.monotonic() - start < 30
+    assert "'inputs[0].shape'" in result.output and time.monotonic() - start < 30
