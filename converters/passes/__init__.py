@@ -18,7 +18,8 @@ PassFn = Callable[[KerasGraph], "PassResult"]
 PASSES: dict[str, PassFn] = {}
 
 # The order matters: BatchNorm must be folded before ReLU can reach the convolution.
-DEFAULT_PIPELINE = ["fold_batchnorm", "fuse_activation"]
+# decompose_hard_swish keeps INT8 MobileNetV3-style graphs in one XNNPACK partition.
+DEFAULT_PIPELINE = ["fold_batchnorm", "fuse_activation", "decompose_hard_swish"]
 
 
 @dataclass
@@ -82,4 +83,4 @@ def _max_output_diff(before, after, samples: np.ndarray) -> float:
 
 
 # Importing the pass modules registers them.
-from . import fold_batchnorm, fuse_activation  # noqa: E402,F401
+from . import decompose_hard_swish, fold_batchnorm, fuse_activation  # noqa: E402,F401
