@@ -103,6 +103,10 @@ def render_inspect(info: dict) -> str:
         outs = ", ".join(_tensor_text(t) for t in op["outputs"][:2])
         rows.append([op["index"], op["type"], op.get("fused_activation") or "", ins, outs])
     lines.append(render_table(["#", "op", "fused act", "inputs", "outputs"], rows))
+    if info.get("coverage"):
+        from .speed_verdict import render_coverage
+
+        lines.append(render_coverage(info["coverage"]))
     return "\n".join(lines)
 
 
