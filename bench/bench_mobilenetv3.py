@@ -2,7 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python bench/bench_mobilenetv3.py [--models Small Large] [--rounds 5] [--runs 50]
 
-For each model: keras.applications.MobileNetV3<Small|Large>(weights=None, 224x224x3) with its
+For each model: keras.applications.MobileNetV3<Small|Large>(weights=None, 224x224x3, logits out:
+a softmax over 1000 near-equal random-weight scores would make top-1 agreement a coin toss) with its
 BatchNorm statistics re-estimated on the calibration images (random weights otherwise make
 activations shrink by orders of magnitude layer after layer, quantization ranges a trained
 model never has; the statistics pass makes the ranges realistic, not the accuracy). Then edgeact
@@ -30,7 +31,8 @@ def build_model(name: str, pixels: np.ndarray):
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
-    model = getattr(keras.applications, f"MobileNetV3{name}")(weights=None, input_shape=(224, 224, 3))
+    model = getattr(keras.applications, f"MobileNetV3{name}")(weights=None, input_shape=(224, 224, 3),
+                                                                  classifier_activation=None)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             seen = np.asarray(keras.Model(model.inputs, layer.input).predict(pixels, verbose=0))
@@ -45,7 +47,7 @@ def convert_variant(model, out: Path, name: str, passes) -> dict:
     from edgeact.errors import VerificationError
     from edgeact.preprocess import make_preprocessing
 
-    options = ConvertOptions(formats=(Format.TFLITE, Format.ONNX), samples=32, holdout=16, name=name,
+    options = ConvertOptions(formats=(Format.TFLITE, Format.ONNX), samples=32, holdout=16, name=name, force=True,
                              progress=False, passes=passes, preprocessing=make_preprocessing("none"))
     started = time.perf_counter()
     try:
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="Keep the converted models and reports in this folder.")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # the random-calibration warning: this bench is about speed
 
@@ -120,9 +123,11 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgeact-bench-v3-") as tmp:
+        out = args.keep or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
         for name in args.models:
             print(f"MobileNetV3{name} ...")
-            rows += bench_model(name, args, Path(tmp))
+            rows += bench_model(name, args, out)
     facts = gather_facts()
     print(f"\n{facts['arch']} {facts['cpu_model']} ({facts['cpu_count']} cpus), {args.threads} threads, batch 1, "
           f"{args.rounds} rounds x {args.runs} runs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
