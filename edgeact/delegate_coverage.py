@@ -91,6 +91,8 @@ _FLOAT_ONLY = {
     "MAXIMUM": "XNNPACK runs MAXIMUM in float only",
     "LOGISTIC": "XNNPACK runs LOGISTIC (sigmoid) in float only",
     "TANH": "XNNPACK runs TANH in float only",
+    "AVERAGE_POOL_2D": "LiteRT 2.3's XNNPACK left INT8 AVERAGE_POOL_2D to the reference kernel in trials here; "
+                       "for a global pool keep GlobalAveragePooling2D (a MEAN), which it runs in INT8",
 }
 _SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "CONCATENATION", "CAST", "FILL")
 _ELEMENTWISE = ("ADD", "SUB", "MUL")
@@ -235,6 +237,9 @@ def _onnx_reason(op: str) -> str:
         return f"ORT has no INT8 {op} kernel; the decompose_hard_swish pass spells it as Add/Clip/Mul"
     if op in ("Mul", "Add"):
         return f"ORT runs {op} as QLinear{op} only when both inputs and the output are Q/DQ-wrapped"
+    if op in ("ReduceMean", "GlobalAveragePool"):
+        return f"no integer {op} kernel was selected by ORT: it runs in float between DequantizeLinear and " \
+               "QuantizeLinear"
     if op == "Softmax":
         return "Softmax stays in float unless its output is quantized (a final softmax costs little)"
     return "ORT has no integer kernel for this node in the optimised graph"

@@ -18,7 +18,8 @@ PassFn = Callable[[KerasGraph], "PassResult"]
 PASSES: dict[str, PassFn] = {}
 
 # The order matters: BatchNorm must be folded before ReLU can reach the convolution.
-# decompose_hard_swish keeps INT8 MobileNetV3-style graphs in one XNNPACK partition.
+# decompose_hard_swish keeps INT8 MobileNetV3-style graphs in one XNNPACK partition. (A global
+# average pool stays a MEAN: XNNPACK in LiteRT 2.3 runs INT8 MEAN but not INT8 AVERAGE_POOL_2D.)
 DEFAULT_PIPELINE = ["fold_batchnorm", "fuse_activation", "decompose_hard_swish"]
 
 
