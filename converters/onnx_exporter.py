@@ -27,6 +27,7 @@ from edgeact.errors import ConversionError
 from edgeact.fileio import StagedOutputs
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.runtime.onnx import OnnxRunner
+from edgeact.speed_verdict import fast_path_report
 
 from . import ConvertJob, register_exporter
 from .onnx_check import check_activations, check_graph_shape, check_integer_kernels, count_ops
@@ -202,6 +203,7 @@ class OnnxExporter:
                 "op_counts": {"fp32": count_ops(fp32), "int8": count_ops(int8)},
                 "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
                 "integer_kernels": check_integer_kernels(int8),
+                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name)),
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},
                 "checks": {

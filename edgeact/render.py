@@ -72,6 +72,10 @@ def render_format_section(name: str, section: dict) -> str:
             lines.append(f"      standalone {item['op']} after {item['after']}: {item['reason']}")
         for item in fusion["unfused"]:
             lines.append(f"      {mark(False)} {item['op']} after {item['after']}: {item['reason']}")
+    if section.get("fast_path"):
+        from .speed_verdict import render_fast_path
+
+        lines.append(render_fast_path(section["fast_path"]))
     for key in ("graph_shape", "integer_only", "integer_kernels"):
         if key in section:
             check = section[key]

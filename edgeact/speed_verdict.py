@@ -157,28 +157,53 @@ def render_speed(report: dict) -> str:
     return ("\n" + "\n".join(lines)) if lines else ""
 
 
-def measure_speed_pair(int8_path: str | Path, float_path: str | Path, runs: int = 20, warmup: int = 3,
+def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, runs: int = 20, warmup: int = 3,
                        threads: int | None = None) -> SpeedVerdict:
     """A short timed loop of an INT8 model and its float sibling (for `convert`), plus the INT8 coverage.
 
-    Both run on random inputs of their own input shape; medians of `runs` invocations each.
+    `fmt` ("tflite" or "onnx") is given because convert's staged files carry no model suffix.
+    Both run on one random input of their own shape; the medians of `runs` invocations each.
     """
     import numpy as np
 
+    from .delegate_coverage import onnx_coverage, tflite_coverage
     from .profiler import time_invocations
-    from .runtime import open_runner
 
+    if fmt == "tflite":
+        from .runtime.tflite import TFLiteRunner as runner_class
+    else:
+        from .runtime.onnx import OnnxRunner as runner_class
     medians = []
     for path in (int8_path, float_path):
-        runner = open_runner(path, threads=threads)
-        spec = runner.inputs[0]
-        sample = np.random.default_rng(0).uniform(0, 1, (1, *spec.shape[1:])).astype(np.float32)
+        runner = runner_class(path, threads=threads)
+        shape = runner.inputs[0].shape
+        sample = np.random.default_rng(0).uniform(0, 1, (1, *shape[1:])).astype(np.float32)
         prepared = runner.prepare(sample)
         time_invocations(runner, prepared, 0, warmup)
         medians.append(float(np.median(time_invocations(runner, prepared, runs))))
-    verdict = SpeedVerdict(str(int8_path), str(float_path), Path(int8_path).suffix.lstrip("."), *medians)
-    verdict.coverage = model_coverage(int8_path, threads=threads).to_dict()
+    verdict = SpeedVerdict(str(int8_path), str(float_path), fmt, *medians)
+    coverage = tflite_coverage(int8_path, threads=threads) if fmt == "tflite" else onnx_coverage(int8_path)
+    verdict.coverage = coverage.to_dict()
     return verdict
+
+
+def fast_path_report(int8_path: str | Path, float_path: str | Path, fmt: str, names: tuple[str, str],
+                     threads: int | None = None) -> dict:
+    """The "fast_path" section of convert's report for one format: coverage, timings and the verdict.
+
+    Args:
+        int8_path, float_path: the (staged) model files.
+        names: the final file names, shown instead of the staged ones.
+    """
+    verdict = measure_speed_pair(int8_path, float_path, fmt, threads=threads)
+    verdict.int8, verdict.float = names
+    return {**verdict.to_dict(), "text": verdict.text(), "runs": 20,
+            "note": "a short timed loop at convert time on one random input; use edgeact profile for figures"}
+
+
+def render_fast_path(section: dict) -> str:
+    """convert's lines for one format's fast_path section."""
+    return "\n".join("  " + line for line in section["text"].splitlines())
 
 
 def render_coverage(coverage: dict) -> str:

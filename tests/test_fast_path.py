@@ -232,3 +232,17 @@ def test_profile_warns_when_int8_is_slower(keras, tmp_path):
     assert speed["slower"], speed  # measured: ~0.3x on a 2-core x86 with LiteRT 2.3
     assert "WARNING: INT8 is slower than float (tflite)" in result.output
     assert "HARD_SWISH (int8): XNNPACK runs HARD_SWISH in float only" in result.output
+
+
+def test_convert_reports_the_fast_path_and_says_when_int8_is_slower(converted_pair):
+    _, reports = converted_pair
+    before = reports["before"]["formats"]["tflite"]["fast_path"]
+    assert before["int8"] == "hswish_before_int8.tflite" and before["float"] == "hswish_before_fp32.tflite"
+    assert before["coverage"]["left_counts"]["HARD_SWISH"] == 2 and before["coverage"]["partitions"] > 1
+    assert before["speedup"] == pytest.approx(before["float_ms"] / before["int8_ms"])
+    assert ("WARNING: INT8 is slower" in before["text"]) == (before["int8_ms"] > before["float_ms"])
+    after = reports["after"]["formats"]["tflite"]["fast_path"]
+    assert after["coverage"]["partitions"] == 1 and not after["coverage"]["left"]
+    from edgeact.render import render_convert_report
+
+    assert "speed: hswish_after_int8.tflite is" in render_convert_report(reports["after"])
