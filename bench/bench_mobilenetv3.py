@@ -1,6 +1,7 @@
 """MobileNetV3 INT8 vs FP32, before and after the decompose_hard_swish pass: partitions, latency, parity.
 
     PYTHONPATH=. .venv/bin/python bench/bench_mobilenetv3.py [--models Small Large] [--rounds 5] [--runs 50]
+        [--keep DIR [--reuse]]
 
 For each model: keras.applications.MobileNetV3<Small|Large>(weights=None, 224x224x3, logits out:
 a softmax over 1000 near-equal random-weight scores would make top-1 agreement a coin toss) with its
@@ -83,9 +84,14 @@ def bench_model(name: str, args, out: Path) -> list[str]:
     from edgeact.runtime import open_runner
 
     pixels = np.random.default_rng(0).integers(0, 256, (16, 224, 224, 3)).astype(np.float32)
-    model = build_model(name, pixels)
-    reports = {"before": convert_variant(model, out, f"v3{name.lower()}_before", BEFORE),
-               "after": convert_variant(model, out, f"v3{name.lower()}_after", None)}
+    stem = f"v3{name.lower()}"
+    if args.reuse and all((out / f"{stem}_{v}.edgeact.json").exists() for v in ("before", "after")):
+        reports = {v: {**json.loads((out / f"{stem}_{v}.edgeact.json").read_text()), "_seconds": float("nan")}
+                   for v in ("before", "after")}
+    else:
+        model = build_model(name, pixels)
+        reports = {"before": convert_variant(model, out, f"{stem}_before", BEFORE),
+                   "after": convert_variant(model, out, f"{stem}_after", None)}
     paths = {(variant, fmt, kind): out / f"v3{name.lower()}_{variant}_{kind}.{fmt}"
              for variant in reports for fmt in ("tflite", "onnx") for kind in ("fp32", "int8")}
     runners = {key: open_runner(path, threads=args.threads) for key, path in paths.items()}
@@ -116,6 +122,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="Keep the converted models and reports in this folder.")
+    parser.add_argument("--reuse", action="store_true", help="Time the models already in --keep, no conversion.")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # the random-calibration warning: this bench is about speed
 

@@ -31,6 +31,7 @@ from edgeact.speed_verdict import fast_path_report
 
 from . import ConvertJob, register_exporter
 from .onnx_check import check_activations, check_graph_shape, check_integer_kernels, count_ops
+from .onnx_rewrites import reduce_mean_to_global_pool
 from .verify import compare_outputs
 
 
@@ -100,8 +101,10 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None) -> None:
-    """Static QDQ quantization of the float ONNX on the job's calibration samples."""
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None) -> list[str]:
+    """Static QDQ quantization of the float ONNX on the job's calibration samples.
+
+    Returns the ReduceMean nodes rewritten to GlobalAveragePool (see converters.onnx_rewrites)."""
     from onnxruntime.quantization import (CalibrationMethod as OrtMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -118,6 +121,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         try:
             with native_output_captured() as captured:
                 _pre_process(quant_pre_process, float_path, prepared)
+                pooled = reduce_mean_to_global_pool(prepared)  # quantizable, unlike ReduceMean
                 quantize_static(
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -127,6 +131,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         except Exception as exc:
             detail = last_error_line(captured.text) or str(exc).splitlines()[0][:300]
             raise ConversionError(f"ONNX Runtime could not quantize the model: {detail}") from None
+    return pooled
 
 
 # Left in float: a final Softmax costs nothing next to the convolutions, and ORT's
@@ -179,7 +184,7 @@ class OnnxExporter:
         with job.step("onnx: float (tf2onnx)"):
             export_float_onnx(job, fp32)
         with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
-            quantize_onnx(job, fp32, int8, bar)
+            pooled = quantize_onnx(job, fp32, int8, bar)
         with job.step("onnx: verify"):
             holdout = to_layout(job.calibration.holdout, job.options.onnx_layout)
             fp32_out = OnnxRunner(fp32).predict(holdout)
@@ -204,6 +209,7 @@ class OnnxExporter:
                 "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
                 "integer_kernels": check_integer_kernels(int8),
                 "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name)),
+                "rewrites": {"ReduceMean -> GlobalAveragePool": pooled},
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},
                 "checks": {

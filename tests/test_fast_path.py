@@ -246,3 +246,29 @@ def test_convert_reports_the_fast_path_and_says_when_int8_is_slower(converted_pa
     from edgeact.render import render_convert_report
 
     assert "speed: hswish_after_int8.tflite is" in render_convert_report(reports["after"])
+
+
+def test_spatial_reduce_mean_becomes_global_average_pool(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from converters.onnx_rewrites import reduce_mean_to_global_pool
+
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], name="se_pool", axes=[2, 3], keepdims=1),
+             helper.make_node("Mul", ["x", "m"], ["y"]),
+             helper.make_node("ReduceMean", ["y"], ["z"], name="flat_pool", axes=[2, 3], keepdims=0),
+             helper.make_node("ReduceMean", ["y"], ["c"], name="channel_mean", axes=[1], keepdims=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 6])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4]),
+                               helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1, 5, 6])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = np.random.default_rng(0).normal(size=(1, 4, 5, 6)).astype(np.float32)
+    before = ort.InferenceSession(str(path)).run(None, {"x": x})
+    assert reduce_mean_to_global_pool(path) == ["se_pool"]  # not keepdims=0, not the channel mean
+    assert [n.op_type for n in onnx.load(str(path)).graph.node][0] == "GlobalAveragePool"
+    after = ort.InferenceSession(str(path)).run(None, {"x": x})
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(after[0], (x * x.mean(axis=(2, 3), keepdims=True)).mean(axis=(2, 3)), atol=1e-6)
