@@ -195,7 +195,10 @@ def fast_path_report(int8_path: str | Path, float_path: str | Path, fmt: str, na
         int8_path, float_path: the (staged) model files.
         names: the final file names, shown instead of the staged ones.
     """
-    verdict = measure_speed_pair(int8_path, float_path, fmt, threads=threads)
+    try:
+        verdict = measure_speed_pair(int8_path, float_path, fmt, threads=threads)
+    except EdgeactError as exc:  # a runtime without op details must not fail the conversion
+        return {"error": str(exc), "text": f"speed: not measured ({exc})"}
     verdict.int8, verdict.float = names
     return {**verdict.to_dict(), "text": verdict.text(), "runs": 20,
             "note": "a short timed loop at convert time on one random input; use edgeact profile for figures"}

@@ -215,7 +215,7 @@ def test_inspect_prints_the_fast_path(converted_pair):
 @pytest.mark.slow
 def test_profile_warns_when_int8_is_slower(keras, tmp_path):
     """A model whose INT8 graph is cut by hard-swish at every layer, on a 96x96 map: measured slower."""
-    import json
+    import re
 
     from click.testing import CliRunner
 
@@ -228,8 +228,8 @@ def test_profile_warns_when_int8_is_slower(keras, tmp_path):
             "--runs", "40", "--warmup", "5", "--threads", "2"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    speed = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)["speed"][0]
-    assert speed["slower"], speed  # measured: ~0.3x on a 2-core x86 with LiteRT 2.3
+    ratio = float(re.search(r"slow_int8.tflite is ([0-9.]+)x the speed of slow_fp32.tflite", result.output)[1])
+    assert ratio < 1, result.output  # measured 0.32x (3 runs) on a 2-core x86 with LiteRT 2.3
     assert "WARNING: INT8 is slower than float (tflite)" in result.output
     assert "HARD_SWISH (int8): XNNPACK runs HARD_SWISH in float only" in result.output
 
