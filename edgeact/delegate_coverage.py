@@ -117,16 +117,20 @@ def _tflite_reason(op: dict, tensors: dict[int, dict], constant: set[int]) -> st
         return f"per-channel quantized input '{per_channel[0]}': XNNPACK's {kind} takes per-tensor scales only"
     if kind in _ELEMENTWISE and dtype in INT_TYPES and outs:
         out_scale = outs[0]["quantization"][0]
+        # XNNPACK's checks: each input/output scale ratio for ADD/SUB, the product of the input
+        # scales over the output scale for MUL.
         ratios = [t["quantization"][0] / out_scale for t in ins if out_scale and t["quantization"][0]]
+        low, low_text = 2.0 ** -10, "2^-10"
         if kind == "MUL" and len(ratios) == 2:
             ratios = [ins[0]["quantization"][0] * ins[1]["quantization"][0] / out_scale]
-        bad = [r for r in ratios if not 2.0 ** -10 <= r < 256.0]
+            low, low_text = 2.0 ** -16, "2^-16"
+        bad = [r for r in ratios if not low <= r < 256.0]
         if bad:
-            return (f"input/output scale ratio {bad[0]:.2g} is outside [2^-10, 256), the range XNNPACK's quantized "
-                    f"{kind} accepts (its inputs have very different ranges; retrain or recalibrate)")
+            return (f"input/output scale ratio {bad[0]:.2g} is outside [{low_text}, 256), the range XNNPACK's "
+                    f"quantized {kind} accepts (its inputs have very different ranges; retrain or recalibrate)")
     if kind == "MEAN":
-        return "XNNPACK takes MEAN only over the spatial axes (H, W) with constant axes; a GlobalAveragePooling2D " \
-               "over an NHWC map is the supported form"
+        return "XNNPACK takes a MEAN over the spatial axes (H, W) of a 4-D tensor with constant axes " \
+               "(GlobalAveragePooling2D); other axes stay on the reference kernel"
     return f"not supported by the delegate for {dtype} (op type, options or quantization)"
 
 
