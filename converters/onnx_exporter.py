@@ -29,11 +29,13 @@ from edgeact.fileio import StagedOutputs, write_error
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.report import FormatReport
 from edgeact.runtime.onnx import OnnxRunner
+from edgeact.speed_verdict import fast_path_report
 
 from .job import ConvertJob
 from .onnx_check import check_activations, check_graph_shape, check_integer_kernels, count_ops
 from .registry import register_exporter
 from .serving import serving_function
+from .onnx_rewrites import reduce_mean_to_global_pool
 
 
 def image_inputs(job: ConvertJob) -> list[str]:
@@ -102,8 +104,10 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None) -> None:
-    """Static QDQ quantization of the float ONNX on the job's calibration samples."""
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None) -> list[str]:
+    """Static QDQ quantization of the float ONNX on the job's calibration samples.
+
+    Returns the ReduceMean nodes rewritten to GlobalAveragePool (see converters.onnx_rewrites)."""
     from onnxruntime.quantization import (CalibrationMethod as OrtMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -123,6 +127,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         try:
             with native_output_captured() as captured, _entropy_bins(job.options.calibration_method):
                 _pre_process(quant_pre_process, float_path, prepared)
+                pooled = reduce_mean_to_global_pool(prepared)  # quantizable, unlike ReduceMean
                 quantize_static(
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -132,6 +137,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
             raise ConversionError(f"ONNX Runtime could not quantize the model: {first_line(detail, 200)}") from None
+    return pooled
 
 
 @contextmanager
@@ -222,7 +228,7 @@ class OnnxExporter:
             with job.step("onnx: float (tf2onnx)"):
                 export_float_onnx(job, fp32)
             with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
-                quantize_onnx(job, fp32, int8, bar)
+                pooled = quantize_onnx(job, fp32, int8, bar)
         except OSError as exc:  # tf2onnx and ORT write these files themselves: a full disk lands here
             raise write_error(job.output_dir / int8_name, _size_or_zero(fp32), exc) from None
         with job.step("onnx: verify"):
@@ -247,6 +253,8 @@ class OnnxExporter:
                 "op_counts": {"fp32": count_ops(fp32), "int8": count_ops(int8)},
                 "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
                 "integer_kernels": check_integer_kernels(int8),
+                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name)),
+                "rewrites": {"ReduceMean -> GlobalAveragePool": pooled},
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},
             }

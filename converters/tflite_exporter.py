@@ -12,6 +12,7 @@ from edgeact.fileio import StagedOutputs
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.report import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
+from edgeact.speed_verdict import fast_path_report
 from edgeact.tflite_model import read_tflite
 
 from calibration.adapters import representative_dataset
@@ -87,4 +88,5 @@ class TFLiteExporter:
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},
             "integer_only": check_integer_only(int8_info, float_io=job.options.io_type is IOType.FLOAT),
+            "fast_path": fast_path_report(int8, fp32, "tflite", (int8_name, fp32_name)),
         }

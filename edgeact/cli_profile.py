@@ -119,8 +119,10 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
         if devices else None,
     )
-    report = profile_models(list(models), options)
-    click.echo(render_json(report) if as_json else render_profile(report, table))
+    from .speed_verdict import add_speed_verdicts, render_speed
+
+    report = add_speed_verdicts(profile_models(list(models), options))
+    click.echo(render_json(report) if as_json else render_profile(report, table) + render_speed(report))
     for path, render in ((csv_path, render_csv), (markdown_path, render_markdown)):
         if path:
             write_text_atomic(path, render(report))

@@ -14,9 +14,21 @@ def describe_model(path: str | Path) -> dict:
         raise ModelLoadError(f"model {path} does not exist; check the path")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
-        return read_tflite(path).to_dict()
+        return _with_coverage(read_tflite(path).to_dict(), path)
     if suffix == ".onnx":
         from .onnx_model import read_onnx
 
-        return read_onnx(path)
+        return _with_coverage(read_onnx(path), path)
     raise InputError(f"{path} is not a .tflite or .onnx file; inspect takes converted models")
+
+
+def _with_coverage(info: dict, path: Path) -> dict:
+    """Add what the runtime's fast path (XNNPACK, ORT integer kernels) takes of the model."""
+    from .delegate_coverage import model_coverage
+    from .errors import RuntimeUnavailableError
+
+    try:
+        info["coverage"] = model_coverage(path).to_dict()
+    except RuntimeUnavailableError as exc:  # inspect still shows the graph without a runtime
+        info["coverage"] = {"unavailable": str(exc)}
+    return info

@@ -114,6 +114,10 @@ def render_format_section(name: str, section) -> str:
                      + (f"; Relu/Clip nodes: {fusion['activations']}" if "activations" in fusion else ""))
         for item in fusion["standalone"]:
             lines.append(f"      standalone {item['op']} after {item['after']}: {item['reason']}")
+    if details.get("fast_path"):
+        from .speed_verdict import render_fast_path
+
+        lines.append(render_fast_path(details["fast_path"]))
     return "\n".join(lines)
 
 
@@ -134,6 +138,10 @@ def render_inspect(info: dict) -> str:
         outs = ", ".join(_tensor_text(t) for t in op["outputs"][:2])
         rows.append([op["index"], op["type"], op.get("fused_activation") or "", ins, outs])
     lines.append(render_table(["#", "op", "fused act", "inputs", "outputs"], rows))
+    if info.get("coverage"):
+        from .speed_verdict import render_coverage
+
+        lines.append(render_coverage(info["coverage"]))
     return "\n".join(lines)
 
 

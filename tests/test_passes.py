@@ -133,7 +133,8 @@ def test_relu_fuses_into_dense(keras):
 def test_unfusable_activation_stays_with_reason(keras, activation, reason):
     model = build(keras, lambda L, x: L.Flatten()(activation(L)(L.Conv2D(4, 3)(x))))
     folded, results = run(model)
-    assert len(folded.layers) == len(model.layers)
+    # Not fused (hard-swish is still rewritten by decompose_hard_swish, so layers are not counted).
+    assert not results["fuse_activation"].changed
     skipped = results["fuse_activation"].skipped
     assert len(skipped) == 1 and reason in skipped[0]["reason"]
 

@@ -18,7 +18,9 @@ PassFn = Callable[[KerasGraph], "PassResult"]
 PASSES: dict[str, PassFn] = {}
 
 # The order matters: BatchNorm must be folded before ReLU can reach the convolution.
-DEFAULT_PIPELINE = ["constant_normalization", "fold_batchnorm", "fuse_activation"]
+# decompose_hard_swish keeps INT8 MobileNetV3-style graphs in one XNNPACK partition. (A global
+# average pool stays a MEAN: XNNPACK in LiteRT 2.3 runs INT8 MEAN but not INT8 AVERAGE_POOL_2D.)
+DEFAULT_PIPELINE = ["constant_normalization", "fold_batchnorm", "fuse_activation", "decompose_hard_swish"]
 
 
 @dataclass
@@ -89,4 +91,4 @@ def _as_list(outputs) -> list:
 
 
 # Importing the pass modules registers them.
-from . import constant_normalization, fold_batchnorm, fuse_activation  # noqa: E402,F401
+from . import constant_normalization, decompose_hard_swish, fold_batchnorm, fuse_activation  # noqa: E402,F401

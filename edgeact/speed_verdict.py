@@ -1,0 +1,218 @@
+"""Is the INT8 model really faster than its float sibling, and if not, which ops leave the fast path.
+
+`profile` measures every model it is given; this module pairs each INT8 row with the float
+row of the same format, runtime, delegate, threads and device (by file name, `x_int8` with
+`x_fp32`, or through the edgeact report both came from), computes the speed-up from the
+measured medians, and when INT8 is slower names the ops its delegate did not take
+(`edgeact.delegate_coverage`). `measure_speed_pair` is the same for `convert`: a short timed
+loop of both files.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .delegate_coverage import Coverage, model_coverage
+from .errors import EdgeactError
+
+_INT8_NAME = re.compile(r"(int8|uint8|quant|q8)", re.IGNORECASE)
+_FLOAT_NAME = re.compile(r"(fp32|float32|float|f32|fp16)", re.IGNORECASE)
+
+
+@dataclass
+class SpeedVerdict:
+    """INT8 against float, one runtime setting: measured medians and, where known, the coverage."""
+
+    int8: str
+    float: str
+    format: str
+    int8_ms: float
+    float_ms: float
+    coverage: dict | None = None  # Coverage.to_dict() of the INT8 model
+    device: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def speedup(self) -> float:
+        return self.float_ms / self.int8_ms if self.int8_ms > 0 else float("inf")
+
+    @property
+    def slower(self) -> bool:
+        return self.int8_ms > self.float_ms
+
+    def text(self) -> str:
+        where = f" on {self.device}" if self.device else ""
+        line = (f"speed{where}: {Path(self.int8).name} is {self.speedup:.2f}x the speed of {Path(self.float).name} "
+                f"({self.int8_ms:.3f} ms vs {self.float_ms:.3f} ms, p50)")
+        if not self.slower:
+            return line
+        line += f"\nWARNING: INT8 is slower than float ({self.format})"
+        if self.coverage and self.coverage.get("left"):
+            line += f": {self.coverage['summary']}"
+            for op, reason in self.coverage["reasons"].items():
+                line += f"\n  {op}: {reason}"
+        elif self.coverage:
+            line += f": every op is on the fast path ({self.coverage['summary']}); the float kernels win here"
+        return line
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "speedup": self.speedup, "slower": self.slower}
+
+
+def is_int8_model(path: str | Path) -> bool:
+    """Whether a model computes in INT8: from its tensors where they can be read, else from its name."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".tflite":
+            from .tflite_model import read_tflite
+
+            model = read_tflite(path)
+            return any(t.quantized and t.dtype in ("int8", "uint8") for t in model.tensors if t.is_constant)
+        if path.suffix.lower() == ".onnx":
+            import onnx
+
+            graph = onnx.load(str(path), load_external_data=False).graph
+            return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type.startswith("QLinear")
+                       for n in graph.node)
+    except (ImportError, EdgeactError):
+        pass
+    return bool(_INT8_NAME.search(path.stem))
+
+
+def _sibling_key(path: str) -> str:
+    stem = Path(path).stem
+    return _FLOAT_NAME.sub("", _INT8_NAME.sub("", stem)).strip("_-.")
+
+
+def _report_sibling(row: dict) -> str | None:
+    """The float file the edgeact report of an INT8 row names for the same format."""
+    if not row.get("report"):
+        return None
+    import json
+
+    try:
+        report = json.loads(Path(row["report"]).read_text())
+        return report["formats"][row["format"]]["files"]["fp32"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def speed_verdicts(report: dict, coverage=model_coverage) -> list[SpeedVerdict]:
+    """Pair INT8 and float rows of a profile report and judge each pair.
+
+    Args:
+        report: what `profile_models` returns.
+        coverage: `(path, delegate=, threads=) -> Coverage`; replaced in tests.
+    """
+    rows = [r for r in report.get("models", []) if r.get("latency_ms")]
+    kinds = {r["model"]: is_int8_model(r["model"]) for r in rows}
+
+    def setting(r: dict) -> tuple:
+        return (r["format"], r["runtime"], r.get("delegate"), r.get("threads"), (r.get("device") or {}).get("name"))
+
+    verdicts = []
+    for row in rows:
+        if not kinds[row["model"]]:
+            continue
+        floats = [r for r in rows if not kinds[r["model"]] and setting(r) == setting(row)]
+        if not floats:
+            continue
+        named = _report_sibling(row)
+        match = [r for r in floats if named and Path(r["model"]).resolve() == Path(named).resolve()] \
+            or [r for r in floats if _sibling_key(r["model"]) == _sibling_key(row["model"])] \
+            or (floats if len(floats) == 1 else [])
+        if not match:
+            continue
+        other = match[0]
+        verdict = SpeedVerdict(row["model"], other["model"], row["format"], row["latency_ms"]["p50"],
+                               other["latency_ms"]["p50"], device=(row.get("device") or {}).get("name"))
+        if verdict.slower and row.get("delegate") != "none":
+            try:
+                found: Coverage = coverage(row["model"], delegate=row.get("delegate") or "xnnpack",
+                                           threads=row.get("threads"))
+                verdict.coverage = found.to_dict()
+            except EdgeactError as exc:
+                verdict.notes.append(f"coverage not measured: {exc}")
+            if verdict.device:
+                verdict.notes.append("coverage measured with this host's runtime, not the device's")
+        verdicts.append(verdict)
+    return verdicts
+
+
+def add_speed_verdicts(report: dict) -> dict:
+    """Store the verdicts in the profile report under "speed" (for JSON) and return the report."""
+    report["speed"] = [v.to_dict() for v in speed_verdicts(report)]
+    return report
+
+
+def render_speed(report: dict) -> str:
+    """The verdict lines under the profile table ("" when no INT8/float pair was profiled)."""
+    lines = []
+    for item in report.get("speed") or []:
+        verdict = SpeedVerdict(**{k: item[k] for k in ("int8", "float", "format", "int8_ms", "float_ms",
+                                                       "coverage", "device", "notes")})
+        lines.append(verdict.text())
+        lines.extend(f"  note: {n}" for n in verdict.notes)
+    return ("\n" + "\n".join(lines)) if lines else ""
+
+
+def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, runs: int = 20, warmup: int = 3,
+                       threads: int | None = None) -> SpeedVerdict:
+    """A short timed loop of an INT8 model and its float sibling (for `convert`), plus the INT8 coverage.
+
+    `fmt` ("tflite" or "onnx") is given because convert's staged files carry no model suffix.
+    Both run on one random input of their own shape; the medians of `runs` invocations each.
+    """
+    import numpy as np
+
+    from .delegate_coverage import onnx_coverage, tflite_coverage
+    from .profiler import time_invocations
+
+    if fmt == "tflite":
+        from .runtime.tflite import TFLiteRunner as runner_class
+    else:
+        from .runtime.onnx import OnnxRunner as runner_class
+    medians = []
+    for path in (int8_path, float_path):
+        runner = runner_class(path, threads=threads)
+        shape = runner.inputs[0].shape
+        sample = np.random.default_rng(0).uniform(0, 1, (1, *shape[1:])).astype(np.float32)
+        prepared = runner.prepare(sample)
+        time_invocations(runner, prepared, 0, warmup)
+        medians.append(float(np.median(time_invocations(runner, prepared, runs))))
+    verdict = SpeedVerdict(str(int8_path), str(float_path), fmt, *medians)
+    coverage = tflite_coverage(int8_path, threads=threads) if fmt == "tflite" else onnx_coverage(int8_path)
+    verdict.coverage = coverage.to_dict()
+    return verdict
+
+
+def fast_path_report(int8_path: str | Path, float_path: str | Path, fmt: str, names: tuple[str, str],
+                     threads: int | None = None) -> dict:
+    """The "fast_path" section of convert's report for one format: coverage, timings and the verdict.
+
+    Args:
+        int8_path, float_path: the (staged) model files.
+        names: the final file names, shown instead of the staged ones.
+    """
+    try:
+        verdict = measure_speed_pair(int8_path, float_path, fmt, threads=threads)
+    except EdgeactError as exc:  # a runtime without op details must not fail the conversion
+        return {"error": str(exc), "text": f"speed: not measured ({exc})"}
+    verdict.int8, verdict.float = names
+    return {**verdict.to_dict(), "text": verdict.text(), "runs": 20,
+            "note": "a short timed loop at convert time on one random input; use edgeact profile for figures"}
+
+
+def render_fast_path(section: dict) -> str:
+    """convert's lines for one format's fast_path section."""
+    return "\n".join("  " + line for line in section["text"].splitlines())
+
+
+def render_coverage(coverage: dict) -> str:
+    """`inspect`'s lines on the fast path: the summary and one reason per op type left."""
+    if "unavailable" in coverage:
+        return f"fast path: not measured ({coverage['unavailable']})"
+    lines = [f"fast path: {coverage['summary']}"]
+    lines.extend(f"  {op}: {reason}" for op, reason in coverage["reasons"].items())
+    return "\n".join(lines)
