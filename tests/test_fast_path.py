@@ -196,8 +196,9 @@ def test_coverage_names_hard_swish_and_the_rewrite_keeps_one_partition(converted
 def test_parity_is_unchanged_by_the_rewrite(converted_pair):
     _, reports = converted_pair
     for report in reports.values():
-        assert report["checks_passed"], report["parity"]
-    cosines = [r["parity"]["tflite_int8_vs_keras"][0]["cosine"] for r in reports.values()]
+        assert report.checks_passed, [c.label + ": " + c.summary for c in report.failed_checks()]
+    cosines = [next(c.metrics["cosine"] for c in r.checks_of("parity") if c.subject == "tflite int8 vs keras")
+               for r in reports.values()]
     assert abs(cosines[0] - cosines[1]) < 0.01
 
 
@@ -236,12 +237,12 @@ def test_profile_warns_when_int8_is_slower(keras, tmp_path):
 
 def test_convert_reports_the_fast_path_and_says_when_int8_is_slower(converted_pair):
     _, reports = converted_pair
-    before = reports["before"]["formats"]["tflite"]["fast_path"]
+    before = reports["before"].formats["tflite"].details["fast_path"]
     assert before["int8"] == "hswish_before_int8.tflite" and before["float"] == "hswish_before_fp32.tflite"
     assert before["coverage"]["left_counts"]["HARD_SWISH"] == 2 and before["coverage"]["partitions"] > 1
     assert before["speedup"] == pytest.approx(before["float_ms"] / before["int8_ms"])
     assert ("WARNING: INT8 is slower" in before["text"]) == (before["int8_ms"] > before["float_ms"])
-    after = reports["after"]["formats"]["tflite"]["fast_path"]
+    after = reports["after"].formats["tflite"].details["fast_path"]
     assert after["coverage"]["partitions"] == 1 and not after["coverage"]["left"]
     from edgeact.render import render_convert_report
 
@@ -319,13 +320,13 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
             report = convert(model, x_train[-300:, ..., None], tmp_path, ConvertOptions(
                 formats=(Format.TFLITE, Format.ONNX), samples=200, holdout=100, passes=passes,
                 name=f"m_{variant}", progress=False))
-        except VerificationError:
-            report = json.loads((tmp_path / f"m_{variant}.edgeact.json").read_text())
-        parity[variant] = {k: (round(v[0]["cosine"], 4), v[0]["top1_agreement"], v[0]["passed"])
-                           for k, v in report["parity"].items()}
+        except VerificationError as exc:
+            report = exc.report
+        parity[variant] = {c.label: (round(c.metrics["cosine"], 4), c.metrics["top1_agreement"], c.passed)
+                           for c in report.checks_of("parity")}
         for fmt in ("tflite", "onnx"):
-            scores = open_runner(tmp_path / f"m_{variant}_int8.{fmt}").predict(
-                (x_eval / 255.0).astype(np.float32))[0]
+            (scores,) = open_runner(tmp_path / f"m_{variant}_int8.{fmt}").predict(
+                (x_eval / 255.0).astype(np.float32)).values()
             accuracy[(variant, fmt)] = float(np.mean(scores.argmax(1) == y_eval))
     assert float_acc > 0.85, float_acc  # it learned something: the comparison means something
     assert abs(accuracy[("after", "onnx")] - accuracy[("before", "onnx")]) <= 0.005, accuracy
