@@ -164,6 +164,18 @@ def _input_name(path: Path) -> str:
     return onnx.load(str(path), load_external_data=False).graph.input[0].name
 
 
+def _write_contract(job: ConvertJob, paths: list[Path]) -> None:
+    """The model contract (labels, preprocessing, input layout) into each file's metadata_props."""
+    from edgeact.fileio import sha256_of
+
+    from .model_metadata import add_onnx_metadata, build_contract
+
+    source = sha256_of(job.loaded.path) if job.loaded.path.exists() else None
+    contract = build_contract(job, "float", None, source)  # ORT's QDQ model keeps a float interface
+    for path in paths:
+        add_onnx_metadata(path, contract, job.options.onnx_layout.value)
+
+
 @register_exporter
 class OnnxExporter:
     format = Format.ONNX
@@ -179,6 +191,7 @@ class OnnxExporter:
             export_float_onnx(job, fp32)
         with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
             quantize_onnx(job, fp32, int8, bar)
+        _write_contract(job, [fp32, int8])
         with job.step("onnx: verify"):
             holdout = to_layout(job.calibration.holdout, job.options.onnx_layout)
             fp32_out = OnnxRunner(fp32).predict(holdout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from edgeact.config import Format, IOType
 from edgeact.errors import ConversionError
-from edgeact.fileio import StagedOutputs
+from edgeact.fileio import StagedOutputs, sha256_of
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.tflite_model import read_tflite
@@ -16,15 +16,17 @@ from edgeact.tflite_model import read_tflite
 from calibration.adapters import representative_dataset
 
 from . import ConvertJob, register_exporter
+from .model_metadata import add_tflite_metadata, build_contract
+from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization, to_pixels
 from .tflite_check import check_fusion, check_integer_only
 from .verify import compare_outputs
 
 
-def _converter(job: ConvertJob):
+def _converter(job: ConvertJob, keras_model=None):
     import tensorflow as tf
 
-    if job.keras_model is not None:
-        return tf.lite.TFLiteConverter.from_keras_model(job.keras_model)
+    if keras_model is not None or job.keras_model is not None:
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model or job.keras_model)
     return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
 
 
@@ -41,17 +43,36 @@ def export_float(job: ConvertJob) -> bytes:
     return _run_converter(_converter(job), "float")
 
 
-def export_int8(job: ConvertJob, progress=None) -> bytes:
+def export_int8(job: ConvertJob, progress=None, pixel_in: PixelIn | None = None) -> bytes:
+    """The INT8 model; with `pixel_in`, one that takes uint8 pixels (see converters.pixel_in)."""
     import tensorflow as tf
 
-    converter = _converter(job)
+    keras_model, calibration = None, job.calibration.calibration
+    if pixel_in is not None and pixel_in.method == "normalisation_op":
+        if job.keras_model is None:
+            raise ConversionError("--io uint8 with per-channel preprocessing needs the .keras/.h5 model, "
+                                  "not a SavedModel; give the Keras file or use --preprocess unit/mobilenet")
+        pre = job.options.preprocessing
+        keras_model = normalisation_model(job.keras_model, pre)
+        calibration = [{k: to_pixels(pre, v).astype("float32") for k, v in sample.items()}
+                       for sample in calibration]
+    converter = _converter(job, keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(job.calibration.calibration, progress)
+    converter.representative_dataset = representative_dataset(calibration, progress)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     io_types = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}
     converter.inference_input_type = io_types[job.options.io_type]
     converter.inference_output_type = io_types[job.options.io_type]
-    return _run_converter(converter, "INT8")
+    model = _run_converter(converter, "INT8")
+    if pixel_in is not None:
+        model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
+    return model
+
+
+def _with_metadata(job: ConvertJob, model: bytes, io_type: IOType, pixel_in: PixelIn | None) -> bytes:
+    source = sha256_of(job.loaded.path) if job.loaded.path.exists() else None
+    contract = build_contract(job, io_type.value, pixel_in.to_dict() if pixel_in else None, source)
+    return add_tflite_metadata(model, contract)
 
 
 @register_exporter
@@ -63,10 +84,14 @@ class TFLiteExporter:
 
     def export(self, job: ConvertJob, staged: StagedOutputs) -> dict:
         fp32_name, int8_name = self.output_names(job.name)
+        io_type = job.options.io_type
+        pixel_in = plan_pixel_in(job.options.preprocessing, job.input_shape[-1]) if io_type is IOType.UINT8 else None
         with job.step("tflite: float reference"):
-            fp32 = staged.write_bytes(job.output_dir / fp32_name, export_float(job))
+            fp32 = staged.write_bytes(job.output_dir / fp32_name,
+                                      _with_metadata(job, export_float(job), IOType.FLOAT, None))
         with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
-            int8 = staged.write_bytes(job.output_dir / int8_name, export_int8(job, bar))
+            int8 = staged.write_bytes(job.output_dir / int8_name,
+                                      _with_metadata(job, export_int8(job, bar, pixel_in), io_type, pixel_in))
         with job.step("tflite: verify"):
             fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
             with native_output_captured():  # the runtime announces its XNNPACK delegate
@@ -75,7 +100,9 @@ class TFLiteExporter:
             names = job.output_names
             float_checks = compare_outputs(job.reference_outputs, fp32_runner.predict(holdout), names,
                                            job.options.tolerances, exact=True)
-            job.predictions["tflite_int8"] = int8_runner.predict(holdout)
+            # A pixel-in model is verified the way a camera feeds it: uint8 pixels, not floats.
+            int8_input = to_pixels(job.options.preprocessing, holdout) if pixel_in else holdout
+            job.predictions["tflite_int8"] = int8_runner.predict(int8_input)
             int8_checks = compare_outputs(job.reference_outputs, job.predictions["tflite_int8"], names,
                                           job.options.tolerances)
         return {
@@ -83,6 +110,7 @@ class TFLiteExporter:
             "size_bytes": {"fp32": fp32_info.size_bytes, "int8": int8_info.size_bytes},
             "runtime": {"name": int8_runner.runtime, "version": int8_runner.runtime_version},
             "io_type": job.options.io_type.value,
+            "pixel_in": pixel_in.to_dict() if pixel_in else None,
             "inputs": [s.to_dict() for s in int8_runner.inputs],
             "outputs": [s.to_dict() for s in int8_runner.outputs],
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
