@@ -1,0 +1,104 @@
+"""The frame API: `edgeact.load(path).classify(frame)` on frames of other sizes and in grayscale.
+
+Every expectation is recomputed independently: resize with OpenCV/Pillow, preprocess with
+the preset, quantize and run through the plain runner, and compare.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeact
+from edgeact.errors import InputError
+from edgeact.frame_api import _resizer, outputs_by_name
+from edgeact.preprocess import make_preprocessing
+from edgeact.runtime.tflite import TFLiteRunner
+from tests.conftest import EXAMPLE_CALIBRATION, EXAMPLE_MODEL
+
+LABELS = ["cat", "dog", "bird", "fish"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def converted(small_cnn, pixels_npy, tmp_path_factory):
+    """small_cnn (16x16 RGB) as an int8-IO model and a pixel-in model, torch preprocessing."""
+    from converters import ConvertOptions, convert
+    from edgeact.config import IOType
+
+    out = {}
+    for io in ("int8", "uint8"):
+        folder = tmp_path_factory.mktemp(f"frames_{io}")
+        convert(small_cnn, str(pixels_npy), folder, ConvertOptions(
+            io_type=IOType(io), preprocessing=make_preprocessing("torch"), labels=LABELS, samples=60, holdout=20))
+        out[io] = folder / "small_cnn_int8.tflite"
+    return out
+
+
+def _frames(seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (6, 5, 5, 3)).astype(np.uint8)
+    return [np.repeat(np.repeat(b, 8, 0), 7, 1) for b in base]  # 40x35: not the model's 16x16
+
+
+def _reference(model_path, pixels_batch, pre):
+    runner = TFLiteRunner(model_path)
+    if runner.inputs[0].dtype == np.uint8:
+        return runner.predict(pixels_batch)[0]
+    return runner.predict(pre.apply(pixels_batch))[0]
+
+
+@pytest.mark.parametrize("io", ["int8", "uint8"])
+def test_classify_resizes_preprocesses_and_labels(converted, io):
+    model = edgeact.load(converted[io])
+    pre = make_preprocessing("torch")
+    frames = _frames()
+    resized = np.stack([_resizer()(f, 16, 16) for f in frames])
+    expected = _reference(converted[io], resized, pre)
+    for frame, scores in zip(frames, expected):
+        result = model.classify(frame, top_k=4)
+        assert [r.label for r in result] == [LABELS[r.index] for r in result]
+        assert [r.index for r in result] == list(np.argsort(-scores, kind="stable"))
+        assert np.allclose([r.score for r in result], scores[[r.index for r in result]], atol=1e-7)
+    assert len(model.classify(frames[0], top_k=2)) == 2
+
+
+def test_gray_frame_on_an_rgb_model_is_replicated(converted):
+    model = edgeact.load(converted["int8"])
+    gray = _frames(1)[0][:, :, 0]
+    expected = _reference(converted["int8"], np.repeat(_resizer()(gray, 16, 16)[None, :, :, None], 3, 3),
+                          make_preprocessing("torch"))[0]
+    assert np.allclose(model.run(gray)[0], expected, atol=1e-7)
+
+
+def test_rgb_frame_on_a_gray_model_and_named_outputs(tmp_path):
+    from converters import ConvertOptions, convert
+    from edgeact.config import IOType
+    from PIL import Image
+
+    convert(EXAMPLE_MODEL, EXAMPLE_CALIBRATION, tmp_path, ConvertOptions(
+        io_type=IOType.UINT8, labels=[str(d) for d in range(10)], samples=50, holdout=20))
+    path = tmp_path / "mnist_cnn_int8.tflite"
+    model = edgeact.load(path)
+    files = sorted(EXAMPLE_CALIBRATION.glob("*.png"))[:10]
+    for f in files:
+        image = Image.open(f)
+        rgb = np.asarray(image.convert("RGB").resize((56, 42)))  # another size and RGB
+        gray = np.asarray(Image.fromarray(rgb).convert("L"))
+        expected = TFLiteRunner(path).predict(_resizer()(gray, 28, 28)[None, :, :, None])[0][0]
+        assert np.allclose(model.run(rgb)[0], expected, atol=1e-7)
+        assert model.classify(rgb, top_k=1)[0].label == str(int(np.argmax(expected)))
+    named = model.predict(np.zeros((2, 28, 28, 1), np.float32))
+    assert list(named) == ["digits"] and named["digits"].shape == (2, 10)
+
+
+def test_bad_frames_are_refused(converted):
+    model = edgeact.load(converted["uint8"])
+    for bad in (np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 4), np.uint8), np.zeros(16, np.uint8)):
+        with pytest.raises(InputError, match="uint8 HxWx3"):
+            model.classify(bad)
+
+
+def test_outputs_by_name_takes_a_list_or_a_dict():
+    a, b = np.zeros(2), np.ones(3)
+    assert outputs_by_name([a, b], ["x", "y"])["y"] is b
+    assert outputs_by_name({"y": b, "x": a}, ["x", "y"])["x"] is a
