@@ -62,7 +62,7 @@ def build_contract(job, io_type: str, pixel_in: dict | None, source_sha256: str 
     return {
         "schema_version": 1,
         "name": job.name,
-        "description": f"{job.name}: INT8 CNN converted by edgeact {__version__}; input: {expects}",
+        "description": f"{job.name}: converted by edgeact {__version__}; input: {expects}",
         "version": (source_sha256 or "unknown")[:12],  # the source model's content, not a counter
         "edgeact_version": __version__,
         "input": {

@@ -119,3 +119,21 @@ def test_metadata_round_trip(small_cnn, pixels_npy, tmp_path):
         assert meta.labels == LABELS and meta.standard["name"] == "small_cnn"
     contract = json.loads(json.dumps(meta.contract))
     assert contract["input"]["pixel_in"] is None  # the fp32 model takes preprocessed floats
+
+
+@pytest.mark.slow
+def test_inspect_prints_metadata_of_edgeact_and_other_models(small_cnn, pixels_npy, tmp_path):
+    import tensorflow as tf
+    from click.testing import CliRunner
+
+    from edgeact.cli import cli
+
+    _convert(small_cnn, pixels_npy, tmp_path, _preprocessing("torch"), "uint8")
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "small_cnn_int8.tflite")])
+    assert result.exit_code == 0, result.output
+    assert "input expects: uint8 pixels 0..255, torch preprocessing" in result.output
+    assert "TENSOR_AXIS_LABELS labels.txt" in result.output and "labels (4): cat, dog, bird, fish" in result.output
+    plain = tmp_path / "plain.tflite"  # not edgeact's: straight from TFLiteConverter, no metadata
+    plain.write_bytes(tf.lite.TFLiteConverter.from_keras_model(small_cnn).convert())
+    result = CliRunner().invoke(cli, ["inspect", str(plain)])
+    assert result.exit_code == 0 and "metadata: no TFLite Model Metadata" in result.output
