@@ -43,10 +43,18 @@ def export_float(job: ConvertJob) -> bytes:
     return _run_converter(_converter(job), "float")
 
 
-def export_int8(job: ConvertJob, progress=None, pixel_in: PixelIn | None = None) -> bytes:
-    """The INT8 model; with `pixel_in`, one that takes uint8 pixels (see converters.pixel_in)."""
+def pixel_in_plan(job: ConvertJob) -> PixelIn | None:
+    """How a `--io uint8` model takes pixels; None for other interfaces."""
+    if job.options.io_type is not IOType.UINT8:
+        return None
+    return plan_pixel_in(job.options.preprocessing, job.input_shape[-1])
+
+
+def export_int8(job: ConvertJob, progress=None) -> bytes:
+    """The INT8 model; with `--io uint8`, one that takes uint8 pixels (see converters.pixel_in)."""
     import tensorflow as tf
 
+    pixel_in = pixel_in_plan(job)
     keras_model, calibration = None, job.calibration.calibration
     if pixel_in is not None and pixel_in.method == "normalisation_op":
         if job.keras_model is None:
@@ -85,13 +93,13 @@ class TFLiteExporter:
     def export(self, job: ConvertJob, staged: StagedOutputs) -> dict:
         fp32_name, int8_name = self.output_names(job.name)
         io_type = job.options.io_type
-        pixel_in = plan_pixel_in(job.options.preprocessing, job.input_shape[-1]) if io_type is IOType.UINT8 else None
+        pixel_in = pixel_in_plan(job)
         with job.step("tflite: float reference"):
             fp32 = staged.write_bytes(job.output_dir / fp32_name,
                                       _with_metadata(job, export_float(job), IOType.FLOAT, None))
         with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
             int8 = staged.write_bytes(job.output_dir / int8_name,
-                                      _with_metadata(job, export_int8(job, bar, pixel_in), io_type, pixel_in))
+                                      _with_metadata(job, export_int8(job, bar), io_type, pixel_in))
         with job.step("tflite: verify"):
             fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
             with native_output_captured():  # the runtime announces its XNNPACK delegate

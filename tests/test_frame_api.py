@@ -47,8 +47,16 @@ def _reference(model_path, pixels_batch, pre):
     return runner.predict(pre.apply(pixels_batch))[0]
 
 
+@pytest.fixture(params=["opencv", "numpy"])
+def lookup_library(request, monkeypatch):
+    """The pixel table lookup through OpenCV's LUT, and through numpy where OpenCV is missing."""
+    if request.param == "numpy":
+        monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # import cv2 raises ImportError
+    return request.param
+
+
 @pytest.mark.parametrize("io", ["int8", "uint8"])
-def test_classify_resizes_preprocesses_and_labels(converted, io):
+def test_classify_resizes_preprocesses_and_labels(converted, io, lookup_library):
     model = edgeact.load(converted[io])
     pre = make_preprocessing("torch")
     frames = _frames()
@@ -70,21 +78,23 @@ def test_gray_frame_on_an_rgb_model_is_replicated(converted):
     assert np.allclose(model.run(gray)[0], expected, atol=1e-7)
 
 
-def test_rgb_frame_on_a_gray_model_and_named_outputs(tmp_path):
+@pytest.mark.parametrize("io", ["int8", "uint8"])
+def test_rgb_frame_on_a_gray_model_and_named_outputs(tmp_path, io, lookup_library):
     from converters import ConvertOptions, convert
     from edgeact.config import IOType
     from PIL import Image
 
     convert(EXAMPLE_MODEL, EXAMPLE_CALIBRATION, tmp_path, ConvertOptions(
-        io_type=IOType.UINT8, labels=[str(d) for d in range(10)], samples=50, holdout=20))
+        io_type=IOType(io), labels=[str(d) for d in range(10)], samples=50, holdout=20))
     path = tmp_path / "mnist_cnn_int8.tflite"
     model = edgeact.load(path)
+    unit = make_preprocessing("unit")
     files = sorted(EXAMPLE_CALIBRATION.glob("*.png"))[:10]
     for f in files:
         image = Image.open(f)
         rgb = np.asarray(image.convert("RGB").resize((56, 42)))  # another size and RGB
         gray = np.asarray(Image.fromarray(rgb).convert("L"))
-        expected = TFLiteRunner(path).predict(_resizer()(gray, 28, 28)[None, :, :, None])[0][0]
+        expected = _reference(path, _resizer()(gray, 28, 28)[None, :, :, None], unit)[0]
         assert np.allclose(model.run(rgb)[0], expected, atol=1e-7)
         assert model.classify(rgb, top_k=1)[0].label == str(int(np.argmax(expected)))
     named = model.predict(np.zeros((2, 28, 28, 1), np.float32))
