@@ -1,6 +1,6 @@
 """The frame API's cost over a bare `invoke()`, on MobileNetV2 224x224 INT8, resize timed apart.
 
-    .venv/bin/python bench/bench_frame_api.py [--rounds 7] [--runs 30] [--threads 2]
+    .venv/bin/python bench/bench_frame_api.py [--rounds 7] [--runs 30] [--threads 2] [--no-opencv]
 
 Converts keras.applications.MobileNetV2(weights=None) twice with edgeact's own pipeline
 (random calibration: fine for speed, meaningless for accuracy): an int8-IO model (the frame
@@ -62,7 +62,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--folder", type=Path, help="Keep the converted models here and reuse them on the next run.")
+    parser.add_argument("--no-opencv", action="store_true", help="Time the Pillow/numpy path as if OpenCV were missing.")
     args = parser.parse_args()
+    if args.no_opencv:
+        import sys
+
+        sys.modules["cv2"] = None  # `import cv2` raises ImportError from here on
     warnings.filterwarnings("ignore")
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)

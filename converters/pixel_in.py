@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgeact.errors import InputError
+from edgeact.pixel_input import to_pixels  # noqa: F401  (re-exported for the exporter)
 from edgeact.preprocess import Preprocessing
 
 
@@ -60,18 +61,6 @@ def plan_pixel_in(pre: Preprocessing, channels: int) -> PixelIn:
     return PixelIn("normalisation_op", 1.0, 0, 0.0,
                    f"uint8 pixels 0..255, {pre.preset} preprocessing ({pre.description}) done by a "
                    "normalisation op at the input")
-
-
-def to_pixels(pre: Preprocessing, batch: np.ndarray) -> np.ndarray:
-    """The uint8 pixels that preprocess to `batch` (rounded; exact for data read from images)."""
-    x = np.asarray(batch, dtype=np.float64)
-    channels = x.shape[-1]
-    mean = np.asarray(pre._per_channel(pre.mean, channels, "mean"), np.float64)
-    std = np.asarray(pre._per_channel(pre.std, channels, "std"), np.float64)
-    pixels = (x * std + mean) / pre.scale
-    if pre.bgr and channels == 3:
-        pixels = pixels[..., ::-1]
-    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 
 def normalisation_model(keras_model, pre: Preprocessing):

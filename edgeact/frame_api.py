@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, ModelLoadError, RuntimeUnavailableError
+from .pixel_input import takes_pixels
 from .preprocess import Preprocessing
 from .runtime.base import dequantize, quantize
 
@@ -127,7 +128,7 @@ class FrameModel:
         self.input = self.runner.inputs[0]
         self.height, self.width, self.channels = (int(d) for d in self.input.shape[1:4])
         self.preprocessing = Preprocessing.from_dict(contract["input"]["preprocessing"])
-        self.pixel_in = contract["input"].get("pixel_in")
+        self.pixel_in = takes_pixels(contract)
         self.labels = contract.get("labels")
         names = contract.get("outputs") or []
         self.output_names = names if len(names) == len(self.runner.outputs) else [s.name for s in self.runner.outputs]
