@@ -12,7 +12,9 @@ API preprocesses and quantizes through its per-pixel table) and a `--io uint8` p
             dequantize, top-5, labels), no resize;
 - resize:   the resize of a 640x480 camera frame to 224x224 (OpenCV if installed, else Pillow).
 
-Overhead = median(classify) / median(bare) - 1, over calls alternated one by one.
+Overhead, two ways: the median ratio of classify to bare over calls alternated one by one
+(on a shared machine this moves by several percent either way), and the work classify adds
+timed alone (the same call with invoke() a no-op) over the median bare invoke.
 """
 from __future__ import annotations
 
@@ -90,11 +92,21 @@ def main() -> None:
                 for name, fn in calls[::1 if i % 2 else -1]:
                     times.setdefault(name, []).append(per_call_ms(fn))
             times.setdefault("resize", []).append(per_call_ms(lambda: resize(camera, 224, 224)))
+        # What classify adds, timed alone: the same call with invoke() made a no-op. Robust to a
+        # busy machine, where the difference of two noisy ~2 ms medians is not.
+        for io, model in models.items():
+            invoke, model.runner.invoke = model.runner.invoke, lambda: None
+            times[f"{io} added"] = [per_call_ms(lambda: model.classify(frame)) for _ in range(args.rounds * args.runs)]
+            model.runner.invoke = invoke
     median = {k: float(np.median(v)) for k, v in times.items()}
     print(f"MobileNetV2 224x224 INT8, {args.threads} threads, median of {args.rounds * args.runs} alternated calls")
     for io in models:
         bare, full = median[f"{io} bare"], median[f"{io} classify"]
-        print(f"  {io:5} input: bare invoke {bare:7.2f} ms   classify {full:7.2f} ms   overhead {100 * (full / bare - 1):+.1f}%")
+        added = median[f"{io} added"]
+        ratios = np.array(times[f"{io} classify"]) / np.array(times[f"{io} bare"])
+        print(f"  {io:5} input: bare invoke {bare:6.2f} ms   classify {full:6.2f} ms   "
+              f"(median of per-pair ratios {100 * (np.median(ratios) - 1):+.1f}%)   "
+              f"classify without invoke {1000 * added:6.1f} us = {100 * added / bare:.1f}% of invoke")
     print(f"  resize 640x480 -> 224x224 ({resize.library}): "
           f"{median['resize']:.2f} ms")
 

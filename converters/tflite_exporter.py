@@ -7,7 +7,7 @@ int8 (default), uint8 or float interface.
 from __future__ import annotations
 
 from edgeact.config import Format, IOType
-from edgeact.errors import ConversionError
+from edgeact.errors import ConversionError, InputError
 from edgeact.fileio import StagedOutputs, sha256_of
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.runtime.tflite import TFLiteRunner
@@ -58,7 +58,7 @@ def export_int8(job: ConvertJob, progress=None) -> bytes:
     keras_model, calibration = None, job.calibration.calibration
     if pixel_in is not None and pixel_in.method == "normalisation_op":
         if job.keras_model is None:
-            raise ConversionError("--io uint8 with per-channel preprocessing needs the .keras/.h5 model, "
+            raise InputError("--io uint8 with per-channel preprocessing needs the .keras/.h5 model, "
                                   "not a SavedModel; give the Keras file or use --preprocess unit/mobilenet")
         pre = job.options.preprocessing
         keras_model = normalisation_model(job.keras_model, pre)

@@ -137,3 +137,25 @@ def test_inspect_prints_metadata_of_edgeact_and_other_models(small_cnn, pixels_n
     plain.write_bytes(tf.lite.TFLiteConverter.from_keras_model(small_cnn).convert())
     result = CliRunner().invoke(cli, ["inspect", str(plain)])
     assert result.exit_code == 0 and "metadata: no TFLite Model Metadata" in result.output
+
+
+@pytest.mark.slow
+def test_onnx_models_carry_the_same_contract(small_cnn, pixels_npy, tmp_path):
+    import onnx
+
+    from converters import ConvertOptions, convert
+    from edgeact.config import Format, OnnxLayout
+
+    pre = _preprocessing("custom")
+    convert(small_cnn, str(pixels_npy), tmp_path, ConvertOptions(
+        formats=(Format.ONNX,), preprocessing=pre, labels=LABELS, samples=60, holdout=20,
+        onnx_layout=OnnxLayout.NCHW))
+    for kind in ("fp32", "int8"):
+        props = {p.key: p.value for p in onnx.load(str(tmp_path / f"small_cnn_{kind}.onnx")).metadata_props}
+        assert props["labels"].splitlines() == LABELS
+        assert props["input_layout"] == "NCHW"
+        assert json.loads(props["preprocessing"]) == json.loads(json.dumps(pre.to_dict()))
+        contract = json.loads(props["edgeact.contract"])
+        assert contract["input"]["layout"] == "NCHW" and contract["input"]["dtype"] == "float"
+        assert contract["input"]["normalization"]["mean"] == list(CUSTOM["mean"])
+        assert contract["outputs"] and contract["labels"] == LABELS
