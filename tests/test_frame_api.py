@@ -112,3 +112,36 @@ def test_outputs_by_name_takes_a_list_or_a_dict():
     a, b = np.zeros(2), np.ones(3)
     assert outputs_by_name([a, b], ["x", "y"])["y"] is b
     assert outputs_by_name({"y": b, "x": a}, ["x", "y"])["x"] is a
+
+
+FRAME_CHILD = """
+import json, sys
+import numpy as np
+for name in ("tensorflow", "keras", "tf2onnx", "onnx", "converters", "calibration"):
+    sys.modules[name] = None  # mediapipe stays importable: the test proves it is not imported
+import edgeact
+from edgeact.model_metadata import read_metadata
+model = edgeact.load(sys.argv[1])
+top = model.classify(np.full((33, 47, 3), 128, np.uint8), top_k=2)
+meta = read_metadata(sys.argv[1])
+loaded = sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in
+                ("tensorflow", "keras", "tf2onnx", "onnx", "converters", "calibration", "mediapipe"))
+print(json.dumps({"labels": [c.label for c in top], "loaded": loaded, "standard": meta.standard is not None,
+                  "contract_labels": meta.labels}))
+"""
+
+
+def test_frame_api_and_metadata_need_neither_tensorflow_nor_mediapipe(converted):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", FRAME_CHILD, str(converted["uint8"])], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == [] and result["contract_labels"] == LABELS
+    assert len(result["labels"]) == 2 and set(result["labels"]) <= set(LABELS)
+    assert result["standard"]  # decoded from the schema file alone, MediaPipe's package never imported
