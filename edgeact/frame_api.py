@@ -48,7 +48,19 @@ def _contract(path: Path) -> dict:
         raise ModelLoadError(f"{path} carries no edgeact metadata and has no .edgeact.json report beside it; "
                              "convert it with edgeact convert, or use a TFLite interpreter directly")
     return {"labels": report.labels, "outputs": [],
-            "input": {"preprocessing": report.preprocessing.to_dict(), "pixel_in": None}}
+            "input": {"preprocessing": report.preprocessing.to_dict(), "pixel_in": _report_pixel_in(report, path)}}
+
+
+def _report_pixel_in(report, path: Path) -> dict | None:
+    """The report's pixel-in section, which belongs to its INT8 .tflite only (never the fp32 one)."""
+    import json
+
+    if not path.name.endswith("_int8.tflite"):
+        return None
+    try:
+        return (json.loads(report.path.read_text()).get("formats", {}).get("tflite") or {}).get("pixel_in")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _resizer():

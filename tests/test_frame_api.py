@@ -70,6 +70,19 @@ def test_classify_resizes_preprocesses_and_labels(converted, io, lookup_library)
     assert len(model.classify(frames[0], top_k=2)) == 2
 
 
+def test_without_a_flatbuffer_schema_the_report_says_how_to_feed(converted, monkeypatch):
+    """tflite-runtime ships no schema: the contract comes from the report, pixel-in included."""
+    from edgeact import tflite_model
+
+    monkeypatch.setattr(tflite_model, "_SCHEMA_MODULES", ("no_such_schema_module",))
+    frame = _frames(2)[0]
+    for io in ("int8", "uint8"):
+        model = edgeact.load(converted[io])
+        assert model.labels == LABELS and model.pixel_in == (io == "uint8")
+        expected = _reference(converted[io], _resizer()(frame, 16, 16)[None], make_preprocessing("torch"))[0]
+        assert np.allclose(model.run(frame)[0], expected, atol=1e-7)
+
+
 def test_gray_frame_on_an_rgb_model_is_replicated(converted):
     model = edgeact.load(converted["int8"])
     gray = _frames(1)[0][:, :, 0]

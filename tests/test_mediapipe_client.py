@@ -46,6 +46,8 @@ def rgb_mnist(keras, tmp_path_factory):
     np.save(tmp / "calibration.npy", _rgb(EXAMPLE_CALIBRATION)[0])
     report = convert(model, str(tmp / "calibration.npy"), tmp / "out", ConvertOptions(
         io_type=IOType.UINT8, preprocessing=make_preprocessing("unit"), labels=LABELS, samples=200, holdout=100))
+    convert(model, str(tmp / "calibration.npy"), tmp / "float_io", ConvertOptions(
+        io_type=IOType.FLOAT, preprocessing=make_preprocessing("unit"), labels=LABELS, samples=200, holdout=100))
     return tmp / "out", report
 
 
@@ -91,13 +93,19 @@ def test_mediapipe_classifies_the_pixel_in_model_like_edgeact(rgb_mnist):
     assert accuracy > 0.9  # the bundled CNN reaches ~0.99 on these digits; the gray conv is exact
 
 
-def test_mediapipe_runs_the_float_model_from_its_normalization_options(rgb_mnist):
+@pytest.mark.parametrize("model_file, tolerance", [
+    ("out/rgb_mnist_fp32.tflite", 1e-4),  # float32 throughout: float rounding only
+    # INT8 body, float interface: MediaPipe's (x - 0) / 255 and our x * (1/255) may differ by an
+    # ulp and round to the neighbouring input step; the int8 softmax output's step is 1/256.
+    ("float_io/rgb_mnist_int8.tflite", 1 / 256 * 1.0001)])
+def test_mediapipe_runs_float_models_from_their_normalization_options(rgb_mnist, model_file, tolerance):
     from edgeact.preprocess import make_preprocessing
     from edgeact.runtime.tflite import TFLiteRunner
 
     out, _ = rgb_mnist
-    model = out / "rgb_mnist_fp32.tflite"
+    model = out.parent / model_file
     pixels, _ = _rgb(EXAMPLE_TEST_IMAGES)
-    pixels = pixels[:100]
-    ours = TFLiteRunner(model).predict(make_preprocessing("unit").apply(pixels))[0]
-    _check_agreement(_mediapipe_scores(model, pixels), ours, tolerance=1e-4)
+    runner = TFLiteRunner(model)
+    assert runner.inputs[0].dtype == np.float32
+    ours = runner.predict(make_preprocessing("unit").apply(pixels))[0]
+    _check_agreement(_mediapipe_scores(model, pixels), ours, tolerance=tolerance)
