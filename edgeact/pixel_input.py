@@ -28,3 +28,28 @@ def to_pixels(pre: Preprocessing, batch: np.ndarray) -> np.ndarray:
     if pre.bgr and channels == 3:
         pixels = pixels[..., ::-1]
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
+def feed_pixels(path, inputs: np.ndarray) -> np.ndarray:
+    """Preprocessed float inputs as the uint8 pixels a pixel-in .tflite takes; anything else unchanged.
+
+    Quantizing the floats with the uint8 input's scale would be right for a folded preset (unit,
+    mobilenet) but not for a per-channel one, whose input scale is 1: its pixels go through a
+    normalisation op inside the model. Without a flatbuffer schema (tflite-runtime) the
+    metadata cannot be read and the inputs go on unchanged.
+    """
+    from pathlib import Path
+
+    from .errors import RuntimeUnavailableError
+    from .model_metadata import read_metadata
+
+    inputs = np.asarray(inputs)
+    if Path(path).suffix.lower() != ".tflite" or inputs.dtype == np.uint8:
+        return inputs
+    try:
+        contract = read_metadata(path).contract
+    except RuntimeUnavailableError:
+        return inputs
+    if not takes_pixels(contract):
+        return inputs
+    return to_pixels(Preprocessing.from_dict(contract["input"]["preprocessing"]), inputs)

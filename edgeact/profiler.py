@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EdgeactError, InputError, ModelLoadError, first_line
+from .pixel_input import feed_pixels
 from .runtime import IOSpec, Runner, dequantize, import_runtime, model_format, open_runner
 
 LATENCY_SAMPLES = 16  # distinct prepared inputs the timed loop cycles through
@@ -245,7 +246,7 @@ def profile_model(path: str | Path, inputs: np.ndarray, settings: LoopSettings |
     init_ms = (time.perf_counter_ns() - start) / 1e6
     if len(runner.inputs) != 1:
         raise InputError(f"{path.name} has {len(runner.inputs)} inputs; edgeact profiles single-input models")
-    fitted = fit_inputs(inputs, runner.inputs[0])
+    fitted = feed_pixels(path, fit_inputs(inputs, runner.inputs[0]))  # a pixel-in model takes uint8 pixels
     timed = runner.prepare(fitted[:LATENCY_SAMPLES])
     try:
         runner.write_input(timed[0])

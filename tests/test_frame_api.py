@@ -158,3 +158,17 @@ def test_frame_api_and_metadata_need_neither_tensorflow_nor_mediapipe(converted)
     assert result["loaded"] == [] and result["contract_labels"] == LABELS
     assert len(result["labels"]) == 2 and set(result["labels"]) <= set(LABELS)
     assert result["standard"]  # decoded from the schema file alone, MediaPipe's package never imported
+
+
+def test_profile_feeds_a_per_channel_pixel_in_model_pixels(converted):
+    """profile hands models preprocessed floats; a torch pixel-in model must get them back as pixels."""
+    from edgeact.profiler import LoopSettings, profile_model
+
+    pixels = np.stack(_frames(3))[:, :16, :16]
+    floats = make_preprocessing("torch").apply(pixels)
+    settings = LoopSettings(runs=2, warmup=0)
+    pixel_in = profile_model(converted["uint8"], floats, settings).outputs[0]
+    int8 = profile_model(converted["int8"], floats, settings).outputs[0]
+    step = TFLiteRunner(converted["uint8"]).outputs[0].scale
+    assert np.max(np.abs(pixel_in - int8)) <= step * 1.0001
+    assert np.array_equal(pixel_in, _reference(converted["uint8"], pixels, None))
