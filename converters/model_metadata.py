@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeact import __version__
 from edgeact.errors import RuntimeUnavailableError
-from edgeact.model_metadata import CONTRACT_ENTRY, STANDARD_ENTRY, _metadata_schema
+from edgeact.model_metadata import CONTRACT_ENTRY, STANDARD_ENTRY, load_metadata_schema
 from edgeact.preprocess import Preprocessing
 
 LABELS_FILE = "labels.txt"
@@ -109,7 +109,7 @@ def standard_metadata(contract: dict) -> bytes:
     """The contract as a TFLite Model Metadata flatbuffer (schema: MediaPipe's metadata_schema.fbs)."""
     import flatbuffers
 
-    fb = _metadata_schema()
+    fb = load_metadata_schema()
     if fb is None:
         raise RuntimeUnavailableError(
             "writing TFLite Model Metadata needs the metadata schema that ships with MediaPipe; "

@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgeact.errors import InputError
-from edgeact.pixel_input import to_pixels  # noqa: F401  (re-exported for the exporter)
 from edgeact.preprocess import Preprocessing
 
 

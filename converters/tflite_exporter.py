@@ -9,6 +9,7 @@ from __future__ import annotations
 from edgeact.config import Format, IOType
 from edgeact.errors import ConversionError, InputError
 from edgeact.fileio import StagedOutputs, sha256_of
+from edgeact.pixel_input import to_pixels
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.tflite_model import read_tflite
@@ -17,7 +18,7 @@ from calibration.adapters import representative_dataset
 
 from . import ConvertJob, register_exporter
 from .model_metadata import add_tflite_metadata, build_contract
-from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization, to_pixels
+from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
 from .tflite_check import check_fusion, check_integer_only
 from .verify import compare_outputs
 

@@ -54,7 +54,7 @@ class ModelMetadata:
                 "labels": self.labels}
 
 
-def _metadata_schema():
+def load_metadata_schema():
     """MediaPipe's generated metadata schema module, loaded from its file (it imports only flatbuffers)."""
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
@@ -93,7 +93,7 @@ def _tensor(fb, md) -> dict:
 
 def decode_standard_metadata(buffer: bytes, fb=None) -> dict:
     """The TFLite Model Metadata flatbuffer as a plain dict (name, version, inputs, outputs)."""
-    fb = fb or _metadata_schema()
+    fb = fb or load_metadata_schema()
     md = fb.ModelMetadataT.InitFromPackedBuf(bytearray(buffer), 0)
     graph = (md.subgraphMetadata or [None])[0]
     return {
@@ -142,7 +142,7 @@ def read_metadata(path: str | Path) -> ModelMetadata:
     if STANDARD_ENTRY not in raw:
         meta.standard_note = "no TFLite Model Metadata"
     else:
-        fb = _metadata_schema()
+        fb = load_metadata_schema()
         if fb is None:
             meta.standard_note = "TFLite Model Metadata present; pip install mediapipe to decode it"
         else:

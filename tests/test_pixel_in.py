@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from converters.pixel_in import plan_pixel_in, to_pixels
+from converters.pixel_in import plan_pixel_in
+from edgeact.pixel_input import to_pixels
 from edgeact.preprocess import make_preprocessing
 
 LABELS = ["cat", "dog", "bird", "fish"]
@@ -86,7 +87,7 @@ def test_pixel_in_model_matches_float_preprocessing(name, small_cnn, pixels_npy,
 
 @pytest.mark.slow
 def test_metadata_round_trip(small_cnn, pixels_npy, tmp_path):
-    from edgeact.model_metadata import _metadata_schema, read_metadata
+    from edgeact.model_metadata import load_metadata_schema, read_metadata
 
     pre = _preprocessing("mobilenet")
     _convert(small_cnn, pixels_npy, tmp_path, pre, "uint8")
@@ -94,9 +95,11 @@ def test_metadata_round_trip(small_cnn, pixels_npy, tmp_path):
         path = tmp_path / f"small_cnn_{kind}.tflite"
         meta = read_metadata(path)
         assert meta.contract["input"]["dtype"] == dtype and meta.contract["labels"] == LABELS
-        assert meta.contract["input"]["color_space"] == "RGB" and meta.contract["outputs"] == meta.contract["outputs"]
+        assert meta.contract["input"]["color_space"] == "RGB" and meta.contract["input"]["name"] == "image"
+        assert [t["name"] for t in meta.standard["inputs"]] == ["image"]  # Keras names, not TFLite tensor names
+        assert [t["name"] for t in meta.standard["outputs"]] == meta.contract["outputs"] == small_cnn.output_names
         # The standard flatbuffer, decoded independently with the generated schema module.
-        fb = _metadata_schema()
+        fb = load_metadata_schema()
         data = path.read_bytes()
         schema_model = __import__("ai_edge_litert.schema_py_generated", fromlist=["Model"]).Model.GetRootAs(data, 0)
         entries = {schema_model.Metadata(i).Name().decode(): schema_model.Metadata(i).Buffer()
