@@ -172,3 +172,34 @@ def test_profile_feeds_a_per_channel_pixel_in_model_pixels(converted):
     step = TFLiteRunner(converted["uint8"]).outputs[0].scale
     assert np.max(np.abs(pixel_in - int8)) <= step * 1.0001
     assert np.array_equal(pixel_in, _reference(converted["uint8"], pixels, None))
+
+
+def test_example_pipeline_classifies_photos_and_video_frames(converted, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import EXAMPLE_TEST_IMAGES, ROOT
+
+    script = ROOT / "examples" / "classify_photos.py"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, str(script), str(converted["uint8"]), str(EXAMPLE_TEST_IMAGES),
+                           "--top-k", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 501 and re.match(r"500 frames in [\d.]+ s of classify: [\d.]+ frames/s", lines[-1])
+    assert all(any(label in line for label in LABELS) for line in lines[:-1])
+
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for frame in _frames(4):
+        writer.write(cv2.resize(frame, (64, 48)))
+    writer.release()
+    done = subprocess.run([sys.executable, str(script), str(converted["uint8"]), str(video)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("6 frames in ")
+    bad = subprocess.run([sys.executable, str(script), str(converted["uint8"]), str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode != 0 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
