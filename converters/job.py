@@ -44,6 +44,15 @@ class ConvertJob:
     def output_names(self) -> list[str]:
         return self.signature.output_names
 
+    @property
+    def input_name(self) -> str:
+        """The first (for image models, the image) input's name: what pixel-in and metadata describe."""
+        return self.signature.inputs[0].name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.signature.inputs[0].shape)
+
     @contextmanager
     def step(self, description: str, total: int | None = None) -> Iterator[Any]:
         with progress_step(description, self.options.progress, total) as bar:

@@ -213,6 +213,18 @@ def _input_names(path: Path, keras_names: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _write_contract(job: ConvertJob, paths: list[Path]) -> None:
+    """The model contract (labels, preprocessing, input layout) into each file's metadata_props."""
+    from edgeact.fileio import sha256_of
+
+    from .model_metadata import add_onnx_metadata, build_contract
+
+    source = sha256_of(job.loaded.path) if job.loaded.path.exists() else None
+    contract = build_contract(job, "float", None, source)  # ORT's QDQ model keeps a float interface
+    for path in paths:
+        add_onnx_metadata(path, contract, job.options.onnx_layout.value)
+
+
 @register_exporter
 class OnnxExporter:
     format = Format.ONNX
@@ -231,6 +243,7 @@ class OnnxExporter:
                 pooled = quantize_onnx(job, fp32, int8, bar)
         except OSError as exc:  # tf2onnx and ORT write these files themselves: a full disk lands here
             raise write_error(job.output_dir / int8_name, _size_or_zero(fp32), exc) from None
+        _write_contract(job, [fp32, int8])
         with job.step("onnx: verify"):
             holdout = to_layout(job, job.calibration.holdout)
             job.predictions["onnx_fp32"] = OnnxRunner(fp32).predict(holdout)

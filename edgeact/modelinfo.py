@@ -14,7 +14,9 @@ def describe_model(path: str | Path) -> dict:
         raise ModelLoadError(f"model {path} does not exist; check the path")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
-        return _with_coverage(read_tflite(path).to_dict(), path)
+        from .model_metadata import read_metadata
+
+        return {**_with_coverage(read_tflite(path).to_dict(), path), "metadata": read_metadata(path).to_dict()}
     if suffix == ".onnx":
         from .onnx_model import read_onnx
 

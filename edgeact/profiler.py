@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EdgeactError, InputError, ModelLoadError, first_line
+from .pixel_input import feed_pixels
 from .runtime import IOSpec, Runner, dequantize, import_runtime, model_format, open_runner
 from .wire import error_line, read_inputs, write_result
 
@@ -294,7 +295,7 @@ def _fit_and_prepare(runner: Runner, arrays: dict[str, np.ndarray], named: bool)
         if len(runner.inputs) != 1:
             raise InputError(f"{runner.path.name} has {len(runner.inputs)} inputs "
                              f"({', '.join(s.name for s in runner.inputs)}); give one array per input name")
-        fitted = fit_inputs(arrays[""], runner.inputs[0])
+        fitted = feed_pixels(runner.path, fit_inputs(arrays[""], runner.inputs[0]))  # pixel-in: uint8 pixels
         return fitted, runner.prepare(fitted[:LATENCY_SAMPLES])
     from .arrays import match_input_names, same_length
 

@@ -103,6 +103,8 @@ def render_format_section(name: str, section) -> str:
         lines.append("  size: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items())
                      + (f"; verified with {section.runtime['name']} {section.runtime['version']}"
                         if section.runtime else ""))
+    if details.get("pixel_in"):
+        lines.append(f"  input expects: {details['pixel_in']['description']}")
     for io in ("inputs", "outputs"):
         for spec in getattr(section, io):
             lines.append(f"  {io[:-1]} {spec['name']}: {spec['dtype']} {tuple(spec['shape'])}"
@@ -129,6 +131,8 @@ def render_inspect(info: dict) -> str:
         for t in info[io]:
             q = f" scale {fmt(t['scale'][0])} zero point {t['zero_point'][0]}" if t.get("scale") else ""
             lines.append(f"{io[:-1]}: {t['name']} {t['dtype']} {tuple(t['shape'])}{q}")
+    if info.get("metadata") is not None:
+        lines += render_metadata(info["metadata"])
     lines.append("op counts: " + ", ".join(f"{k} {v}" for k, v in info["op_counts"].items()))
     if info.get("qdq_pairs") is not None:
         lines.append(f"QDQ pairs: {info['qdq_pairs']}")
@@ -150,3 +154,30 @@ def _tensor_text(t: dict) -> str:
     if t.get("scale"):
         text += " pc" if t.get("per_channel") else f" s={fmt(t['scale'][0], 3)} zp={t['zero_point'][0]}"
     return text
+
+
+def render_metadata(meta: dict) -> list[str]:
+    """What a .tflite says about itself: edgeact's contract and the standard TFLite Model Metadata."""
+    lines = []
+    contract, standard = meta.get("contract"), meta.get("standard")
+    if contract:
+        lines.append(f"input expects: {contract['input']['expects']} ({contract['input']['color_space']})")
+    if standard:
+        lines.append(f"metadata: {standard['name']} version {standard['version']}, {standard['author'] or 'no author'}"
+                     f", parser >= {standard['min_parser_version']}")
+        if standard.get("description"):
+            lines.append(f"  {standard['description']}")
+        for kind in ("inputs", "outputs"):
+            for t in standard[kind]:
+                extra = [t[k] for k in ("color_space",) if t.get(k)]
+                if t.get("normalization"):
+                    norm = t["normalization"]
+                    extra.append(f"normalization mean {[fmt(v) for v in norm['mean']]} std {[fmt(v) for v in norm['std']]}")
+                extra += [f"{f['type']} {f['name']}" for f in t["associated_files"]]
+                lines.append(f"  {kind[:-1]} {t['name']}: " + (", ".join(extra) or "no details"))
+    else:
+        lines.append(f"metadata: {meta.get('standard_note') or 'none'}")
+    if meta.get("labels"):
+        labels = meta["labels"]
+        lines.append(f"labels ({len(labels)}): " + ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else ""))
+    return lines
