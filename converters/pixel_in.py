@@ -62,8 +62,11 @@ def plan_pixel_in(pre: Preprocessing, channels: int) -> PixelIn:
                    "normalisation op at the input")
 
 
-def normalisation_model(keras_model, pre: Preprocessing):
-    """`keras_model` behind a 1x1 conv that preprocesses float pixels (the per-channel case)."""
+def normalisation_model(keras_model, pre: Preprocessing, output_names: list[str] | None = None):
+    """`keras_model` behind a 1x1 conv that preprocesses float pixels (the per-channel case).
+
+    Its outputs are a dict keyed by `output_names` (the Keras names the converter must keep).
+    """
     import keras
 
     shape = tuple(keras_model.inputs[0].shape[1:])
@@ -76,11 +79,15 @@ def normalisation_model(keras_model, pre: Preprocessing):
         in_c = channels - 1 - out_c if pre.bgr and channels == 3 else out_c
         weights[0, 0, in_c, out_c] = pre.scale / std[out_c]
     bias = (-mean / std).astype(np.float32)
-    pixels = keras.Input(shape, name="pixels")
+    # The input keeps the model's input name: its SignatureDef, calibration samples and report say it.
+    pixels = keras.Input(shape, name=keras_model.inputs[0].name)
     norm = keras.layers.Conv2D(channels, 1, name="pixel_normalisation")
     x = norm(pixels)
     norm.set_weights([weights, bias])
-    return keras.Model(pixels, keras_model(x), name=f"{keras_model.name}_pixel_in")
+    outputs = keras_model(x)
+    if output_names is not None and not isinstance(outputs, dict):
+        outputs = dict(zip(output_names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
+    return keras.Model(pixels, outputs, name=f"{keras_model.name}_pixel_in")
 
 
 def set_input_quantization(model_bytes: bytes, scale: float, zero_point: int) -> bytes:

@@ -31,9 +31,10 @@ def _converter(job: ConvertJob, keras_model=None):
     """A converter whose SignatureDef names inputs and outputs like the Keras model (see converters.signature)."""
     import tensorflow as tf
 
-    if keras_model is not None or job.keras_model is not None:
-        return tf.lite.TFLiteConverter.from_keras_model(
-            dict_output_model(keras_model or job.keras_model, job.output_names))
+    if keras_model is not None:  # already a model with named (dict) outputs
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if job.keras_model is not None:
+        return tf.lite.TFLiteConverter.from_keras_model(dict_output_model(job.keras_model, job.output_names))
     return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
 
 
@@ -71,7 +72,7 @@ def export_int8(job: ConvertJob, progress=None) -> bytes:
             raise InputError("--io uint8 with per-channel preprocessing needs the .keras/.h5 model, "
                              "not a SavedModel; give the Keras file or use --preprocess unit/mobilenet")
         pre = job.options.preprocessing
-        keras_model = normalisation_model(job.keras_model, pre)
+        keras_model = normalisation_model(job.keras_model, pre, job.output_names)
         calibration = [{k: to_pixels(pre, v).astype("float32") for k, v in sample.items()}
                        for sample in calibration]
     converter = _converter(job, keras_model)

@@ -35,10 +35,7 @@ def _contract(path: Path) -> dict:
     """The model's contract: from its metadata, else from the convert report beside it."""
     from .model_metadata import read_metadata
 
-    try:
-        contract = read_metadata(path).contract
-    except RuntimeUnavailableError:
-        contract = None
+    contract = read_metadata(path).contract
     if contract:
         return contract
     from .model_report import find_report
@@ -58,7 +55,8 @@ def _report_pixel_in(report, path: Path) -> dict | None:
     if not path.name.endswith("_int8.tflite"):
         return None
     try:
-        return (json.loads(report.path.read_text()).get("formats", {}).get("tflite") or {}).get("pixel_in")
+        section = json.loads(report.path.read_text()).get("formats", {}).get("tflite") or {}
+        return (section.get("details") or {}).get("pixel_in") or section.get("pixel_in")  # schema 2, schema 1
     except (OSError, ValueError, AttributeError):
         return None
 

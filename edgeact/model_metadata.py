@@ -118,21 +118,17 @@ def read_metadata(path: str | Path) -> ModelMetadata:
 
     Raises:
         ModelLoadError: not a readable TFLite model.
-        RuntimeUnavailableError: no TFLite flatbuffer schema installed (tflite-runtime ships none).
     """
-    from .tflite_model import _read_model_bytes, _schema
+    from .flatbuf import FlatbufferError
+    from .tflite_model import _read_model_bytes
+    from .validate_tflite import read_metadata_entries
 
     path = Path(path)
     data = _read_model_bytes(path)
-    schema = _schema()
     try:
-        model = schema.Model.GetRootAs(data, 0)
-        raw = {}
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            raw[_text(entry.Name())] = model.Buffers(entry.Buffer()).DataAsNumpy()
-    except Exception:  # flatbuffers raises IndexError/struct.error on truncated buffers
-        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model; re-export it") from None
+        raw = read_metadata_entries(data)
+    except FlatbufferError as exc:
+        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model ({exc}); re-export it") from None
     meta = ModelMetadata(entries=sorted(raw), associated_files=_associated_files(data))
     if CONTRACT_ENTRY in raw:
         try:

@@ -3,7 +3,7 @@ ai-edge-litert 2.3.0's schema_py_generated.py. Do not edit by hand."""
 
 # vtable slot (byte offset in the vtable) of each field edgeact reads, per table
 SLOTS = {
-    'Model': {'Version': 4, 'OperatorCodes': 6, 'Subgraphs': 8, 'Buffers': 12, 'SignatureDefs': 18},
+    'Model': {'Version': 4, 'OperatorCodes': 6, 'Subgraphs': 8, 'Buffers': 12, 'Metadata': 16, 'SignatureDefs': 18},
     'OperatorCode': {'DeprecatedBuiltinCode': 4, 'CustomCode': 6, 'Version': 8, 'BuiltinCode': 10},
     'SubGraph': {'Tensors': 4, 'Inputs': 6, 'Outputs': 8, 'Operators': 10, 'Name': 12},
     'Tensor': {'Shape': 4, 'Type': 6, 'Buffer': 8, 'Name': 10, 'Quantization': 12, 'Sparsity': 16, 'ShapeSignature': 18},
@@ -12,6 +12,7 @@ SLOTS = {
     'Buffer': {'Data': 4, 'Offset': 6, 'Size': 8},
     'SignatureDef': {'Inputs': 4, 'Outputs': 6, 'SignatureKey': 8, 'SubgraphIndex': 12},
     'TensorMap': {'Name': 4, 'TensorIndex': 6},
+    'Metadata': {'Name': 4, 'Buffer': 6},
 }
 
 BUILTIN_OPERATORS = {

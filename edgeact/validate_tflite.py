@@ -27,7 +27,7 @@ import numpy as np
 
 from . import tflite_schema as schema
 from .errors import ModelLoadError, shown
-from .flatbuf import Buffer, Table
+from .flatbuf import Buffer, FlatbufferError, Table
 from .limits import check_bytes, check_shape, elements_of
 
 ITEM_SIZES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
@@ -156,6 +156,35 @@ def read_raw_model(data: bytes) -> RawModel:
         signatures.append((d.string(sd["SignatureKey"], "signature key") or "",
                            d.scalar(sd["SubgraphIndex"], "u32"), maps[0], maps[1]))
     return RawModel(opcodes, subgraphs, buffers, len(data), signatures)
+
+
+def read_metadata_entries(data: bytes) -> dict[str, bytes]:
+    """The model's metadata entries (name -> the bytes of its buffer), bounds-checked like the rest.
+
+    FlatbufferError when an entry or its buffer lies outside the file.
+    """
+    buf = Buffer(data)
+    root = buf.root()
+    s = schema.SLOTS
+    buffers = root.tables(s["Model"]["Buffers"], "buffers")
+    entries = {}
+    for entry in root.tables(s["Model"]["Metadata"], "metadata"):
+        name = entry.string(s["Metadata"]["Name"], "metadata name") or ""
+        index = entry.scalar(s["Metadata"]["Buffer"], "u32")
+        if index >= len(buffers):
+            raise FlatbufferError(f"metadata '{shown(name)}' points at buffer {index} of {len(buffers)}")
+        b = buffers[index]
+        inline = b.numbers(s["Buffer"]["Data"], "u8", f"buffer {index}")
+        if inline is not None and len(inline):
+            entries[name] = inline.tobytes()
+            continue
+        offset, size = b.scalar(s["Buffer"]["Offset"], "u64"), b.scalar(s["Buffer"]["Size"], "u64")
+        if offset > 1:
+            buf.check(offset, size, f"buffer {index}")
+            entries[name] = bytes(data[offset:offset + size])
+        else:
+            entries[name] = b""
+    return entries
 
 
 def validate(model: RawModel, path: Path | str) -> None:

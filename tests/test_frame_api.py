@@ -14,6 +14,7 @@ from edgeact.frame_api import _resizer, outputs_by_name
 from edgeact.preprocess import make_preprocessing
 from edgeact.runtime.tflite import TFLiteRunner
 from tests.conftest import EXAMPLE_CALIBRATION, EXAMPLE_MODEL
+from tests.helpers import only
 
 LABELS = ["cat", "dog", "bird", "fish"]
 pytestmark = pytest.mark.slow
@@ -43,8 +44,8 @@ def _frames(seed=0):
 def _reference(model_path, pixels_batch, pre):
     runner = TFLiteRunner(model_path)
     if runner.inputs[0].dtype == np.uint8:
-        return runner.predict(pixels_batch)[0]
-    return runner.predict(pre.apply(pixels_batch))[0]
+        return only(runner.predict(pixels_batch))
+    return only(runner.predict(pre.apply(pixels_batch)))
 
 
 @pytest.fixture(params=["opencv", "numpy"])
@@ -70,11 +71,12 @@ def test_classify_resizes_preprocesses_and_labels(converted, io, lookup_library)
     assert len(model.classify(frames[0], top_k=2)) == 2
 
 
-def test_without_a_flatbuffer_schema_the_report_says_how_to_feed(converted, monkeypatch):
-    """tflite-runtime ships no schema: the contract comes from the report, pixel-in included."""
-    from edgeact import tflite_model
+def test_without_metadata_the_report_says_how_to_feed(converted, monkeypatch):
+    """A .tflite without edgeact's contract (stripped, or from an older edgeact): the report beside it says
+    how to feed it, pixel-in included."""
+    from edgeact import model_metadata
 
-    monkeypatch.setattr(tflite_model, "_SCHEMA_MODULES", ("no_such_schema_module",))
+    monkeypatch.setattr(model_metadata, "read_metadata", lambda path: model_metadata.ModelMetadata(entries=[]))
     frame = _frames(2)[0]
     for io in ("int8", "uint8"):
         model = edgeact.load(converted[io])
@@ -167,8 +169,8 @@ def test_profile_feeds_a_per_channel_pixel_in_model_pixels(converted):
     pixels = np.stack(_frames(3))[:, :16, :16]
     floats = make_preprocessing("torch").apply(pixels)
     settings = LoopSettings(runs=2, warmup=0)
-    pixel_in = profile_model(converted["uint8"], floats, settings).outputs[0]
-    int8 = profile_model(converted["int8"], floats, settings).outputs[0]
+    pixel_in = only(profile_model(converted["uint8"], floats, settings).outputs)
+    int8 = only(profile_model(converted["int8"], floats, settings).outputs)
     step = TFLiteRunner(converted["uint8"]).outputs[0].scale
     assert np.max(np.abs(pixel_in - int8)) <= step * 1.0001
     assert np.array_equal(pixel_in, _reference(converted["uint8"], pixels, None))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import EXAMPLE_CALIBRATION, EXAMPLE_MODEL, EXAMPLE_TEST_IMAGES
+from tests.helpers import only
 
 mp = pytest.importorskip("mediapipe", reason="pip install 'edgeact[mediapipe]' for the MediaPipe client test")
 
@@ -85,8 +86,8 @@ def test_mediapipe_classifies_the_pixel_in_model_like_edgeact(rgb_mnist):
     pixels, digits = _rgb(EXAMPLE_TEST_IMAGES)
     runner = TFLiteRunner(model)
     (spec,) = runner.outputs
-    assert runner.inputs[0].dtype == np.uint8 and report["formats"]["tflite"]["pixel_in"]["method"] == "folded"
-    ours = runner.predict(pixels)[0]  # uint8 pixels go in as they are
+    assert runner.inputs[0].dtype == np.uint8 and report.formats["tflite"].details["pixel_in"]["method"] == "folded"
+    ours = only(runner.predict(pixels))  # uint8 pixels go in as they are
     theirs = _mediapipe_scores(model, pixels)
     _check_agreement(theirs, ours, tolerance=spec.scale * 1.0001)  # one output quantization step
     accuracy = np.mean([LABELS.index(max(t, key=lambda n: t[n][1])) == d for t, d in zip(theirs, digits)])
@@ -107,5 +108,5 @@ def test_mediapipe_runs_float_models_from_their_normalization_options(rgb_mnist,
     pixels, _ = _rgb(EXAMPLE_TEST_IMAGES)
     runner = TFLiteRunner(model)
     assert runner.inputs[0].dtype == np.float32
-    ours = runner.predict(make_preprocessing("unit").apply(pixels))[0]
+    ours = only(runner.predict(make_preprocessing("unit").apply(pixels)))
     _check_agreement(_mediapipe_scores(model, pixels), ours, tolerance=tolerance)

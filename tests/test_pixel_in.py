@@ -16,6 +16,7 @@ import pytest
 from converters.pixel_in import plan_pixel_in
 from edgeact.pixel_input import to_pixels
 from edgeact.preprocess import make_preprocessing
+from tests.helpers import only
 
 LABELS = ["cat", "dog", "bird", "fish"]
 CUSTOM = {"mean": (123.0, 117.0, 104.0), "std": (58.0, 57.0, 57.5)}
@@ -71,11 +72,11 @@ def test_pixel_in_model_matches_float_preprocessing(name, small_cnn, pixels_npy,
     pixel_in = TFLiteRunner(tmp_path / "px" / "small_cnn_int8.tflite")
     int8 = TFLiteRunner(tmp_path / "int8" / "small_cnn_int8.tflite")
     assert pixel_in.inputs[0].dtype == np.uint8
-    assert pixel_report["formats"]["tflite"]["pixel_in"]["method"] == plan_pixel_in(pre, 3).method
+    assert pixel_report.formats["tflite"].details["pixel_in"]["method"] == plan_pixel_in(pre, 3).method
 
     pixels = np.load(pixels_npy)
-    ours = pixel_in.predict(pixels)[0]  # raw uint8 pixels, no preprocessing on our side
-    reference = int8.predict(pre.apply(pixels))[0]
+    ours = only(pixel_in.predict(pixels))  # raw uint8 pixels, no preprocessing on our side
+    reference = only(int8.predict(pre.apply(pixels)))
     step = pixel_in.outputs[0].scale
     assert step == pytest.approx(int8.outputs[0].scale)
     assert np.max(np.abs(ours - reference)) <= step * 1.0001

@@ -14,7 +14,7 @@ import ai_edge_litert
 from ai_edge_litert import schema_py_generated as s
 
 TABLES = {
-    "Model": ["Version", "OperatorCodes", "Subgraphs", "Buffers", "SignatureDefs"],
+    "Model": ["Version", "OperatorCodes", "Subgraphs", "Buffers", "Metadata", "SignatureDefs"],
     "OperatorCode": ["DeprecatedBuiltinCode", "CustomCode", "Version", "BuiltinCode"],
     "SubGraph": ["Tensors", "Inputs", "Outputs", "Operators", "Name"],
     "Tensor": ["Shape", "Type", "Buffer", "Name", "Quantization", "Sparsity", "ShapeSignature"],
@@ -23,6 +23,7 @@ TABLES = {
     "Buffer": ["Data", "Offset", "Size"],
     "SignatureDef": ["Inputs", "Outputs", "SignatureKey", "SubgraphIndex"],
     "TensorMap": ["Name", "TensorIndex"],
+    "Metadata": ["Name", "Buffer"],
 }
 _SLOT = re.compile(r"self\._tab\.Offset\((\d+)\)")
 
