@@ -159,3 +159,5 @@ from .cli_profile import profile  # noqa: E402  (at the bottom: it imports the s
 cli.add_command(profile)
 from .cli_device import device  # noqa: E402
 cli.add_command(device)
+from .cli_layers import layers  # noqa: E402
+cli.add_command(layers)
