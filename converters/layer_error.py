@@ -189,7 +189,7 @@ def keras_layer_name(tensor_name: str, layer_names: Sequence[str] | None = None)
     """The Keras layer a converted tensor comes from, '' when none can be told.
 
     With the model's layer names: the first scope (over every ';'-joined name) that is a
-    layer name, or a layer name plus Keras' '_<n>' suffix. Without: the second scope of the
+    layer name plus Keras' '_<n>' suffix, or a layer name. Without: the second scope of the
     first name, its suffix removed.
     """
     parts = [name.split("/") for name in tensor_name.split(";")]
@@ -197,11 +197,13 @@ def keras_layer_name(tensor_name: str, layer_names: Sequence[str] | None = None)
         known = set(layer_names)
         for scopes in parts:
             for scope in scopes[1:-1] or scopes:
-                if scope in known:
-                    return scope
+                # Keras 3 scopes layer "conv2d" as "conv2d_1" and "conv2d_1" as "conv2d_1_1":
+                # the name without one suffix first.
                 stripped = _SCOPE_SUFFIX.sub("", scope)
                 if stripped in known:
                     return stripped
+                if scope in known:
+                    return scope
         return ""
     first = parts[0]
     return _SCOPE_SUFFIX.sub("", first[1]) if len(first) >= 3 else ""
@@ -236,7 +238,7 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
     if tflite is not None:
         from .layer_error_tflite import tflite_layer_errors
 
-        rows, unmatched = tflite_layer_errors(tflite[0], tflite[1], samples, layer_names)
+        rows, unmatched = tflite_layer_errors(tflite[0], tflite[1], samples, layer_names, _output_layer(keras_model))
         report.layers += rows
         report.unmatched["tflite"] = unmatched
     if onnx is not None:
@@ -250,6 +252,14 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
 
         add_own_errors(report, keras_model, samples)
     return report
+
+
+def _output_layer(keras_model) -> str:
+    """The name of the layer that gives a single-output Keras model its output ('' otherwise)."""
+    if keras_model is None or len(keras_model.outputs) != 1:
+        return ""
+    history = getattr(keras_model.outputs[0], "_keras_history", None)
+    return history[0].name if history else ""
 
 
 __all__ = ["ErrorAccumulator", "LayerError", "LayerErrorReport", "QuantGrid", "keras_layer_name",

@@ -28,7 +28,7 @@ from .layer_error import ErrorAccumulator, LayerError, QuantGrid, keras_layer_na
 
 @dataclass(frozen=True)
 class QuantizedActivation:
-    tensor: str  # X, the float value before QuantizeLinear
+    tensor: str  # X, the float value before QuantizeLinear, by its name in the float model
     dequantized: str  # what the consumers read
     producer_op: str
     depth: int  # the producer's position among the graph's nodes
@@ -43,6 +43,7 @@ def quantized_activations(model) -> list[QuantizedActivation]:
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     producers = {out: (i, node) for i, node in enumerate(graph.node) for out in node.output}
     dequantizers = {node.input[0]: node for node in graph.node if node.op_type == "DequantizeLinear"}
+    outputs = {o.name for o in graph.output}
     found = []
     for node in graph.node:
         if node.op_type != "QuantizeLinear" or node.input[0] in initializers:
@@ -57,9 +58,20 @@ def quantized_activations(model) -> list[QuantizedActivation]:
         grid = QuantGrid(float(scale.reshape(())), int(zero.reshape(())) if zero is not None else 0,
                          int(info.min), int(info.max))
         depth, producer = producers.get(node.input[0], (-1, None))
-        found.append(QuantizedActivation(node.input[0], dq.output[0], producer.op_type if producer else "input",
-                                         depth, grid))
+        found.append(QuantizedActivation(_float_name(node.input[0], outputs), dq.output[0],
+                                         producer.op_type if producer else "input", depth, grid))
     return found
+
+
+_OUTPUT_SUFFIX = "_QuantizeLinear_Input"
+
+
+def _float_name(tensor: str, graph_outputs: set[str]) -> str:
+    """ORT keeps a graph output's name for the DequantizeLinear that ends the graph and
+    renames the float value before it to '<output>_QuantizeLinear_Input'."""
+    if tensor.endswith(_OUTPUT_SUFFIX) and tensor[: -len(_OUTPUT_SUFFIX)] in graph_outputs:
+        return tensor[: -len(_OUTPUT_SUFFIX)]
+    return tensor
 
 
 def _session_with_outputs(model, names: list[str], folder: Path, stem: str):

@@ -2,7 +2,8 @@
 
 Both models run in LiteRT with `experimental_preserve_all_tensors=True` and without the
 default XNNPACK delegate: a delegated subgraph keeps its intermediate tensors to itself, so
-they would read as zeros. The TFLite converter names each op's output after the TensorFlow
+they would read as zeros. The numbers are therefore those of TFLite's builtin int8 kernels;
+XNNPACK's can round a little differently (0.1 dB on a MEAN in the tests). The TFLite converter names each op's output after the TensorFlow
 ops it came from ("tiny_1/c1_1/Relu;tiny_1/c1_1/convolution"), the same in the float and
 the INT8 model converted from the same Keras model, so tensors are matched by name.
 """
@@ -79,18 +80,23 @@ def _feed(interpreter, sample: np.ndarray) -> None:
 
 
 def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path | bytes, samples: np.ndarray,
-                        layer_names: list[str] | None = None) -> tuple[list[LayerError], list[str]]:
-    """Rows in op order, and the names of quantized tensors with no float twin."""
+                        layer_names: list[str] | None = None, output_layer: str = "") -> tuple[list[LayerError], list[str]]:
+    """Rows in op order, and the names of quantized tensors with no float twin.
+
+    `output_layer` names the Keras layer of the model's output, whose tensor the converter
+    names after the signature ("StatefulPartitionedCall_1:0"), not after the layer.
+    """
     fp32, int8 = open_interpreter(float_model), open_interpreter(int8_model)
     float_index = {d["name"]: d["index"] for d in fp32.get_tensor_details()}
     int8_names = {d["index"]: d["name"] for d in int8.get_tensor_details()}
     pairs, unmatched = [], []
     layer_of: dict[int, str] = {}  # tensor index -> Keras layer
+    graph_outputs = {d["index"] for d in int8.get_output_details()}
     for _, op, index, first_input, grid in quantized_outputs(int8):
         name = int8_names[index]
-        # A graph output named by its signature ("StatefulPartitionedCall_1:0") belongs to
-        # the layer whose tensor the op reads, e.g. a Dense layer's softmax.
-        layer_of[index] = keras_layer_name(name, layer_names) or layer_of.get(first_input, "")
+        # Otherwise unnamed tensors belong to the layer whose tensor the op reads.
+        layer_of[index] = keras_layer_name(name, layer_names) or (
+            output_layer if index in graph_outputs and output_layer else layer_of.get(first_input, ""))
         if name in float_index:
             pairs.append((op, name, layer_of[index], float_index[name], index, grid, ErrorAccumulator()))
         else:

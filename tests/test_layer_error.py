@@ -1,0 +1,183 @@
+"""Per-layer error checked against independent computations on a tiny model.
+
+Accumulated SQNR (TFLite): the model cut after each layer, converted to INT8 on its own with the
+same calibration data, against the Keras model cut at the same layer, so neither the float
+.tflite nor LiteRT's preserved intermediates are involved. ONNX: the INT8 model cut at each
+quantized activation (onnx.utils.extract_model) run by ORT with its optimisations on, i.e.
+integer kernels, not the QDQ simulation the module uses. Own SQNR: the one layer alone,
+converted to INT8 with its float inputs as calibration data.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from converters.layer_error import (SQNR_CAP_DB, ErrorAccumulator, LayerErrorReport, QuantGrid,
+                                    keras_layer_name, layer_errors, sqnr_db)
+
+
+def _sqnr(reference, approximation) -> float:
+    reference = np.asarray(reference, np.float64)
+    noise = reference - np.asarray(approximation, np.float64)
+    return 10 * np.log10(np.sum(reference ** 2) / np.sum(noise ** 2))
+
+
+def _to_tflite(model, calibration: np.ndarray | None) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([s[None]] for s in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _run_int8(model_bytes: bytes, samples: np.ndarray) -> np.ndarray:
+    """A whole INT8 .tflite on float samples, outputs dequantized.
+
+    With TFLite's builtin kernels, as the module runs them: XNNPACK's int8 MEAN rounds
+    differently (0.1 dB on this model).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=model_bytes,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    (s_in, z_in), (s_out, z_out) = inp["quantization"], out["quantization"]
+    results = []
+    for sample in samples:
+        q = np.clip(np.round(sample[None] / s_in) + z_in, -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], q)
+        interpreter.invoke()
+        results.append((interpreter.get_tensor(out["index"]).astype(np.float64) - z_out) * s_out)
+    return np.concatenate(results)
+
+
+@pytest.fixture(scope="module")
+def chain(keras):
+    """Conv(ReLU) -> Conv -> GlobalAveragePooling -> Dense, 12x12x3; data with a wide-range channel."""
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = layers.Conv2D(8, 3, activation="relu", name="c1")(inputs)
+    x = layers.Conv2D(6, 3, name="c2")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(4, name="fc")(x)
+    model = keras.Model(inputs, outputs, name="chain")
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 1, (40, 12, 12, 3)).astype(np.float32)
+    data[..., 2] *= 4.0
+    return model, data
+
+
+@pytest.fixture(scope="module")
+def chain_tflite(chain, tmp_path_factory):
+    model, data = chain
+    folder = tmp_path_factory.mktemp("chain")
+    (folder / "chain_fp32.tflite").write_bytes(_to_tflite(model, None))
+    (folder / "chain_int8.tflite").write_bytes(_to_tflite(model, data))
+    return folder
+
+
+def test_accumulated_sqnr_matches_the_model_cut_after_each_layer(keras, chain, chain_tflite):
+    model, data = chain
+    report = layer_errors(data, tflite=(chain_tflite / "chain_fp32.tflite", chain_tflite / "chain_int8.tflite"),
+                          keras_model=model, max_samples=len(data))
+    rows = {r.layer: r for r in report.of_format("tflite")}
+    assert set(rows) == {"c1", "c2", "gap", "fc"}
+    assert [r.layer for r in report.of_format("tflite")] == ["c1", "c2", "gap", "fc"]
+    for name in ("c1", "c2", "gap", "fc"):
+        cut = keras.Model(model.inputs, model.get_layer(name).output)
+        reference = np.asarray(cut(data, training=False))
+        independent = _sqnr(reference, _run_int8(_to_tflite(cut, data), data))
+        assert rows[name].sqnr_db == pytest.approx(independent, abs=0.05), name
+        # The grid is the one calibrated on the same data: min/max of the float tensor.
+        assert rows[name].float_min == pytest.approx(min(reference.min(), 0.0) if name == "c1" else reference.min(),
+                                                     abs=1e-4)
+        assert rows[name].float_max == pytest.approx(reference.max(), abs=1e-4)
+        assert rows[name].range_min <= rows[name].float_min + rows[name].scale
+        assert rows[name].range_max >= rows[name].float_max - rows[name].scale
+        assert rows[name].clipped_fraction == 0.0  # min/max calibration on these very samples clips nothing
+
+
+def test_own_sqnr_matches_the_layer_converted_alone(keras, chain, chain_tflite):
+    model, data = chain
+    report = layer_errors(data, tflite=(chain_tflite / "chain_fp32.tflite", chain_tflite / "chain_int8.tflite"),
+                          keras_model=model, max_samples=len(data))
+    row = next(r for r in report.of_format("tflite") if r.layer == "c2")
+    c1_out = np.asarray(keras.Model(model.inputs, model.get_layer("c1").output)(data, training=False))
+    inputs = keras.Input(c1_out.shape[1:])
+    alone = keras.Model(inputs, model.get_layer("c2")(inputs))
+    reference = np.asarray(alone(c1_out, training=False))
+    independent = _sqnr(reference, _run_int8(_to_tflite(alone, c1_out), c1_out))
+    # Simulated in Keras vs the real INT8 kernel: a rounding step apart at most.
+    assert row.own_sqnr_db == pytest.approx(independent, abs=0.5)
+    # c2's own error is no worse than what it accumulates on top of c1's.
+    assert row.own_sqnr_db > row.sqnr_db
+
+
+def test_onnx_rows_match_the_int8_model_cut_at_each_activation(keras, chain, tmp_path):
+    import onnx.utils
+    import onnxruntime as ort
+
+    from converters import ConvertOptions, convert
+    from edgeact.config import Format
+
+    model, data = chain
+    convert(model, data, tmp_path, ConvertOptions(formats=(Format.ONNX,), samples=32, holdout=8, progress=False))
+    fp32, int8 = tmp_path / "chain_fp32.onnx", tmp_path / "chain_int8.onnx"
+    report = layer_errors(data, onnx=(fp32, int8), keras_model=model, max_samples=len(data))
+    rows = report.of_format("onnx")
+    assert {"c1", "c2", "gap", "fc"} <= {r.layer for r in rows}
+    checked = 0
+    for row in rows:
+        if row.op == "Transpose" or row.layer not in ("c1", "c2", "fc"):
+            continue
+        cut = tmp_path / f"cut{row.depth}.onnx"
+        # ORT names the last DequantizeLinear of the graph after the graph output.
+        dequantized = row.tensor if row.tensor == "fc" else f"{row.tensor}_DequantizeLinear_Output"
+        onnx.utils.extract_model(str(int8), str(cut), ["image"], [dequantized])
+        session = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])  # integer kernels
+        float_cut = tmp_path / f"float{row.depth}.onnx"
+        onnx.utils.extract_model(str(fp32), str(float_cut), ["image"], [row.tensor])
+        reference = ort.InferenceSession(str(float_cut), providers=["CPUExecutionProvider"]).run(None, {"image": data})[0]
+        approximation = session.run(None, {"image": data})[0]
+        assert row.sqnr_db == pytest.approx(_sqnr(reference, approximation), abs=0.5), row.tensor
+        checked += 1
+    assert checked == 3
+    assert report.unmatched["onnx"] == []
+
+
+def test_sqnr_degenerate_cases():
+    assert sqnr_db(0.0, 0.0) == SQNR_CAP_DB  # nothing to lose, nothing lost
+    assert sqnr_db(1.0, 0.0) == SQNR_CAP_DB
+    assert sqnr_db(0.0, 1.0) == -SQNR_CAP_DB  # a dead float tensor that INT8 brings to life
+    assert sqnr_db(100.0, 1.0) == pytest.approx(20.0)
+    acc = ErrorAccumulator()
+    grid = QuantGrid(0.1, 0)
+    acc.add(np.array([0.0, 1.0, 20.0]), np.array([0.0, 1.0, 12.7]), grid)
+    assert acc.clipped == 1  # 20 is beyond 12.7 + half a step; 1.0 is on the grid
+    assert sqnr_db(acc.signal, acc.rounding_noise) == pytest.approx(10 * np.log10(401 / 7.3 ** 2))
+
+
+def test_keras_layer_names_from_converted_tensor_names():
+    names = ["conv2d", "conv2d_1", "re_lu"]
+    assert keras_layer_name("model_1/conv2d_1_1/Relu;model_1/conv2d_1_1/BiasAdd", names) == "conv2d_1"
+    assert keras_layer_name("model_1/conv2d_1/convolution", names) == "conv2d"
+    assert keras_layer_name("StatefulPartitionedCall_1:0", names) == ""
+    assert keras_layer_name("model_1/dense_3/MatMul") == "dense"
+
+
+def test_report_round_trips_through_json(chain, chain_tflite):
+    model, data = chain
+    report = layer_errors(data[:4], tflite=(chain_tflite / "chain_fp32.tflite", chain_tflite / "chain_int8.tflite"))
+    assert all(r.own_sqnr_db is None for r in report.layers)  # no Keras model, no own error
+    again = LayerErrorReport.from_dict(json.loads(json.dumps(report.to_dict(), allow_nan=False)))
+    assert again == report
+    assert again.worst(1)[0].sqnr_db == min(r.sqnr_db for r in report.layers)
