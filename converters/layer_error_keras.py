@@ -95,7 +95,7 @@ def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray) -
     accumulators = {key: ErrorAccumulator() for key in targets}
     try:
         for start in range(0, len(samples), BATCH):
-            values = tap(samples[start:start + BATCH], training=False)
+            values = tap([samples[start:start + BATCH]], training=False)  # the structure of model.inputs
             values = [ops.convert_to_numpy(v) for v in values]
             for i, layer in enumerate(layers):
                 x, y = values[2 * i], values[2 * i + 1]

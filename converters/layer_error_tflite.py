@@ -94,9 +94,11 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
     graph_outputs = {d["index"] for d in int8.get_output_details()}
     for _, op, index, first_input, grid in quantized_outputs(int8):
         name = int8_names[index]
-        # Otherwise unnamed tensors belong to the layer whose tensor the op reads.
+        # A graph output is the output layer's (unknown without the Keras model: it may be a
+        # Dense's own output or its softmax); other unnamed tensors belong to the layer whose
+        # tensor the op reads.
         layer_of[index] = keras_layer_name(name, layer_names) or (
-            output_layer if index in graph_outputs and output_layer else layer_of.get(first_input, ""))
+            output_layer if index in graph_outputs else layer_of.get(first_input, ""))
         if name in float_index:
             pairs.append((op, name, layer_of[index], float_index[name], index, grid, ErrorAccumulator()))
         else:

@@ -181,3 +181,76 @@ def test_report_round_trips_through_json(chain, chain_tflite):
     again = LayerErrorReport.from_dict(json.loads(json.dumps(report.to_dict(), allow_nan=False)))
     assert again == report
     assert again.worst(1)[0].sqnr_db == min(r.sqnr_db for r in report.layers)
+
+
+# --- edgeact layers, as a user runs it ------------------------------------------------------------
+
+def _layers(args, expect: int = 0):
+    from click.testing import CliRunner
+
+    from edgeact.cli import cli
+
+    result = CliRunner().invoke(cli, ["layers", *map(str, args)])
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+@pytest.fixture(scope="module")
+def chain_files(chain, chain_tflite):
+    model, data = chain
+    model.save(chain_tflite / "chain.keras")
+    np.save(chain_tflite / "data.npy", data)
+    return chain_tflite
+
+
+def test_layers_help():
+    assert "--by-own" in _layers(["--help"]).output
+
+
+def test_layers_prints_worst_first_and_writes_csv_and_json(chain_files, tmp_path):
+    folder = chain_files
+    csv_path = tmp_path / "layers.csv"
+    result = _layers([folder / "chain_int8.tflite", "--data", folder / "data.npy", "--keras", folder / "chain.keras",
+                      "--top", 2, "--csv", csv_path])
+    assert "tflite INT8: 2 worst of 4 quantized tensors" in result.output
+    import csv
+
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["layer"] for r in rows] == ["c1", "c2", "gap", "fc"]
+    worst = sorted(rows, key=lambda r: float(r["sqnr_db"]))[:2]
+    table = result.output.split("\n")
+    shown = [line.split()[1] for line in table if line[:1].isdigit()]
+    assert shown == [r["layer"] for r in worst]
+    data = json.loads(_layers([folder / "chain_int8.tflite", "--data", folder / "data.npy", "--json"]).stdout)
+    assert {r["layer"] for r in data["layers"]} == {"c1", "c2", "gap", ""}  # no --keras: names from scopes only
+    assert data["samples"] == 32
+
+
+def test_layers_plot(chain_files, tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "layers.png"
+    _layers([chain_files / "chain_int8.tflite", "--data", chain_files / "data.npy", "--plot", plot, "--samples", 4])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case", ["no_twin", "not_a_model", "two_tflite", "wrong_shape"])
+def test_layers_mistakes_are_one_line_exit_2(chain_files, tmp_path, case):
+    import shutil
+
+    folder = chain_files
+    int8 = folder / "chain_int8.tflite"
+    data = folder / "data.npy"
+    if case == "no_twin":
+        lonely = tmp_path / "lonely_int8.tflite"
+        shutil.copy(int8, lonely)
+        args, words = [lonely, "--data", data], "--float"
+    elif case == "not_a_model":
+        args, words = [data, "--data", data], "neither .tflite nor .onnx"
+    elif case == "two_tflite":
+        args, words = [int8, int8, "--data", data], "two tflite models"
+    else:
+        np.save(tmp_path / "small.npy", np.zeros((3, 5, 5, 3), np.float32))
+        args, words = [int8, "--data", tmp_path / "small.npy"], "reshape or resize"
+    result = _layers(args, expect=2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], result.output
