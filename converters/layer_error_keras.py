@@ -1,19 +1,20 @@
 """Own error of each layer: only that layer quantized, everything before it float.
 
-For a Keras layer L with a row in a format's per-layer report, on the same samples:
+For the Keras layers C one quantized tensor computes (a chain such as Conv2D ->
+BatchNormalization -> ReLU, which the converters fold into one op), on the same samples:
 
-    float:     y  = L(x)                            x: L's input in the float model
-    simulated: y' = Q_out(L_q(Q_in(x)))             L_q: L with its kernel rounded to int8,
+    float:     y  = C(x)                            x: C's input in the float model
+    simulated: y' = Q_out(C_q(Q_in(x)))             C_q: C with its kernels rounded to int8,
                                                     symmetric, per output channel
     own_sqnr_db = SQNR(y, y')
 
-Q_out is the grid the converted model gives L's output (the row's scale and zero point), Q_in
-the grid of the tensor L reads in that format (the row of the layer feeding it; for the
-model input, or a producer without a row, an INT8 min/max grid of the float input, as both
-converters calibrate). The kernel is rounded as TFLite and edgeact's ONNX settings do
-(int8 weights, per output channel); biases stay float (int32 in the converted models, a
-rounding far below the activations'). This is a simulation in Keras, not a run of the INT8
-kernel: integer requantization can differ from it by a rounding step.
+Q_out is the grid the converted model gives the tensor (the row's scale and zero point), Q_in
+the grid of the tensor C reads in that format (the row of the layer feeding it; for the model
+input an INT8 min/max grid of the float input, as both converters calibrate). Kernels are
+rounded as TFLite and edgeact's ONNX settings round them (int8, per output channel); biases
+stay float (int32 in the converted models, a rounding far below the activations'). This is a
+simulation in Keras, not a run of the INT8 kernel: integer requantization can differ from it
+by a rounding step, and the tests hold it to 0.5 dB of the real kernel.
 
 The error a layer brings with it, not what it inherits: a layer with a low accumulated but a
 high own SQNR is a victim; a low own SQNR names the culprit.
@@ -25,8 +26,12 @@ import numpy as np
 from .layer_error import ErrorAccumulator, LayerErrorReport, QuantGrid, sqnr_db
 
 BATCH = 8
-# Kernel layout -> axis of output channels, for the layers the converters quantize per channel.
-_CHANNEL_AXIS = {"Conv2D": -1, "Conv1D": -1, "Dense": -1, "DepthwiseConv2D": 2, "SeparableConv2D": None}
+# Layer type -> {weight name: axis of its output channels}, for the layers the converters
+# quantize per channel; their other weights (biases, BatchNorm statistics) stay float.
+_KERNELS = {
+    "Conv1D": {"kernel": -1}, "Conv2D": {"kernel": -1}, "Dense": {"kernel": -1},
+    "DepthwiseConv2D": {"kernel": 2}, "SeparableConv2D": {"depthwise_kernel": 2, "pointwise_kernel": -1},
+}
 
 
 def quantize_kernel(kernel: np.ndarray, axis: int | None) -> np.ndarray:
@@ -49,75 +54,133 @@ def minmax_grid(x: np.ndarray) -> QuantGrid:
     return QuantGrid(scale, int(round(-128 - low / scale)), -128, 127)
 
 
-def _quantized_weights(layer) -> list[np.ndarray] | None:
-    weights = layer.get_weights()
-    kind = type(layer).__name__
-    if not weights:
-        return weights
-    if kind not in _CHANNEL_AXIS:
-        return None  # a layer we cannot say how the converters round: leave its weights float
-    kernel_axis = _CHANNEL_AXIS[kind]
-    return [quantize_kernel(weights[0], kernel_axis)] + weights[1:]
+def _quantized_weights(layer) -> list[np.ndarray]:
+    """The layer's weights with its kernels rounded as the converters round them.
+
+    A BatchNorm folded into the kernel before rounding changes nothing here: per-channel
+    symmetric rounding commutes with scaling a channel.
+    """
+    axes = _KERNELS.get(type(layer).__name__, {})
+    return [quantize_kernel(w.numpy(), axes[w.name]) if w.name in axes else w.numpy() for w in layer.weights]
 
 
-def _tap_model(keras_model, layers):
-    """One model returning each target layer's input and output (inputs first)."""
+def _single_input_layer(layer):
+    """The layer feeding `layer` when it has one input and is used once; None otherwise."""
+    if len(getattr(layer, "_inbound_nodes", [])) != 1 or isinstance(layer.input, (list, tuple)):
+        return None
+    history = getattr(layer.input, "_keras_history", None)
+    return history[0] if history else None
+
+
+# Layers the converters fold into the op before them (BatchNorm into the kernel, activations
+# into the op's output range), so that one quantized tensor computes several Keras layers.
+_ABSORBED = {"BatchNormalization", "ReLU", "Activation", "LeakyReLU"}
+
+
+def _consumers(layer) -> list:
+    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+
+
+def forward_chain(layer) -> list:
+    """`layer` and the BatchNorm/activation layers after it that its converted op absorbs."""
+    chain = [layer]
+    while True:
+        consumers = _consumers(chain[-1])
+        if len(consumers) != 1 or type(consumers[0]).__name__ not in _ABSORBED \
+                or _single_input_layer(consumers[0]) is not chain[-1]:
+            return chain
+        chain.append(consumers[0])
+
+
+def layer_chains(keras_model, rows: list) -> list[tuple]:
+    """(row, Keras layers its tensor computes, row of the quantized tensor they read or None).
+
+    A row's chain runs from its layer forward through what the converter folds into it
+    (Conv2D -> BatchNormalization -> ReLU is one TFLite op), and backward through
+    single-input layers until the end of another row's chain or the model input. Rows whose
+    chain meets a layer with several inputs (Add, Concatenate) get none: their error is
+    their inputs'.
+    """
+    by_name = {layer.name: layer for layer in keras_model.layers}
+    last = {}
+    for row in rows:
+        if row.layer in by_name:
+            last[row.layer] = row  # a layer's last tensor is its output (a separable conv's pointwise)
+    forward = {name: forward_chain(by_name[name]) for name in last}
+    ends = {chain[-1].name: last[name] for name, chain in forward.items()}
+    found = []
+    for name, row in last.items():
+        chain = list(forward[name])
+        while True:
+            previous = _single_input_layer(chain[0])
+            if previous is None:
+                break
+            if type(previous).__name__ == "InputLayer":
+                found.append((row, chain, None))
+                break
+            if previous.name in ends:
+                found.append((row, chain, ends[previous.name]))
+                break
+            chain.insert(0, previous)
+    return found
+
+
+def _tap_model(keras_model, chains):
+    """One model returning each chain's input and output."""
     import keras
 
     tensors = []
-    for layer in layers:
-        tensors += [layer.input, layer.output]
+    for chain in chains:
+        tensors += [chain[0].input, chain[-1].output]
     return keras.Model(keras_model.inputs, tensors)
 
 
-def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray) -> None:
-    """Fill `own_sqnr_db` of the last row of each single-input, single-use Keras layer, per format."""
+def _run_chain(chain, x: np.ndarray) -> np.ndarray:
     from keras import ops
 
-    by_name = {layer.name: layer for layer in keras_model.layers}
-    targets = {}  # (format, layer name) -> last row of that layer
-    for row in report.layers:
-        layer = by_name.get(row.layer)
-        if layer is None or type(layer).__name__ == "InputLayer" or len(layer._inbound_nodes) != 1:
-            continue
-        if not hasattr(layer.input, "shape") or isinstance(layer.input, (list, tuple)):
-            continue  # Add, Concatenate: no weights, and their error is their inputs'
-        current = targets.get((row.format, row.layer))
-        if current is None or row.depth > current.depth:
-            targets[(row.format, row.layer)] = row
-    if not targets:
+    y = x
+    for layer in chain:
+        y = layer(y, training=False)
+    return ops.convert_to_numpy(y)
+
+
+def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray) -> None:
+    """Fill `own_sqnr_db` of the last row of each Keras layer that ends a chain, per format."""
+    from keras import ops
+
+    jobs = [job for fmt in report.formats() for job in layer_chains(keras_model, report.of_format(fmt))]
+    if not jobs:
         return
-    layers = list(dict.fromkeys(by_name[name] for _, name in targets))
-    tap = _tap_model(keras_model, layers)
-    producer = {id(layer): _producer_name(layer) for layer in layers}
+    tap = _tap_model(keras_model, [chain for _, chain, _ in jobs])
+    layers = list(dict.fromkeys(layer for _, chain, _ in jobs for layer in chain))
     float_weights = {layer.name: layer.get_weights() for layer in layers}
     rounded = {layer.name: _quantized_weights(layer) for layer in layers}
-    accumulators = {key: ErrorAccumulator() for key in targets}
+    accumulators = [ErrorAccumulator() for _ in jobs]
     try:
         for start in range(0, len(samples), BATCH):
             values = tap([samples[start:start + BATCH]], training=False)  # the structure of model.inputs
             values = [ops.convert_to_numpy(v) for v in values]
-            for i, layer in enumerate(layers):
+            for layer in layers:
+                layer.set_weights(rounded[layer.name])
+            for i, (row, chain, boundary) in enumerate(jobs):
                 x, y = values[2 * i], values[2 * i + 1]
-                if rounded[layer.name] is not None:
-                    layer.set_weights(rounded[layer.name])
-                for (fmt, name), row in targets.items():
-                    if name != layer.name:
-                        continue
-                    source = targets.get((fmt, producer[id(layer)]))
-                    in_grid = QuantGrid(source.scale, source.zero_point, *_qrange(source)) if source else minmax_grid(x)
-                    out_grid = QuantGrid(row.scale, row.zero_point, *_qrange(row))
-                    simulated = ops.convert_to_numpy(layer(in_grid.fake_quantize(x).astype(np.float32),
-                                                           training=False))
-                    accumulators[(fmt, name)].add(y, out_grid.fake_quantize(simulated))
+                in_grid = _grid(boundary) if boundary else minmax_grid(x)
+                simulated = _run_chain(chain, in_grid.fake_quantize(x).astype(np.float32))
+                accumulators[i].add(y, _grid(row).fake_quantize(simulated))
+            for layer in layers:
                 layer.set_weights(float_weights[layer.name])
     finally:
         for layer in layers:
             layer.set_weights(float_weights[layer.name])
-    for key, row in targets.items():
-        acc = accumulators[key]
+    for (row, _, _), acc in zip(jobs, accumulators):
         if _same_tensor(acc, row):
             row.own_sqnr_db = round(sqnr_db(acc.signal, acc.noise), 3)
+
+
+def _grid(row) -> QuantGrid:
+    """A row's grid; its integer range recovered from its representable range."""
+    qmin = int(round(row.range_min / row.scale + row.zero_point))
+    return QuantGrid(row.scale, row.zero_point, qmin, qmin + 255)
 
 
 def _same_tensor(acc: ErrorAccumulator, row) -> bool:
@@ -128,15 +191,3 @@ def _same_tensor(acc: ErrorAccumulator, row) -> bool:
     """
     tolerance = 1e-3 * max(acc.high - acc.low, row.float_max - row.float_min) + 1e-5
     return abs(acc.low - row.float_min) <= tolerance and abs(acc.high - row.float_max) <= tolerance
-
-
-def _qrange(row) -> tuple[int, int]:
-    """The integer range of a row's grid, recovered from its representable range."""
-    qmin = int(round(row.range_min / row.scale + row.zero_point))
-    return qmin, qmin + 255
-
-
-def _producer_name(layer) -> str:
-    """The name of the layer whose output this single-input layer reads."""
-    history = getattr(layer.input, "_keras_history", None)
-    return history[0].name if history else ""
