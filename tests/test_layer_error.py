@@ -254,3 +254,24 @@ def test_layers_mistakes_are_one_line_exit_2(chain_files, tmp_path, case):
     result = _layers(args, expect=2)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], result.output
+
+
+def test_own_sqnr_against_the_unfolded_model_covers_folded_chains(keras, small_cnn, tmp_path):
+    """convert folds Conv -> BatchNorm -> ReLU into one op; the user's own model still names it."""
+    from converters import ConvertOptions, convert
+
+    data = np.random.default_rng(1).uniform(0, 1, (40, 16, 16, 3)).astype(np.float32)
+    convert(small_cnn, data, tmp_path, ConvertOptions(samples=40, holdout=0, progress=False))
+    report = layer_errors(data, tflite=(tmp_path / "small_cnn_fp32.tflite", tmp_path / "small_cnn_int8.tflite"),
+                          keras_model=small_cnn, max_samples=len(data))
+    rows = {r.layer: r for r in report.of_format("tflite")}
+    first = rows["conv2d"]
+    assert first.own_sqnr_db is not None and rows["depthwise_conv2d"].own_sqnr_db is not None
+    # The first op alone, converted alone: Conv -> BatchNorm -> ReLU from the image.
+    relu = small_cnn.layers[3]
+    assert [type(layer).__name__ for layer in small_cnn.layers[1:4]] == ["Conv2D", "BatchNormalization", "ReLU"]
+    cut = keras.Model(small_cnn.inputs, relu.output)
+    reference = np.asarray(cut(data, training=False))
+    independent = _sqnr(reference, _run_int8(_to_tflite(cut, data), data))
+    assert first.own_sqnr_db == pytest.approx(independent, abs=0.5)
+    assert first.sqnr_db == pytest.approx(independent, abs=0.5)  # nothing upstream to inherit
