@@ -82,4 +82,4 @@ def _max_output_diff(before, after, samples: np.ndarray) -> float:
 
 
 # Importing the pass modules registers them.
-from . import fold_batchnorm, fuse_activation  # noqa: E402,F401
+from . import equalize, fold_batchnorm, fuse_activation  # noqa: E402,F401
