@@ -5,7 +5,9 @@
 
 1. Range methods (min/max, percentile, MSE; `converters.tflite_ranges`), each on the same
    calibrated model, kept only when it improves the metric.
-2. If the budget is still missed: the layers are ranked by their own SQNR (only that layer
+2. Fixes of the Keras model that keep it integer (FIXES: cross-layer equalization, bias
+   correction), each recalibrated with the best range method, kept only when they help.
+3. If the budget is still missed: the layers are ranked by their own SQNR (only that layer
    quantized; `converters.layer_error`), and the worst are kept in float one group at a
    time (the quantizer's denylist), re-measured after each, until the budget is met or the
    attempts run out. A model with a float op is no longer full-integer: an Edge TPU splits
@@ -126,12 +128,12 @@ def measure(budget: Budget, outputs: np.ndarray, reference: np.ndarray, labels: 
             raise InputError("--max-drop needs labelled --eval-data (class folders, or .npz with x and y); "
                              "without labels use --min-agreement")
         float_acc = np.mean(reference.argmax(1) == labels)
-        return round(100.0 * float(float_acc - np.mean(outputs.argmax(1) == labels)), 3)
+        return 100.0 * float(float_acc - np.mean(outputs.argmax(1) == labels))
     if budget.min_agreement is not None:
-        return round(float(np.mean(outputs.argmax(1) == reference.argmax(1))), 4)
+        return float(np.mean(outputs.argmax(1) == reference.argmax(1)))
     from .layer_error import sqnr_db
 
-    return round(sqnr_db(float(np.sum(reference ** 2)), float(np.sum((reference - outputs) ** 2))), 3)
+    return sqnr_db(float(np.sum(reference ** 2)), float(np.sum((reference - outputs) ** 2)))
 
 
 def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: Budget,
@@ -176,6 +178,21 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             best, best_calibrated = row, ranged
         if budget.met(row.metric):
             break
+    model = keras_model
+    for fix in FIXES if not budget.met(best.metric) else ():
+        say(f"fix: {fix}")
+        fixed, what = _apply_fix(fix, model, calibration)
+        if fixed is None:
+            continue
+        method = RangeMethod(best.ranges)
+        recalibrated = calibrate_tflite(fixed, calibration, io_type)
+        ranged = recalibrated if method is RangeMethod.MINMAX else \
+            set_ranges(recalibrated, choose_ranges(recalibrated, calibration, method))
+        row = attempt(f"{fix} ({what}), {method.value} ranges", quantize_calibrated(ranged, io_type), method, [])
+        if budget.better(row.metric, best.metric):  # kept only when it helps
+            best, best_calibrated, model = row, ranged, fixed
+        if budget.met(row.metric):
+            break
     if not budget.met(best.metric):
         say("ranking layers by their own error")
         with tempfile.TemporaryDirectory(prefix="edgeact-fallback-") as tmp:
@@ -183,8 +200,8 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             with native_output_captured():
                 import tensorflow as tf
 
-                fp32.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras_model).convert())
-            report = layer_errors(calibration, tflite=(fp32, models[best.attempt]), keras_model=keras_model)
+                fp32.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+            report = layer_errors(calibration, tflite=(fp32, models[best.attempt]), keras_model=model)
         ranked = [r for r in report.worst(None, "tflite", by_own=True)]
         floats: list[str] = []
         labels: list[str] = []
@@ -201,6 +218,23 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             if budget.met(row.metric):
                 break
     return SearchResult(budget, attempts, best, models[best.attempt], budget.met(best.metric))
+
+
+# Integer-preserving fixes of the Keras model, tried in this order after the range methods.
+FIXES = ("equalize", "bias correction")
+
+
+def _apply_fix(fix: str, model, calibration: np.ndarray):
+    """(fixed model, what changed) or (None, reason) when the fix finds nothing to change."""
+    if fix == "equalize":
+        from .passes import run_pipeline
+
+        fixed, (result,) = run_pipeline(model, ["equalize"], None)
+        return (fixed, f"{len(result.changed)} pair(s)") if result.changed else (None, "no pair")
+    from .bias_correction import correct_biases
+
+    fixed, shifts = correct_biases(model, calibration)
+    return (fixed, f"{len(shifts)} layer(s)") if shifts else (None, "no biased layer")
 
 
 def render_attempts(result: SearchResult) -> str:

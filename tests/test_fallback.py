@@ -7,16 +7,16 @@ import pytest
 from converters.fallback import Budget, BudgetNotMetError, EvalData, render_attempts, require_budget, search_tflite
 
 
-@pytest.fixture(scope="module")
-def one_bad_layer(keras):
+def _one_bad_layer(keras, activation: str):
     """Only c2 is at fault: each of its output channels has one weight of 1000 on an input channel
     that is always zero (c1's channel 7, held below zero by its bias, then ReLU). The float model
     never sees it; per-channel INT8 scales it sets round every other weight of c2 to zero.
-    Ranges cannot help; keeping c2 in float does."""
+    Ranges cannot help, nor bias correction; equalization can when c1's activation is ReLU
+    (it moves c2's outlier weights into c1's dead channel), not after ReLU6."""
     layers = keras.layers
     keras.utils.set_random_seed(7)
     inputs = keras.Input((8, 8, 3), name="image")
-    x = layers.Conv2D(8, 3, activation="relu", name="c1")(inputs)
+    x = layers.Conv2D(8, 3, activation=activation, name="c1")(inputs)
     x = layers.Conv2D(6, 1, name="c2")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     model = keras.Model(inputs, layers.Dense(5, name="fc")(x), name="onebad")
@@ -28,6 +28,19 @@ def one_bad_layer(keras):
     model.get_layer("c2").set_weights([k2, b2])
     rng = np.random.default_rng(0)
     return model, rng.uniform(0, 1, (48, 8, 8, 3)).astype(np.float32), rng.uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def one_bad_layer(keras):
+    return _one_bad_layer(keras, "relu6")
+
+
+def test_an_integer_fix_wins_before_any_fallback(keras):
+    model, calibration, x = _one_bad_layer(keras, "relu")
+    result = search_tflite(model, calibration, EvalData(x), Budget(min_agreement=0.95))
+    assert result.met and result.best.full_integer
+    assert result.best.changed.startswith("equalize")
+    assert all(a.full_integer for a in result.attempts)  # it stopped before trying any float layer
 
 
 def test_fallback_meets_the_budget_by_keeping_the_one_bad_layer_float(one_bad_layer):
@@ -53,7 +66,9 @@ def test_an_impossible_budget_is_refused_with_the_table(one_bad_layer):
     model, calibration, x = one_bad_layer
     result = search_tflite(model, calibration, EvalData(x), Budget(min_sqnr=150.0), max_fallback=2)
     assert not result.met
-    assert len(result.attempts) == 3 + 2  # three range methods, two fallback groups
+    # three range methods, bias correction (equalization finds no pair after ReLU6), two fallback groups
+    assert [a.changed.split(" ")[0] for a in result.attempts] == ["minmax", "percentile", "mse", "bias", "float:",
+                                                                  "float:"]
     assert "NOT met" in render_attempts(result)
     with pytest.raises(BudgetNotMetError) as caught:
         require_budget(result)
