@@ -99,8 +99,9 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None) -> None:
-    """Static QDQ quantization of the float ONNX on the job's calibration samples."""
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=()) -> None:
+    """Static QDQ quantization of the float ONNX on the job's calibration samples; `exclude`
+    names nodes to keep in float (the float fallback of converters.fallback_onnx)."""
     from onnxruntime.quantization import (CalibrationMethod as OrtMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -121,7 +122,8 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=methods[job.options.calibration_method], extra_options=extra,
-                    calibration_providers=["CPUExecutionProvider"], nodes_to_exclude=float_nodes(prepared),
+                    calibration_providers=["CPUExecutionProvider"],
+                    nodes_to_exclude=float_nodes(prepared) + list(exclude),
                 )
         except Exception as exc:
             detail = last_error_line(captured.text) or str(exc).splitlines()[0][:300]

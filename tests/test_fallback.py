@@ -89,3 +89,44 @@ def test_budget_needs_exactly_one_goal_and_labels_for_max_drop(one_bad_layer):
     assert measure(Budget(max_drop=1.0), outputs, reference, np.array([0, 1, 2, 3])) == -25.0  # INT8 better here
     with pytest.raises(InputError, match="labelled"):
         measure(Budget(max_drop=1.0), outputs, reference, None)
+
+
+def _onnx_job(model, calibration, folder):
+    """The ConvertJob the ONNX exporter would get for this model (what convert() builds)."""
+    from calibration import CalibrationSet
+    from calibration.sources import ArraySource, ModelInput
+    from converters import ConvertJob, ConvertOptions
+    from edgeact.config import Format
+    from edgeact.preprocess import Preprocessing
+
+    options = ConvertOptions(formats=(Format.ONNX,), progress=False)
+    source = ArraySource(calibration, ModelInput("image", (8, 8, 3)), Preprocessing("none"))
+    return ConvertJob("onebad", folder, None, model, "image", (8, 8, 3), ["fc"], CalibrationSet(source, calibration[:8]),
+                      [], options)
+
+
+def test_onnx_fallback_excludes_the_one_bad_layer(one_bad_layer, tmp_path):
+    from converters.fallback_onnx import search_onnx
+    from converters.onnx_exporter import export_float_onnx
+
+    model, calibration, x = one_bad_layer
+    job = _onnx_job(model, calibration, tmp_path)
+    float_path = tmp_path / "onebad_fp32.onnx"
+    export_float_onnx(job, float_path)
+    # Output SQNR, not agreement: this model's five logits lie within 0.2 of each other, and
+    # which one wins flips with the smallest change in ORT's rounding.
+    result = search_onnx(job, float_path, EvalData(x), Budget(min_sqnr=20.0))
+    assert [a.changed for a in result.attempts][:3] == ["minmax calibration", "percentile calibration",
+                                                        "entropy calibration"]
+    assert max(a.metric for a in result.attempts[:3]) < 10.0
+    # c2 is ranked first. ORT's optimised CPU graph still outputs zeros with c2 alone excluded
+    # (its QDQ simulation with optimisation off does not: 24 dB), so the loop goes one layer on.
+    assert result.met and result.best.float_layers[0] == "c2" and not result.best.full_integer
+    # Independently: in the written model c2's convolution reads float weights (no DequantizeLinear).
+    import onnx
+
+    (path := tmp_path / "best.onnx").write_bytes(result.model)
+    graph = onnx.load(str(path)).graph
+    writers = {out: node for node in graph.node for out in node.output}
+    conv = next(n for n in graph.node if n.op_type == "Conv" and "c2" in n.name)
+    assert all(writers.get(i) is None or writers[i].op_type != "DequantizeLinear" for i in conv.input[1:])
