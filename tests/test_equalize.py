@@ -64,3 +64,27 @@ def test_equalization_needs_the_only_consumer(keras):
     model = keras.Model(inputs, layers.Add()([x, y]))
     _, (result,) = run_pipeline(model, ["equalize"], None)
     assert result.changed == [] and "also feeds" in result.skipped[0]["reason"]
+
+
+def test_equalization_passes_through_max_pooling(keras):
+    layers = keras.layers
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((10, 10, 3))
+    x = layers.Conv2D(6, 3, activation="relu", name="c1")(inputs)
+    x = layers.MaxPooling2D(name="pool")(x)
+    x = layers.Conv2D(5, 1, name="c2")(x)
+    model = keras.Model(inputs, x)
+    k1, b1 = model.get_layer("c1").get_weights()
+    k2, b2 = model.get_layer("c2").get_weights()
+    k1[..., 0] *= 50.0
+    b1[0] *= 50.0
+    k2[:, :, 0, :] /= 50.0
+    model.get_layer("c1").set_weights([k1, b1])
+    model.get_layer("c2").set_weights([k2, b2])
+    data = np.random.default_rng(0).uniform(0, 1, (16, 10, 10, 3)).astype(np.float32)
+    equalized, (result,) = run_pipeline(model, ["equalize"], data)
+    assert result.changed[0]["through"] == ["pool"]
+    k1 = equalized.get_layer("c1").get_weights()[0]
+    k2 = equalized.get_layer("c2").get_weights()[0]
+    np.testing.assert_allclose(np.abs(k1).max(axis=(0, 1, 2)), np.abs(k2).max(axis=(0, 1, 3)), rtol=1e-5)
+    assert result.max_abs_diff < 1e-5

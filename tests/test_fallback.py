@@ -91,26 +91,12 @@ def test_budget_needs_exactly_one_goal_and_labels_for_max_drop(one_bad_layer):
         measure(Budget(max_drop=1.0), outputs, reference, None)
 
 
-def _onnx_job(model, calibration, folder):
-    """The ConvertJob the ONNX exporter would get for this model (what convert() builds)."""
-    from calibration import CalibrationSet
-    from calibration.sources import ArraySource, ModelInput
-    from converters import ConvertJob, ConvertOptions
-    from edgeact.config import Format
-    from edgeact.preprocess import Preprocessing
-
-    options = ConvertOptions(formats=(Format.ONNX,), progress=False)
-    source = ArraySource(calibration, ModelInput("image", (8, 8, 3)), Preprocessing("none"))
-    return ConvertJob("onebad", folder, None, model, "image", (8, 8, 3), ["fc"], CalibrationSet(source, calibration[:8]),
-                      [], options)
-
-
 def test_onnx_fallback_excludes_the_one_bad_layer(one_bad_layer, tmp_path):
-    from converters.fallback_onnx import search_onnx
+    from converters.fallback_onnx import onnx_job, search_onnx
     from converters.onnx_exporter import export_float_onnx
 
     model, calibration, x = one_bad_layer
-    job = _onnx_job(model, calibration, tmp_path)
+    job = onnx_job(model, calibration, tmp_path, "onebad")
     float_path = tmp_path / "onebad_fp32.onnx"
     export_float_onnx(job, float_path)
     # Output SQNR, not agreement: this model's five logits lie within 0.2 of each other, and

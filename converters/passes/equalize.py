@@ -1,8 +1,10 @@
 """equalize: cross-layer equalization of two convolutions joined by a ReLU (DFQ, Nagel et al. 2019).
 
-    conv1(W1, b1, activation relu|linear) -> conv2(W2)        becomes
-    conv1(W1 / s, b1 / s)                 -> conv2(W2 * s)    per channel i of the tensor between
+    conv1(W1, b1, activation relu|linear) -> [between] -> conv2(W2)        becomes
+    conv1(W1 / s, b1 / s)                 -> [between] -> conv2(W2 * s)    per channel i
 
+where [between] is nothing or a chain of layers that commute with a positive per-channel
+scale (max or average pooling, zero padding, dropout, plain ReLU), each used once,
 with s_i = sqrt(r1_i / r2_i), r1_i the largest |weight| of conv1's output channel i and r2_i
 that of conv2's input channel i. ReLU(x / s) = ReLU(x) / s for s > 0, so the float model
 computes the same; afterwards both ranges are sqrt(r1_i * r2_i): an output channel that
@@ -18,7 +20,8 @@ Guards (the pair stays, with the reason in the result):
   with groups 1, a DepthwiseConv2D with depth_multiplier 1, or a Dense after a Dense;
 - conv1's activation is relu or linear: ReLU6 clips at 6, which scaling would move;
   ReLU with max_value, threshold or slope likewise;
-- conv1 is called once and its output feeds conv2 only; conv2 is called once;
+- conv1 and the layers between are called once and feed the next layer only; conv2 is
+  called once;
 - a channel whose weights are all zero on either side keeps s = 1.
 """
 from __future__ import annotations
@@ -45,7 +48,34 @@ def _channel_peaks(kernel: np.ndarray, axis: int) -> np.ndarray:
     return np.max(np.abs(kernel), axis=tuple(i for i in range(kernel.ndim) if i != axis))
 
 
-def _why_not(graph: KerasGraph, first: str, second: str) -> str | None:
+# Layers f with f(s * x) = s * f(x) per channel for s > 0: scaling passes through them.
+_COMMUTING = {"MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D", "ZeroPadding2D", "Dropout"}
+
+
+def _commutes(graph: KerasGraph, name: str) -> bool:
+    kind = graph.class_name(name)
+    if kind == "ReLU":
+        config = graph.layer_config(name)
+        return not config.get("max_value") and not config.get("threshold") and not config.get("negative_slope")
+    return kind in _COMMUTING
+
+
+def _find_first(graph: KerasGraph, second: str) -> tuple[str, list[str]] | None:
+    """conv1 and the commuting layers between it and `second`, walking back single inputs."""
+    between: list[str] = []
+    producers = graph.inputs_of(second)
+    while len(producers) == 1:
+        name = producers[0]
+        if graph.class_name(name) in _FIRST:
+            return name, list(reversed(between))
+        if not _commutes(graph, name):
+            return None
+        between.append(name)
+        producers = graph.inputs_of(name)
+    return None
+
+
+def _why_not(graph: KerasGraph, first: str, second: str, between: list[str] = ()) -> str | None:
     kind1, kind2 = graph.class_name(first), graph.class_name(second)
     config1, config2 = graph.layer_config(first), graph.layer_config(second)
     if kind1 not in _FIRST or kind2 not in _SECOND:
@@ -62,8 +92,13 @@ def _why_not(graph: KerasGraph, first: str, second: str) -> str | None:
         return f"'{first}' applies '{activation}', which is not positive-homogeneous (ReLU6 clips at 6)"
     if graph.call_count(first) != 1 or graph.call_count(second) != 1:
         return "a shared layer"
-    if graph.consumers_of(first) != [second]:
-        return f"the output of '{first}' also feeds {', '.join(c for c in graph.consumers_of(first) if c != second)}"
+    chain = [first, *between, second]
+    for layer, following in zip(chain, chain[1:]):
+        if graph.consumers_of(layer) != [following]:
+            others = ", ".join(c for c in graph.consumers_of(layer) if c != following)
+            return f"the output of '{layer}' also feeds {others}"
+        if graph.call_count(layer) != 1:
+            return f"'{layer}' is a shared layer"
     return None
 
 
@@ -90,17 +125,17 @@ def equalize(graph: KerasGraph) -> PassResult:
         second = entry["name"]
         if entry["class_name"] not in _SECOND:
             continue
-        producers = graph.inputs_of(second)
-        if len(producers) != 1 or graph.class_name(producers[0]) not in _FIRST:
+        found = _find_first(graph, second)
+        if found is None:
             continue
-        first = producers[0]
-        reason = _why_not(graph, first, second)
+        first, between = found
+        reason = _why_not(graph, first, second, between)
         if reason:
             result.skipped.append({"layer": f"{first} -> {second}", "reason": reason})
             continue
         new1, new2, scale = equalize_pair(graph.weights[first], graph.weights[second],
                                           graph.class_name(first), graph.class_name(second))
         graph.weights[first], graph.weights[second] = new1, new2
-        result.changed.append({"layer": first, "into": second, "max_scale": float(scale.max()),
+        result.changed.append({"layer": first, "into": second, "through": between, "max_scale": float(scale.max()),
                                "min_scale": float(scale.min())})
     return result
