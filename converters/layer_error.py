@@ -254,6 +254,18 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
     return report
 
 
+def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = None,
+                         max_samples: int = DEFAULT_SAMPLES) -> LayerErrorReport:
+    """The per-layer section of a convert report: on the job's calibration samples (the
+    clipped fraction is that of the calibration activations), named after the folded model.
+
+    For `converters.convert` after the exporters ran, with the staged (fp32, int8) paths:
+        report["layer_errors"] = layer_errors_for_job(job, tflite=(fp32, int8), onnx=(...)).to_dict()
+    """
+    return layer_errors(job.calibration.calibration.samples, tflite=tflite, onnx=onnx,
+                        keras_model=job.keras_model, max_samples=max_samples)
+
+
 def _output_layer(keras_model) -> str:
     """The name of the layer that gives a single-output Keras model its output ('' otherwise)."""
     if keras_model is None or len(keras_model.outputs) != 1:
@@ -263,4 +275,4 @@ def _output_layer(keras_model) -> str:
 
 
 __all__ = ["ErrorAccumulator", "LayerError", "LayerErrorReport", "QuantGrid", "keras_layer_name",
-           "layer_errors", "sqnr_db", "SQNR_CAP_DB"]
+           "layer_errors", "layer_errors_for_job", "sqnr_db", "SQNR_CAP_DB"]

@@ -275,3 +275,18 @@ def test_own_sqnr_against_the_unfolded_model_covers_folded_chains(keras, small_c
     independent = _sqnr(reference, _run_int8(_to_tflite(cut, data), data))
     assert first.own_sqnr_db == pytest.approx(independent, abs=0.5)
     assert first.sqnr_db == pytest.approx(independent, abs=0.5)  # nothing upstream to inherit
+
+
+def test_the_convert_hook_measures_on_the_jobs_calibration_samples(chain, chain_tflite, tmp_path):
+    from converters.fallback_onnx import onnx_job
+    from converters.layer_error import layer_errors_for_job
+    from converters.layer_error_render import render_layer_errors
+
+    model, data = chain
+    job = onnx_job(model, data[:12], tmp_path, "chain")
+    report = layer_errors_for_job(job, tflite=(chain_tflite / "chain_fp32.tflite", chain_tflite / "chain_int8.tflite"))
+    assert report.samples == 12
+    assert [r.layer for r in report.of_format("tflite")] == ["c1", "c2", "gap", "fc"]
+    assert all(r.own_sqnr_db is not None for r in report.of_format("tflite"))  # the job's Keras model
+    text = render_layer_errors(LayerErrorReport.from_dict(report.to_dict()), top=2)
+    assert "2 worst of 4" in text
