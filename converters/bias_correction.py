@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layer_error_keras import _quantized_weights, minmax_grid
+from .layer_error_keras import quantized_weights, minmax_grid
 
 _CORRECTED = {"Conv2D", "DepthwiseConv2D", "Dense", "Conv1D"}
 
@@ -69,7 +69,7 @@ def correct_biases(keras_model, samples: np.ndarray) -> tuple[object, list[BiasS
         x = keras.ops.convert_to_numpy(x)
         weights = layer.get_weights()
         float_out = _pre_activation(layer, x)
-        layer.set_weights(_quantized_weights(layer))
+        layer.set_weights(quantized_weights(layer))
         rounded_out = _pre_activation(layer, minmax_grid(x).fake_quantize(x).astype(np.float32))
         error = (float_out - rounded_out).reshape(-1, float_out.shape[-1])
         shift = error.mean(axis=0)

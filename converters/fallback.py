@@ -183,7 +183,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
     model = keras_model
     for fix in FIXES if not budget.met(best.metric) else ():
         say(f"fix: {fix}")
-        fixed, what = _apply_fix(fix, model, calibration)
+        fixed, what = apply_fix(fix, model, calibration)
         if fixed is None:
             continue
         method = RangeMethod(best.ranges)
@@ -231,7 +231,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
 FIXES = ("equalize", "bias correction")
 
 
-def _apply_fix(fix: str, model, calibration: np.ndarray):
+def apply_fix(fix: str, model, calibration: np.ndarray):
     """(fixed model, what changed) or (None, reason) when the fix finds nothing to change."""
     if fix == "equalize":
         from .passes import run_pipeline

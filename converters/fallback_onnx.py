@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeact.config import CalibrationMethod
 
-from .fallback import FIXES, Attempt, Budget, EvalData, SearchResult, _apply_fix, measure
+from .fallback import FIXES, Attempt, Budget, EvalData, SearchResult, apply_fix, measure
 
 METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMethod.ENTROPY)
 
@@ -116,7 +116,7 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
         base_row = best
         for fix in FIXES if not budget.met(best.metric) else ():
             say(f"fix: {fix}")
-            fixed, what = _apply_fix(fix, source[0].keras_model, job.calibration.calibration.samples)
+            fixed, what = apply_fix(fix, source[0].keras_model, job.calibration.calibration.samples)
             if fixed is None:
                 continue
             fixed_job = dataclasses.replace(job, keras_model=fixed)

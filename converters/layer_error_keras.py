@@ -54,7 +54,7 @@ def minmax_grid(x: np.ndarray) -> QuantGrid:
     return QuantGrid(scale, int(round(-128 - low / scale)), -128, 127)
 
 
-def _quantized_weights(layer) -> list[np.ndarray]:
+def quantized_weights(layer) -> list[np.ndarray]:
     """The layer's weights with its kernels rounded as the converters round them.
 
     A BatchNorm folded into the kernel before rounding changes nothing here: per-channel
@@ -154,7 +154,7 @@ def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray) -
     tap = _tap_model(keras_model, [chain for _, chain, _ in jobs])
     layers = list(dict.fromkeys(layer for _, chain, _ in jobs for layer in chain))
     float_weights = {layer.name: layer.get_weights() for layer in layers}
-    rounded = {layer.name: _quantized_weights(layer) for layer in layers}
+    rounded = {layer.name: quantized_weights(layer) for layer in layers}
     accumulators = [ErrorAccumulator() for _ in jobs]
     try:
         for start in range(0, len(samples), BATCH):

@@ -63,7 +63,8 @@ def quantized_outputs(interpreter) -> list[tuple[int, str, int, int, QuantGrid]]
     return found
 
 
-def _feed(interpreter, sample: np.ndarray) -> None:
+def feed_sample(interpreter, sample: np.ndarray) -> None:
+    """Run one float sample (quantized first for an integer input); intermediates stay readable."""
     detail = interpreter.get_input_details()[0]
     dtype = np.dtype(detail["dtype"])
     shape = tuple(detail["shape"])
@@ -107,8 +108,8 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
         raise InputError("no quantized tensor of the INT8 .tflite has a twin in the float .tflite; "
                          "give the float model converted from the same Keras model")
     for sample in samples:
-        _feed(fp32, sample)
-        _feed(int8, sample)
+        feed_sample(fp32, sample)
+        feed_sample(int8, sample)
         for _, _, _, f_index, q_index, grid, acc in pairs:
             q = int8.get_tensor(q_index).astype(np.float64)
             acc.add(fp32.get_tensor(f_index), (q - grid.zero_point) * grid.scale, grid)

@@ -117,7 +117,7 @@ def observed_values(calibrated: bytes, samples: np.ndarray, names: Iterable[str]
 
     The calibrated model is still float; LiteRT runs it with every intermediate kept.
     """
-    from .layer_error_tflite import _feed, open_interpreter
+    from .layer_error_tflite import feed_sample, open_interpreter
 
     wanted = set(calibrated_ranges(calibrated) if names is None else names)
     interpreter = open_interpreter(calibrated)
@@ -126,7 +126,7 @@ def observed_values(calibrated: bytes, samples: np.ndarray, names: Iterable[str]
     rng = np.random.default_rng(seed)
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in index}
     for sample in samples:
-        _feed(interpreter, sample)
+        feed_sample(interpreter, sample)
         for name, i in index.items():
             values = interpreter.get_tensor(i).ravel()
             if values.size > per_sample:
