@@ -65,6 +65,14 @@ class SampleSet:
         for i in range(self._length):
             yield {name: a[i:i + 1] for name, a in self.arrays.items()}
 
+    def array(self, name: str | None = None) -> np.ndarray:
+        """The samples of input `name`, or of the only input (ValueError for several and no name)."""
+        if name is None:
+            if len(self.arrays) != 1:
+                raise ValueError(f"several inputs ({', '.join(self.arrays)}): name the one you want")
+            return next(iter(self.arrays.values()))
+        return self.arrays[name]
+
     def take(self, index) -> "SampleSet":
         """The samples at `index` (a slice or an index array), as a new set."""
         return SampleSet({name: a[index] for name, a in self.arrays.items()}, self._summary)

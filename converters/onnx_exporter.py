@@ -46,8 +46,13 @@ def image_inputs(job: ConvertJob) -> list[str]:
 def to_layout(job: ConvertJob, samples) -> dict[str, np.ndarray]:
     """Held-out samples keyed by input name, image inputs in the ONNX model's layout."""
     images = image_inputs(job) if job.options.onnx_layout is OnnxLayout.NCHW else []
-    return {name: np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if name in images else a
+    return {name: image_layout(a, job.options.onnx_layout) if name in images else a
             for name, a in samples.arrays.items()}
+
+
+def image_layout(batch: np.ndarray, layout: OnnxLayout) -> np.ndarray:
+    """An NHWC image batch in the ONNX model's input layout."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if layout is OnnxLayout.NCHW else batch
 
 
 def export_float_onnx(job: ConvertJob, path: Path) -> None:
@@ -57,7 +62,7 @@ def export_float_onnx(job: ConvertJob, path: Path) -> None:
     from . import tf2onnx_ops  # noqa: F401  (registers handlers for ops tf2onnx lacks)
 
     model = job.keras_model
-    serve, spec = serving_function(model, job.loaded.saved_model_fn, job.signature)
+    serve, spec = serving_function(model, getattr(job.loaded, "saved_model_fn", None), job.signature)
     nchw = image_inputs(job) if job.options.onnx_layout is OnnxLayout.NCHW else None
     errors = _ErrorLog()
     tf2onnx_logger = logging.getLogger("tf2onnx")
@@ -104,8 +109,9 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None) -> list[str]:
-    """Static QDQ quantization of the float ONNX on the job's calibration samples.
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=()) -> list[str]:
+    """Static QDQ quantization of the float ONNX on the job's calibration samples; `exclude`
+    names nodes to keep in float (the float fallback of converters.fallback_onnx).
 
     Returns the ReduceMean nodes rewritten to GlobalAveragePool (see converters.onnx_rewrites)."""
     from onnxruntime.quantization import (CalibrationMethod as OrtMethod, QuantFormat, QuantType,
@@ -123,7 +129,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         images = image_inputs(job) if layout is OnnxLayout.NCHW else []
         reader = OrtCalibrationReader(
             job.calibration.calibration, rename=_input_names(float_path, job.input_names), progress=progress,
-            transform=lambda name, x: np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if name in images else x)
+            transform=lambda name, x: image_layout(x, layout) if name in images else x)
         try:
             with native_output_captured() as captured, _entropy_bins(job.options.calibration_method):
                 _pre_process(quant_pre_process, float_path, prepared)
@@ -132,7 +138,8 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=methods[job.options.calibration_method], extra_options=extra,
-                    calibration_providers=["CPUExecutionProvider"], nodes_to_exclude=float_nodes(prepared),
+                    calibration_providers=["CPUExecutionProvider"],
+                    nodes_to_exclude=float_nodes(prepared) + list(exclude),
                 )
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)

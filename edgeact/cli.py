@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from .cli_device import device  # noqa: E402  (commands register after the group exists)
+from .cli_layers import layers  # noqa: E402
 from .cli_profile import profile  # noqa: E402
 
 cli.add_command(profile)
+cli.add_command(layers)
 cli.add_command(device)

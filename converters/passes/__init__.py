@@ -91,4 +91,4 @@ def _as_list(outputs) -> list:
 
 
 # Importing the pass modules registers them.
-from . import constant_normalization, decompose_hard_swish, fold_batchnorm, fuse_activation  # noqa: E402,F401
+from . import constant_normalization, decompose_hard_swish, equalize, fold_batchnorm, fuse_activation  # noqa: E402,F401,E501

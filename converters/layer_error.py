@@ -1,0 +1,278 @@
+"""Where INT8 loses accuracy: per-layer error of the INT8 TFLite and INT8 ONNX models.
+
+    report = layer_errors(samples, tflite=("m_fp32.tflite", "m_int8.tflite"),
+                          onnx=("m_fp32.onnx", "m_int8.onnx"), keras_model=folded)
+    report.worst(10)
+
+For every quantized tensor (the output of each INT8 TFLite op, each QDQ-quantized ONNX
+activation), matched by name to the same tensor of the float model of the same format:
+
+- `sqnr_db`: the whole model in INT8 against the whole model in float: the error as it has
+  accumulated up to this layer (LiteRT with `experimental_preserve_all_tensors`, ONNX
+  Runtime with every intermediate tensor made a graph output, as its `qdq_loss_debug` does);
+- `own_sqnr_db`: only this layer quantized: the Keras layer fed the float model's input,
+  rounded to the input's INT8 grid, run with its weights rounded as the converter does
+  (int8, symmetric, per output channel), and its output rounded to this tensor's grid
+  (`converters.layer_error_keras`); None without the Keras model;
+- `rounding_sqnr_db`: the float activation rounded and clipped to this tensor's grid, no
+  weight error and no upstream error: the floor any INT8 model of this range reaches;
+- the grid (scale, zero point, representable range), the float range seen, and the
+  fraction of float activations outside the representable range (clipped).
+
+SQNR is 10*log10(sum signal^2 / sum noise^2) over all samples, capped at +-SQNR_CAP_DB so
+that it stays a finite JSON number: a tensor computed exactly reads +100 dB, a tensor whose
+float value is all zero but whose INT8 value is not reads -100 dB.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+SQNR_CAP_DB = 100.0
+DEFAULT_SAMPLES = 32  # accumulated error settles within a few dozen samples; each costs a full run
+
+
+def sqnr_db(signal_energy: float, noise_energy: float) -> float:
+    """10*log10(signal/noise), capped to +-SQNR_CAP_DB (exact -> +cap, noise on silence -> -cap)."""
+    if noise_energy <= signal_energy * 10 ** (-SQNR_CAP_DB / 10):
+        return SQNR_CAP_DB  # also 0/0: nothing to lose, nothing lost
+    if signal_energy <= noise_energy * 10 ** (-SQNR_CAP_DB / 10):
+        return -SQNR_CAP_DB
+    return float(10 * math.log10(signal_energy / noise_energy))
+
+
+class ErrorAccumulator:
+    """Streams (float, approximation) pairs of one tensor over samples: energies, range, clipping."""
+
+    def __init__(self) -> None:
+        self.signal = 0.0
+        self.noise = 0.0
+        self.rounding_noise = 0.0
+        self.clipped = 0
+        self.count = 0
+        self.low = math.inf
+        self.high = -math.inf
+
+    def add(self, reference: np.ndarray, approximation: np.ndarray, grid: "QuantGrid | None" = None) -> None:
+        reference = np.asarray(reference, np.float64).ravel()
+        approximation = np.asarray(approximation, np.float64).ravel()
+        self.signal += float(np.dot(reference, reference))
+        diff = reference - approximation
+        self.noise += float(np.dot(diff, diff))
+        self.count += reference.size
+        if reference.size:
+            self.low = min(self.low, float(reference.min()))
+            self.high = max(self.high, float(reference.max()))
+        if grid is not None:
+            rounded = grid.fake_quantize(reference)
+            rdiff = reference - rounded
+            self.rounding_noise += float(np.dot(rdiff, rdiff))
+            # Beyond half a step past either end: saturated, not merely rounded to the end point.
+            margin = grid.scale / 2
+            self.clipped += int(np.count_nonzero((reference < grid.low - margin) | (reference > grid.high + margin)))
+
+
+@dataclass(frozen=True)
+class QuantGrid:
+    """An affine INT8/UINT8 grid: real = scale * (q - zero_point), q in [qmin, qmax]."""
+
+    scale: float
+    zero_point: int
+    qmin: int = -128
+    qmax: int = 127
+
+    @property
+    def low(self) -> float:
+        return self.scale * (self.qmin - self.zero_point)
+
+    @property
+    def high(self) -> float:
+        return self.scale * (self.qmax - self.zero_point)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        q = np.round(np.asarray(x, np.float64) / self.scale) + self.zero_point
+        return np.clip(q, self.qmin, self.qmax)
+
+    def fake_quantize(self, x: np.ndarray) -> np.ndarray:
+        return (self.quantize(x) - self.zero_point) * self.scale
+
+
+@dataclass
+class LayerError:
+    """The error of one quantized tensor; see the module docstring for each number."""
+
+    format: str  # "tflite" or "onnx"
+    depth: int  # rank among that format's quantized tensors, in graph order
+    tensor: str
+    layer: str  # the Keras layer it comes from ("" when no name matches)
+    op: str
+    sqnr_db: float
+    own_sqnr_db: float | None
+    rounding_sqnr_db: float
+    scale: float
+    zero_point: int
+    range_min: float  # representable by the grid
+    range_max: float
+    float_min: float  # seen in the float model on the samples
+    float_max: float
+    clipped_fraction: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerError":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class LayerErrorReport:
+    """Per-layer error of each format, in graph order, and what could not be matched."""
+
+    samples: int
+    layers: list[LayerError] = field(default_factory=list)
+    unmatched: dict[str, list[str]] = field(default_factory=dict)  # format -> INT8 tensors without a float twin
+    schema_version: int = SCHEMA_VERSION
+
+    def formats(self) -> list[str]:
+        return list(dict.fromkeys(layer.format for layer in self.layers))
+
+    def of_format(self, fmt: str) -> list[LayerError]:
+        return sorted((layer for layer in self.layers if layer.format == fmt), key=lambda l: l.depth)
+
+    def worst(self, n: int | None = None, fmt: str | None = None, by_own: bool = False) -> list[LayerError]:
+        """The n layers with the lowest accumulated (or own) SQNR, worst first."""
+        rows = [layer for layer in self.layers if fmt is None or layer.format == fmt]
+        key = (lambda l: (l.own_sqnr_db if l.own_sqnr_db is not None else l.sqnr_db)) if by_own \
+            else (lambda l: l.sqnr_db)
+        rows.sort(key=key)
+        return rows if n is None else rows[:n]
+
+    def to_dict(self) -> dict:
+        return {"schema_version": self.schema_version, "samples": self.samples,
+                "layers": [layer.to_dict() for layer in self.layers], "unmatched": self.unmatched}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerErrorReport":
+        return cls(samples=int(data["samples"]), layers=[LayerError.from_dict(d) for d in data.get("layers", [])],
+                   unmatched={k: list(v) for k, v in (data.get("unmatched") or {}).items()},
+                   schema_version=int(data.get("schema_version", SCHEMA_VERSION)))
+
+
+def make_layer_error(fmt: str, depth: int, tensor: str, layer: str, op: str, acc: ErrorAccumulator,
+                     grid: QuantGrid, own: float | None = None) -> LayerError:
+    return LayerError(
+        format=fmt, depth=depth, tensor=tensor, layer=layer, op=op,
+        sqnr_db=round(sqnr_db(acc.signal, acc.noise), 3),
+        own_sqnr_db=None if own is None else round(own, 3),
+        rounding_sqnr_db=round(sqnr_db(acc.signal, acc.rounding_noise), 3),
+        scale=float(grid.scale), zero_point=int(grid.zero_point),
+        range_min=float(grid.low), range_max=float(grid.high),
+        float_min=float(acc.low) if acc.count else 0.0, float_max=float(acc.high) if acc.count else 0.0,
+        clipped_fraction=acc.clipped / acc.count if acc.count else 0.0,
+    )
+
+
+# TensorFlow names tensors by name scope, "<model>_1/<layer>_1/<op>", several joined by ";"
+# when ops were fused; tf2onnx keeps those names. Keras 3 appends "_<n>" to each scope.
+_SCOPE_SUFFIX = re.compile(r"_\d+$")
+
+
+def keras_layer_name(tensor_name: str, layer_names: Sequence[str] | None = None) -> str:
+    """The Keras layer a converted tensor comes from, '' when none can be told.
+
+    With the model's layer names: the first scope (over every ';'-joined name) that is a
+    layer name plus Keras' '_<n>' suffix, or a layer name. Without: the second scope of the
+    first name, its suffix removed.
+    """
+    parts = [name.split("/") for name in tensor_name.split(";")]
+    if layer_names:
+        known = set(layer_names)
+        for scopes in parts:
+            for scope in scopes[1:-1] or scopes:
+                # Keras 3 scopes layer "conv2d" as "conv2d_1" and "conv2d_1" as "conv2d_1_1":
+                # the name without one suffix first.
+                stripped = _SCOPE_SUFFIX.sub("", scope)
+                if stripped in known:
+                    return stripped
+                if scope in known:
+                    return scope
+        return ""
+    first = parts[0]
+    return _SCOPE_SUFFIX.sub("", first[1]) if len(first) >= 3 else ""
+
+
+def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Path | bytes] | None = None,
+                 onnx: tuple[str | Path, str | Path] | None = None, keras_model=None,
+                 max_samples: int = DEFAULT_SAMPLES) -> LayerErrorReport:
+    """Per-layer error of the INT8 models against their float twins, on NHWC float `samples`.
+
+    Args:
+        samples: model inputs (N, H, W, C), float32, as the Keras model takes them; for an
+            NCHW ONNX model they are transposed here.
+        tflite: (float .tflite, INT8 .tflite), as paths or bytes.
+        onnx: (float .onnx, INT8 QDQ .onnx) paths.
+        keras_model: the (folded) Keras model both were converted from: names the layers and
+            gives the own-error column; None leaves `own_sqnr_db` empty.
+        max_samples: at most this many samples are run (each is one full run of each model).
+    Raises:
+        InputError when the models do not fit each other or the samples.
+    """
+    from edgeact.errors import InputError
+
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim < 2 or len(samples) == 0:
+        raise InputError("per-layer error needs at least one sample; give --data with images or arrays")
+    samples = samples[:max_samples]
+    if tflite is None and onnx is None:
+        raise InputError("per-layer error needs a TFLite or an ONNX model pair")
+    layer_names = [layer.name for layer in keras_model.layers] if keras_model is not None else None
+    report = LayerErrorReport(samples=len(samples))
+    if tflite is not None:
+        from .layer_error_tflite import tflite_layer_errors
+
+        rows, unmatched = tflite_layer_errors(tflite[0], tflite[1], samples, layer_names, _output_layer(keras_model))
+        report.layers += rows
+        report.unmatched["tflite"] = unmatched
+    if onnx is not None:
+        from .layer_error_onnx import onnx_layer_errors
+
+        rows, unmatched = onnx_layer_errors(onnx[0], onnx[1], samples, layer_names)
+        report.layers += rows
+        report.unmatched["onnx"] = unmatched
+    if keras_model is not None:
+        from .layer_error_keras import add_own_errors
+
+        add_own_errors(report, keras_model, samples)
+    return report
+
+
+def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = None,
+                         max_samples: int = DEFAULT_SAMPLES) -> LayerErrorReport:
+    """The per-layer section of a convert report: on the job's calibration samples (the
+    clipped fraction is that of the calibration activations), named after the folded model.
+
+    For `converters.convert` after the exporters ran, with the staged (fp32, int8) paths:
+        report["layer_errors"] = layer_errors_for_job(job, tflite=(fp32, int8), onnx=(...)).to_dict()
+    """
+    return layer_errors(job.calibration.calibration.array(), tflite=tflite, onnx=onnx,
+                        keras_model=job.keras_model, max_samples=max_samples)
+
+
+def _output_layer(keras_model) -> str:
+    """The name of the layer that gives a single-output Keras model its output ('' otherwise)."""
+    if keras_model is None or len(keras_model.outputs) != 1:
+        return ""
+    history = getattr(keras_model.outputs[0], "_keras_history", None)
+    return history[0].name if history else ""
+
+
+__all__ = ["ErrorAccumulator", "LayerError", "LayerErrorReport", "QuantGrid", "keras_layer_name",
+           "layer_errors", "layer_errors_for_job", "sqnr_db", "SQNR_CAP_DB"]

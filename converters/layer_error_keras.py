@@ -1,0 +1,193 @@
+"""Own error of each layer: only that layer quantized, everything before it float.
+
+For the Keras layers C one quantized tensor computes (a chain such as Conv2D ->
+BatchNormalization -> ReLU, which the converters fold into one op), on the same samples:
+
+    float:     y  = C(x)                            x: C's input in the float model
+    simulated: y' = Q_out(C_q(Q_in(x)))             C_q: C with its kernels rounded to int8,
+                                                    symmetric, per output channel
+    own_sqnr_db = SQNR(y, y')
+
+Q_out is the grid the converted model gives the tensor (the row's scale and zero point), Q_in
+the grid of the tensor C reads in that format (the row of the layer feeding it; for the model
+input an INT8 min/max grid of the float input, as both converters calibrate). Kernels are
+rounded as TFLite and edgeact's ONNX settings round them (int8, per output channel); biases
+stay float (int32 in the converted models, a rounding far below the activations'). This is a
+simulation in Keras, not a run of the INT8 kernel: integer requantization can differ from it
+by a rounding step, and the tests hold it to 0.5 dB of the real kernel.
+
+The error a layer brings with it, not what it inherits: a layer with a low accumulated but a
+high own SQNR is a victim; a low own SQNR names the culprit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layer_error import ErrorAccumulator, LayerErrorReport, QuantGrid, sqnr_db
+
+BATCH = 8
+# Layer type -> {weight name: axis of its output channels}, for the layers the converters
+# quantize per channel; their other weights (biases, BatchNorm statistics) stay float.
+_KERNELS = {
+    "Conv1D": {"kernel": -1}, "Conv2D": {"kernel": -1}, "Dense": {"kernel": -1},
+    "DepthwiseConv2D": {"kernel": 2}, "SeparableConv2D": {"depthwise_kernel": 2, "pointwise_kernel": -1},
+}
+
+
+def quantize_kernel(kernel: np.ndarray, axis: int | None) -> np.ndarray:
+    """Symmetric int8 ([-127, 127]) per channel along `axis` (per tensor when None), dequantized."""
+    kernel = np.asarray(kernel, np.float64)
+    if axis is None:
+        peak = np.max(np.abs(kernel))
+    else:
+        axis = axis % kernel.ndim
+        reduce = tuple(i for i in range(kernel.ndim) if i != axis)
+        peak = np.max(np.abs(kernel), axis=reduce, keepdims=True)
+    scale = np.where(peak > 0, peak / 127.0, 1.0)
+    return (np.clip(np.round(kernel / scale), -127, 127) * scale).astype(np.float32)
+
+
+def minmax_grid(x: np.ndarray) -> QuantGrid:
+    """The asymmetric int8 grid a min/max calibration gives x (zero always representable)."""
+    low, high = min(float(np.min(x)), 0.0), max(float(np.max(x)), 0.0)
+    scale = (high - low) / 255.0 or 1.0
+    return QuantGrid(scale, int(round(-128 - low / scale)), -128, 127)
+
+
+def quantized_weights(layer) -> list[np.ndarray]:
+    """The layer's weights with its kernels rounded as the converters round them.
+
+    A BatchNorm folded into the kernel before rounding changes nothing here: per-channel
+    symmetric rounding commutes with scaling a channel.
+    """
+    axes = _KERNELS.get(type(layer).__name__, {})
+    return [quantize_kernel(w.numpy(), axes[w.name]) if w.name in axes else w.numpy() for w in layer.weights]
+
+
+def _single_input_layer(layer):
+    """The layer feeding `layer` when it has one input and is used once; None otherwise."""
+    if len(getattr(layer, "_inbound_nodes", [])) != 1 or isinstance(layer.input, (list, tuple)):
+        return None
+    history = getattr(layer.input, "_keras_history", None)
+    return history[0] if history else None
+
+
+# Layers the converters fold into the op before them (BatchNorm into the kernel, activations
+# into the op's output range), so that one quantized tensor computes several Keras layers.
+_ABSORBED = {"BatchNormalization", "ReLU", "Activation", "LeakyReLU"}
+
+
+def _consumers(layer) -> list:
+    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+
+
+def forward_chain(layer) -> list:
+    """`layer` and the BatchNorm/activation layers after it that its converted op absorbs."""
+    chain = [layer]
+    while True:
+        consumers = _consumers(chain[-1])
+        if len(consumers) != 1 or type(consumers[0]).__name__ not in _ABSORBED \
+                or _single_input_layer(consumers[0]) is not chain[-1]:
+            return chain
+        chain.append(consumers[0])
+
+
+def layer_chains(keras_model, rows: list) -> list[tuple]:
+    """(row, Keras layers its tensor computes, row of the quantized tensor they read or None).
+
+    A row's chain runs from its layer forward through what the converter folds into it
+    (Conv2D -> BatchNormalization -> ReLU is one TFLite op), and backward through
+    single-input layers until the end of another row's chain or the model input. Rows whose
+    chain meets a layer with several inputs (Add, Concatenate) get none: their error is
+    their inputs'.
+    """
+    by_name = {layer.name: layer for layer in keras_model.layers}
+    last = {}
+    for row in rows:
+        if row.layer in by_name:
+            last[row.layer] = row  # a layer's last tensor is its output (a separable conv's pointwise)
+    forward = {name: forward_chain(by_name[name]) for name in last}
+    ends = {chain[-1].name: last[name] for name, chain in forward.items()}
+    found = []
+    for name, row in last.items():
+        chain = list(forward[name])
+        while True:
+            previous = _single_input_layer(chain[0])
+            if previous is None:
+                break
+            if type(previous).__name__ == "InputLayer":
+                found.append((row, chain, None))
+                break
+            if previous.name in ends:
+                found.append((row, chain, ends[previous.name]))
+                break
+            chain.insert(0, previous)
+    return found
+
+
+def _tap_model(keras_model, chains):
+    """One model returning each chain's input and output."""
+    import keras
+
+    tensors = []
+    for chain in chains:
+        tensors += [chain[0].input, chain[-1].output]
+    return keras.Model(keras_model.inputs, tensors)
+
+
+def _run_chain(chain, x: np.ndarray) -> np.ndarray:
+    from keras import ops
+
+    y = x
+    for layer in chain:
+        y = layer(y, training=False)
+    return ops.convert_to_numpy(y)
+
+
+def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray) -> None:
+    """Fill `own_sqnr_db` of the last row of each Keras layer that ends a chain, per format."""
+    from keras import ops
+
+    jobs = [job for fmt in report.formats() for job in layer_chains(keras_model, report.of_format(fmt))]
+    if not jobs:
+        return
+    tap = _tap_model(keras_model, [chain for _, chain, _ in jobs])
+    layers = list(dict.fromkeys(layer for _, chain, _ in jobs for layer in chain))
+    float_weights = {layer.name: layer.get_weights() for layer in layers}
+    rounded = {layer.name: quantized_weights(layer) for layer in layers}
+    accumulators = [ErrorAccumulator() for _ in jobs]
+    try:
+        for start in range(0, len(samples), BATCH):
+            values = tap([samples[start:start + BATCH]], training=False)  # the structure of model.inputs
+            values = [ops.convert_to_numpy(v) for v in values]
+            for layer in layers:
+                layer.set_weights(rounded[layer.name])
+            for i, (row, chain, boundary) in enumerate(jobs):
+                x, y = values[2 * i], values[2 * i + 1]
+                in_grid = _grid(boundary) if boundary else minmax_grid(x)
+                simulated = _run_chain(chain, in_grid.fake_quantize(x).astype(np.float32))
+                accumulators[i].add(y, _grid(row).fake_quantize(simulated))
+            for layer in layers:
+                layer.set_weights(float_weights[layer.name])
+    finally:
+        for layer in layers:
+            layer.set_weights(float_weights[layer.name])
+    for (row, _, _), acc in zip(jobs, accumulators):
+        if _same_tensor(acc, row):
+            row.own_sqnr_db = round(sqnr_db(acc.signal, acc.noise), 3)
+
+
+def _grid(row) -> QuantGrid:
+    """A row's grid; its integer range recovered from its representable range."""
+    qmin = int(round(row.range_min / row.scale + row.zero_point))
+    return QuantGrid(row.scale, row.zero_point, qmin, qmin + 255)
+
+
+def _same_tensor(acc: ErrorAccumulator, row) -> bool:
+    """Whether the Keras layer's output is the row's tensor: the same float range on the same samples.
+
+    Not so when the format keeps the layer's activation apart and in float (ONNX's final
+    Softmax): the last quantized tensor of the layer is then its pre-activation.
+    """
+    tolerance = 1e-3 * max(acc.high - acc.low, row.float_max - row.float_min) + 1e-5
+    return abs(acc.low - row.float_min) <= tolerance and abs(acc.high - row.float_max) <= tolerance

@@ -1,0 +1,177 @@
+"""Full-integer TFLite with activation ranges edgeact chooses, and with chosen ops left in float.
+
+The TFLite converter records min/max only. It can stop after calibration, though
+(`_experimental_calibrate_only`, what `tf.lite.experimental.QuantizationDebugger` uses): the
+result is the float model with each activation's calibrated min/max stored in its tensor's
+quantization parameters. Those can be rewritten (`set_ranges`) before the model is quantized
+with the same MLIR quantizer the converter calls (`quantize_calibrated`), which also takes
+`denylisted_nodes`: ops, named by their output tensor, kept in float with QUANTIZE/DEQUANTIZE
+around them, the float fallback of last resort.
+
+    calibrated = calibrate_tflite(keras_model, samples, IOType.INT8)
+    values = observed_values(calibrated, samples)
+    int8 = quantize_calibrated(set_ranges(calibrated, percentile_ranges(values, 99.99)), IOType.INT8)
+"""
+from __future__ import annotations
+
+import enum
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from edgeact.config import IOType
+from edgeact.errors import ConversionError, InputError, first_line
+from edgeact.quiet import last_error_line, native_output_captured
+
+RangeMap = Mapping[str, tuple[float, float]]
+MAX_VALUES = 200_000  # per tensor, a random subset: enough for a 99.99th percentile, bounded memory
+
+
+class RangeMethod(str, enum.Enum):
+    """How an activation's range is chosen from the values the float model produced."""
+
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+
+
+def _io_dtype(io_type: IOType):
+    import tensorflow as tf
+
+    return {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}[io_type]
+
+
+def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.INT8) -> bytes:
+    """The float .tflite with each activation's calibrated min/max, not yet quantized."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.asarray(s[None], np.float32)] for s in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
+    converter._experimental_calibrate_only = True  # noqa: SLF001  (the QuantizationDebugger's entry)
+    try:
+        with native_output_captured() as captured:
+            return converter.convert()
+    except Exception as exc:
+        raise ConversionError(f"TFLiteConverter could not calibrate the model: "
+                              f"{last_error_line(captured.text) or first_line(exc)}") from None
+
+
+def _model_object(model: bytes):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+
+
+def _name(tensor) -> str:
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def calibrated_ranges(calibrated: bytes) -> dict[str, tuple[float, float]]:
+    """{tensor name: (min, max)} the converter's calibration recorded."""
+    ranges = {}
+    for subgraph in _model_object(calibrated).subgraphs:
+        for tensor in subgraph.tensors:
+            q = tensor.quantization
+            if q is not None and q.min is not None and q.max is not None and len(q.min) == 1:
+                ranges[_name(tensor)] = (float(q.min[0]), float(q.max[0]))
+    return ranges
+
+
+def set_ranges(calibrated: bytes, ranges: RangeMap) -> bytes:
+    """The calibrated model with the given tensors' recorded ranges replaced."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = _model_object(calibrated)
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            name = _name(tensor)
+            if name in ranges and tensor.quantization is not None and tensor.quantization.min is not None:
+                low, high = ranges[name]
+                tensor.quantization.min = np.array([min(low, 0.0)], np.float32)  # zero stays representable
+                tensor.quantization.max = np.array([max(high, 0.0)], np.float32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def quantize_calibrated(calibrated: bytes, io_type: IOType = IOType.INT8,
+                        float_nodes: Iterable[str] = ()) -> bytes:
+    """Quantize a calibrated model as the converter does; ops writing `float_nodes` stay float."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    float_nodes = list(float_nodes)
+    dtype = _io_dtype(io_type)
+    try:
+        with native_output_captured() as captured:
+            return mlir_quantize(calibrated, input_data_type=dtype, output_data_type=dtype,
+                                 denylisted_nodes=float_nodes or None)
+    except Exception as exc:
+        raise ConversionError(f"TFLite's quantizer refused the calibrated model: "
+                              f"{last_error_line(captured.text) or first_line(exc)}") from None
+
+
+def observed_values(calibrated: bytes, samples: np.ndarray, names: Iterable[str] | None = None,
+                    max_values: int = MAX_VALUES, seed: int = 0) -> dict[str, np.ndarray]:
+    """A bounded random subset of the values each recorded tensor takes on `samples` (float model).
+
+    The calibrated model is still float; LiteRT runs it with every intermediate kept.
+    """
+    from .layer_error_tflite import feed_sample, open_interpreter
+
+    wanted = set(calibrated_ranges(calibrated) if names is None else names)
+    interpreter = open_interpreter(calibrated)
+    index = {d["name"]: d["index"] for d in interpreter.get_tensor_details() if d["name"] in wanted}
+    per_sample = max(1, max_values // max(1, len(samples)))
+    rng = np.random.default_rng(seed)
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in index}
+    for sample in samples:
+        feed_sample(interpreter, sample)
+        for name, i in index.items():
+            values = interpreter.get_tensor(i).ravel()
+            if values.size > per_sample:
+                values = rng.choice(values, per_sample, replace=False)
+            chunks[name].append(values.astype(np.float32))
+    return {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
+
+
+def percentile_ranges(values: Mapping[str, np.ndarray], percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+    """(low, high) cutting (100 - percentile)% of the values off each end."""
+    if not 50 < percentile <= 100:
+        raise InputError(f"percentile {percentile} is outside (50, 100]; give e.g. 99.99")
+    return {name: (float(np.percentile(v, 100 - percentile)), float(np.percentile(v, percentile)))
+            for name, v in values.items() if v.size}
+
+
+def mse_ranges(values: Mapping[str, np.ndarray], steps: int = 20) -> dict[str, tuple[float, float]]:
+    """The min/max range shrunk by the factor (1.0 down to 0.3) giving the least INT8 rounding+clipping MSE."""
+    from .layer_error import QuantGrid
+
+    ranges = {}
+    for name, v in values.items():
+        if not v.size:
+            continue
+        low, high = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+        best = None
+        for factor in np.linspace(1.0, 0.3, steps):
+            lo, hi = low * factor, high * factor
+            scale = (hi - lo) / 255.0
+            if scale <= 0:
+                break
+            grid = QuantGrid(scale, int(round(-128 - lo / scale)))
+            error = float(np.mean((grid.fake_quantize(v) - v) ** 2))
+            if best is None or error < best[0]:
+                best = (error, lo, hi)
+        if best is not None:
+            ranges[name] = (best[1], best[2])
+    return ranges
+
+
+def choose_ranges(calibrated: bytes, samples: np.ndarray, method: RangeMethod,
+                  percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+    """The ranges `method` chooses for every recorded tensor (min/max: what calibration recorded)."""
+    method = RangeMethod(method)
+    if method is RangeMethod.MINMAX:
+        return calibrated_ranges(calibrated)
+    values = observed_values(calibrated, samples)
+    return percentile_ranges(values, percentile) if method is RangeMethod.PERCENTILE else mse_ranges(values)
