@@ -17,8 +17,11 @@ def _short(text: str, width: int = _NAME_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def render_layer_errors(report: LayerErrorReport, top: int = 10, by_own: bool = False) -> str:
-    """Per format: the `top` layers with the lowest SQNR (accumulated, or own with by_own), worst first."""
+def render_layer_errors(report: LayerErrorReport, top: int = 10, by_own: bool = False,
+                        width: int | None = None) -> str:
+    """Per format: the `top` layers with the lowest SQNR (accumulated, or own with by_own), worst first.
+
+    With `width`, the tables keep the columns a reader needs first (layer, SQNR, own) and fit it."""
     blocks = []
     headers = ["#", "layer", "op", "SQNR dB", "own dB", "round dB", "scale", "range", "float range", "clipped %"]
     for fmt in report.formats():
@@ -29,7 +32,8 @@ def render_layer_errors(report: LayerErrorReport, top: int = 10, by_own: bool = 
         total = len(report.of_format(fmt))
         order = "own" if by_own else "accumulated"
         blocks.append(render_table(headers, table, title=f"{fmt} INT8: {len(rows)} worst of {total} quantized "
-                                                         f"tensors by {order} SQNR, {report.samples} samples"))
+                                                         f"tensors by {order} SQNR, {report.samples} samples",
+                                   width=width, priorities=[6, 0, 2, 1, 1, 3, 5, 4, 5, 3] if width else None))
         unmatched = report.unmatched.get(fmt) or []
         if unmatched:
             blocks.append(f"  {len(unmatched)} INT8 tensor(s) without a float twin, not measured: "

@@ -91,6 +91,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
                     del job.predictions[key]
             report.formats[fmt.value] = section
         report.checks = run_checks(job, report)
+        report.layer_errors = _layer_errors(job, report, staged)
         staged.write_json(report_path(output_dir, name), report.to_dict())
         staged.commit()
     if not report.checks_passed:
@@ -152,6 +153,30 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
     judge_kinds_from_data(signature, reference)
     return ConvertJob(name, output_dir, loaded, folded, signature, calib, reference, options, stats=stats,
                       pass_results=pass_results, notes=notes, input_normalization=normalization)
+
+
+def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:
+    """Where INT8 loses accuracy, layer by layer (converters.layer_error), when a check failed or when asked.
+
+    Measured on the staged files before they are committed; a failure to measure is a note, not a
+    failed conversion (the report's checks already hold the verdict).
+    """
+    mode = job.options.layer_error
+    failed = any(c.kind in ("parity", "cross_format") and not c.passed for c in report.checks)
+    if mode == "never" or (mode == "auto" and not failed) or len(job.signature.inputs) != 1:
+        return None
+    from .layer_error import layer_errors_for_job
+
+    pairs = {}
+    for fmt, section in report.formats.items():
+        if section.error is None and {"fp32", "int8"} <= set(section.files):
+            pairs[fmt] = tuple(staged.staged_file(Path(section.files[v])) for v in ("fp32", "int8"))
+    try:
+        with progress_step("per-layer error", job.options.progress):
+            return layer_errors_for_job(job, tflite=pairs.get("tflite"), onnx=pairs.get("onnx")).to_dict()
+    except Exception as exc:  # a diagnosis, not a verdict: say why it is missing
+        report.notes.append(f"per-layer error could not be measured: {first_line(exc, 200)}")
+        return None
 
 
 def _apply_output_kinds(signature, kinds: dict) -> None:

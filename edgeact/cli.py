@@ -84,11 +84,13 @@ def cli(verbose: bool) -> None:
               help="Override a check threshold: top1, cosine, sqnr, rel-diff, float-sqnr, float-rel-diff.")
 @click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
               help="Judge an output as class_scores or dense instead of the detected kind.")
+@click.option("--layer-error", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Measure per-layer INT8 error into the report: when an INT8 check fails (auto), always, never.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, opset, input_shapes, tolerances,
-            output_kinds, force, as_json):
+            output_kinds, layer_error, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     \b
@@ -113,6 +115,7 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         calibration_method=CalibrationMethod(calibration_method), percentile=percentile,
         onnx_layout=OnnxLayout(onnx_layout), opset=opset, input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
+        layer_error=layer_error,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EdgeactWarning)

@@ -102,6 +102,10 @@ class StagedOutputs:
         self._made.clear()
         return done
 
+    def staged_file(self, final: Path) -> Path | None:
+        """Where the file that will become `final` is staged (before `commit()`), or None."""
+        return next((tmp for tmp, target in self._staged if target == Path(final)), None)
+
     def discard_matching(self, folder: Path, names: list[str]) -> None:
         """Drop the staged files that would become `folder/name` (a format whose export failed)."""
         targets = {Path(folder) / n for n in names}

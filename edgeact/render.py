@@ -39,6 +39,8 @@ def render_convert_report(report, width: int | None = None) -> str:
             parts.append(f"  {mark(check.passed)} {check.label}: {check.summary}")
             if not check.passed and check.advice:
                 parts.append(f"      -> {check.advice}")
+    if report.layer_errors:
+        parts.append(_layer_lines(report.layer_errors, width))
     rules = sorted({c.rule for c in report.checks if c.kind == "parity" and c.rule})
     for rule in rules:
         parts.append(f"  rule: {rule}")
@@ -63,6 +65,17 @@ def fit_lines(text: str, width: int) -> str:
         else:
             lines.extend(wrap(line, width, " " * min(len(line) - len(line.lstrip()) + 4, width // 3)))
     return "\n".join(lines)
+
+
+def _layer_lines(layer_errors: dict, width: int) -> str:
+    """The worst layers per format (the per-layer section is rendered by its own host-side module)."""
+    try:
+        from converters.layer_error import LayerErrorReport
+        from converters.layer_error_render import render_layer_errors
+    except ImportError:  # a device reading a host's report: the table needs the host side
+        return "\nper-layer error: in the report (layer_errors); edgeact layers prints it"
+    return "\nwhere INT8 loses (worst layers first; edgeact layers has them all):\n" + render_layer_errors(
+        LayerErrorReport.from_dict(layer_errors), top=5, width=width)
 
 
 def _passes_lines(passes: list[dict]) -> list[str]:

@@ -142,6 +142,7 @@ class ConvertReport:
     formats: dict[str, FormatReport] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    layer_errors: dict | None = None  # converters.layer_error.LayerErrorReport.to_dict(), when measured
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -234,3 +234,20 @@ def test_progress_in_a_log_is_one_line_per_step_with_its_time(small_cnn_file, pi
     assert names[:2] == ["loading the model", "reading calibration data"] and "tflite: int8" in names
     assert "\r" not in done.stderr  # no progress bar redraws
     assert json.loads(done.stdout)["checks_passed"] is True
+
+
+def test_a_failed_int8_check_says_where_int8_loses(small_cnn_file, pixels_npy, tmp_path):
+    """A ✗ says what to do next: the per-layer error of both formats comes with it, in the report and printed."""
+    result = CliRunner().invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy), "-o", str(tmp_path),
+                                      "-f", "tflite", "-f", "onnx", "--samples", "40", "--holdout", "10",
+                                      "--tolerance", "cosine=1", "--tolerance", "top1=1"])
+    report = json.loads((tmp_path / "small_cnn.edgeact.json").read_text())
+    assert report["checks_passed"] is False and result.exit_code == 1  # INT8 is never exactly float
+    assert "where INT8 loses" in result.stdout
+    formats = {row["format"] for row in report["layer_errors"]["layers"]}
+    assert formats == {"tflite", "onnx"}
+    never = CliRunner().invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy), "-o", str(tmp_path),
+                                     "--force", "--samples", "40", "--holdout", "10", "--tolerance", "cosine=1",
+                                     "--layer-error", "never"])
+    assert json.loads((tmp_path / "small_cnn.edgeact.json").read_text())["layer_errors"] is None
+    assert "where INT8 loses" not in never.stdout
