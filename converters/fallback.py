@@ -112,14 +112,19 @@ def _run(model: bytes, x: np.ndarray) -> tuple[np.ndarray, float]:
         path.write_bytes(model)
         with native_output_captured():
             runner = TFLiteRunner(path)
-        outputs = next(iter(runner.predict(x).values()))
-        runner.write_input(runner.prepare(x[:1])[0])
-        times = []
-        for _ in range(20):
-            start = time.perf_counter()
-            runner.invoke()
-            times.append(time.perf_counter() - start)
-    return np.asarray(outputs, np.float64).reshape(len(x), -1), 1000 * float(np.median(times))
+        return outputs_and_latency(runner, x)
+
+
+def outputs_and_latency(runner, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """A runner's first output on x, flattened per sample, and its median latency (ms) over 20 runs."""
+    outputs = np.asarray(next(iter(runner.predict(x).values())), np.float64).reshape(len(x), -1)
+    runner.write_input(runner.prepare(x[:1])[0])
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        runner.invoke()
+        times.append(time.perf_counter() - start)
+    return outputs, 1000 * float(np.median(times))
 
 
 def measure(budget: Budget, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +29,9 @@ METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMe
 def _run(path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
     from edgeact.runtime.onnx import OnnxRunner
 
-    runner = OnnxRunner(path)
-    outputs = np.asarray(next(iter(runner.predict(x).values())), np.float64).reshape(len(x), -1)
-    runner.write_input(runner.prepare(x[:1])[0])
-    times = []
-    for _ in range(20):
-        start = time.perf_counter()
-        runner.invoke()
-        times.append(time.perf_counter() - start)
-    return outputs, 1000 * float(np.median(times))
+    from .fallback import outputs_and_latency
+
+    return outputs_and_latency(OnnxRunner(path), x)
 
 
 def producer_nodes(int8_path: Path, tensors: list[str]) -> list[str]:

@@ -40,8 +40,13 @@ def layers(models, data, float_model, keras_model, top, by_own, samples, preset,
     For each quantized tensor: SQNR with the whole model in INT8 (accumulated), with only that
     layer quantized (own, needs --keras), its grid, its float range and the fraction clipped.
 
-    Example: edgeact layers out/mnist_int8.tflite out/mnist_int8.onnx --data calib/ --keras mnist.keras
-    --csv layers.csv --plot layers.png
+    Example (after `make demo`, which writes out/):
+
+    \b
+      edgeact layers out/mnist_cnn_int8.tflite --data examples/mnist/calibration \\
+          --keras examples/mnist/mnist_cnn.keras --csv out/layers.csv --plot out/layers.png
+
+    Give the .onnx too (out/mnist_cnn_int8.onnx) for both formats side by side.
     """
     from converters.layer_error_files import LayerJob, measure_layers
     from converters.layer_error_render import plot_layer_errors, render_layer_csv, render_layer_errors

@@ -122,7 +122,13 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
     from .speed_verdict import add_speed_verdicts, render_speed
 
     report = add_speed_verdicts(profile_models(list(models), options))
-    click.echo(render_json(report) if as_json else render_profile(report, table) + render_speed(report))
+    if as_json:
+        click.echo(render_json(report))
+    else:
+        from .render import fit_lines
+
+        speed = render_speed(report)
+        click.echo(render_profile(report, table) + (fit_lines(speed, table.width) if table.width else speed))
     for path, render in ((csv_path, render_csv), (markdown_path, render_markdown)):
         if path:
             write_text_atomic(path, render(report))

@@ -119,16 +119,11 @@ def read_metadata(path: str | Path) -> ModelMetadata:
     Raises:
         ModelLoadError: not a readable TFLite model.
     """
-    from .flatbuf import FlatbufferError
-    from .tflite_model import _read_model_bytes
+    from .tflite_model import read_checked
     from .validate_tflite import read_metadata_entries
 
     path = Path(path)
-    data = _read_model_bytes(path)
-    try:
-        raw = read_metadata_entries(data)
-    except FlatbufferError as exc:
-        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model ({exc}); re-export it") from None
+    raw, data = read_checked(path, lambda data: (read_metadata_entries(data), data))
     meta = ModelMetadata(entries=sorted(raw), associated_files=_associated_files(data))
     if CONTRACT_ENTRY in raw:
         try:

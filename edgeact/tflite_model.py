@@ -150,13 +150,18 @@ def _read_model_bytes(path: Path) -> bytes:
 def read_tflite(path: Path | str) -> TFLiteModel:
     """Parse and validate a .tflite file; ModelLoadError (or LimitError) if it is not a sound model."""
     path = Path(path)
-    data = _read_model_bytes(path)
-    try:
-        raw = read_raw_model(data)
-    except FlatbufferError as exc:
-        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model ({exc}); re-export it") from None
+    raw = read_checked(path, read_raw_model)
     validate(raw, path)
     return _model(raw, path)
+
+
+def read_checked(path: Path, reader):
+    """`reader(bytes)` on the file's bytes, a reader's FlatbufferError made a one-line ModelLoadError."""
+    data = _read_model_bytes(path)
+    try:
+        return reader(data)
+    except FlatbufferError as exc:
+        raise ModelLoadError(f"{path} is a corrupt or truncated TFLite model ({exc}); re-export it") from None
 
 
 def _model(raw: RawModel, path: Path) -> TFLiteModel:
