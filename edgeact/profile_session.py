@@ -27,6 +27,7 @@ from .limits import check_sample_shape
 from .metrics import agreement, topk_accuracy
 from .model_report import ModelReport, find_report, report_path
 from .preprocess import Preprocessing
+from .profile_row import PROFILE_SCHEMA_VERSION, ProfileRow
 from .profiler import LoopSettings, ModelProfile, profile_model
 from .reference import Reference
 from .runtime import RuntimeName, installed_runtimes, model_format, open_runner, runtimes_for
@@ -132,13 +133,17 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     for plan, profile, device in measured:
         row = _row(plan, profile, data, reference_outputs.get(plan.data_key),
                    reference.path.name if reference is not None else "")
-        rows.append({"device": device, **row} if device is not None else row)
+        if device is not None:
+            row["device"] = device
+        # The summary came from another process or a device: typed and checked before any use.
+        rows.append(ProfileRow.from_dict(row, f"the profile of {plan.path.name}").to_dict())
     notes = [n for n in (host_note(target),) if n and not options.devices]
     notes += [f"device {run.device} reported throttling after the run ({run.summary()['throttle_flags']}): "
               "its numbers are not steady-state" for run in device_runs if run.summary()["throttled"]]
     if data is None:
         notes.append(f"no --data: timed on {RANDOM_SAMPLES} random inputs; accuracy needs labelled --data")
     return {
+        "schema_version": PROFILE_SCHEMA_VERSION,
         "edgeact_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "target": {"name": target.value, "description": TARGETS[target].description},
