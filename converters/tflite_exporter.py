@@ -6,6 +6,11 @@ int8 (default), uint8 or float interface.
 """
 from __future__ import annotations
 
+import functools
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
 from edgeact.config import Format, IOType
 from edgeact.errors import ConversionError
 from edgeact.fileio import StagedOutputs
@@ -20,12 +25,40 @@ from .tflite_check import check_fusion, check_integer_only
 from .verify import compare_outputs
 
 
-def _converter(job: ConvertJob):
+def _converter(source: str):
     import tensorflow as tf
 
-    if job.keras_model is not None:
-        return tf.lite.TFLiteConverter.from_keras_model(job.keras_model)
-    return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
+    return tf.lite.TFLiteConverter.from_saved_model(source, signature_keys=["serving_default"])
+
+
+@contextmanager
+def saved_model_source(job: ConvertJob) -> Iterator[str]:
+    """A SavedModel folder both conversions (float and INT8) start from.
+
+    `TFLiteConverter.from_keras_model` writes the Keras model to a temporary SavedModel on
+    every `convert()` and reads it back; exporting it once here, the same way (a Keras
+    ExportArchive whose endpoint calls the model with training=False), saves one export
+    per conversion: 8 s of MobileNetV2's 114 s in a profile here, more for big graphs.
+    """
+    if job.keras_model is None:
+        yield str(job.loaded.path)
+        return
+    import keras
+    import tensorflow as tf
+
+    model = job.keras_model
+    with tempfile.TemporaryDirectory(prefix="edgeact-savedmodel-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        signature = [tf.TensorSpec(t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
+        archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+        try:
+            with native_output_captured() as captured:
+                archive.write_out(tmp, verbose=False)
+        except Exception as exc:
+            detail = last_error_line(captured.text) or str(exc).splitlines()[0][:300]
+            raise ConversionError(f"cannot export the model for TFLiteConverter: {detail}") from None
+        yield tmp
 
 
 def _run_converter(converter, what: str) -> bytes:
@@ -37,14 +70,14 @@ def _run_converter(converter, what: str) -> bytes:
         raise ConversionError(f"TFLiteConverter could not write the {what} model: {detail}") from None
 
 
-def export_float(job: ConvertJob) -> bytes:
-    return _run_converter(_converter(job), "float")
+def export_float(job: ConvertJob, source: str) -> bytes:
+    return _run_converter(_converter(source), "float")
 
 
-def export_int8(job: ConvertJob, progress=None) -> bytes:
+def export_int8(job: ConvertJob, source: str, progress=None) -> bytes:
     import tensorflow as tf
 
-    converter = _converter(job)
+    converter = _converter(source)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(job.calibration.calibration, progress)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -63,10 +96,11 @@ class TFLiteExporter:
 
     def export(self, job: ConvertJob, staged: StagedOutputs) -> dict:
         fp32_name, int8_name = self.output_names(job.name)
-        with job.step("tflite: float reference"):
-            fp32 = staged.write_bytes(job.output_dir / fp32_name, export_float(job))
-        with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
-            int8 = staged.write_bytes(job.output_dir / int8_name, export_int8(job, bar))
+        with saved_model_source(job) as source:
+            with job.step("tflite: float reference"):
+                fp32 = staged.write_bytes(job.output_dir / fp32_name, export_float(job, source))
+            with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
+                int8 = staged.write_bytes(job.output_dir / int8_name, export_int8(job, source, bar))
         with job.step("tflite: verify"):
             fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
             with native_output_captured():  # the runtime announces its XNNPACK delegate
