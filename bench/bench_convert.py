@@ -149,15 +149,18 @@ def plain(model_path: Path, calib_path: Path, out: Path, formats: tuple[str, ...
 
 
 # -- timing whole processes ------------------------------------------------------------------
-def run_process(argv: list[str], log: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one child process, from the kernel's accounting."""
+def run_process(argv: list[str], log: Path) -> tuple[float, float, int, float]:
+    """(wall s, peak RSS MB, exit code, CPU s) of one child process, from the kernel's accounting.
+
+    CPU seconds (user + system) move less than wall time when other work shares the cores.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log, "ab") as sink:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=ROOT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
 
 
 def commands(model_path: Path, calib_path: Path, formats: tuple[str, ...], out: Path) -> tuple[list, list]:
@@ -174,19 +177,26 @@ def commands(model_path: Path, calib_path: Path, formats: tuple[str, ...], out: 
 def bench(families: list[str], format_sets: list[str], rounds: int, workdir: Path) -> list[dict]:
     rows = []
     for family in families:
-        model_path, calib_path = prepare(family, workdir)
+        # In a child process: Linux counts the RSS a process had when it forked into each child's
+        # peak (ru_maxrss survives exec), so a parent that built a big model would inflate both.
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "prepare", family, str(workdir)],
+                       check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        model_path, calib_path = workdir / f"{family}.keras", workdir / f"{family}_calib.npy"
         for fmt in format_sets:
             edgeact, plain_cmd = commands(model_path, calib_path, FORMATS[fmt], workdir / f"{family}_{fmt}")
             a, b = [], []
             for r in range(rounds):
                 a.append(run_process(edgeact, workdir / "edgeact.log"))
                 b.append(run_process(plain_cmd, workdir / "plain.log"))
-                print(f"  {family} {fmt} round {r + 1}: edgeact {a[-1][0]:.1f} s {a[-1][1]:.0f} MB (exit "
-                      f"{a[-1][2]}), plain {b[-1][0]:.1f} s {b[-1][1]:.0f} MB (exit {b[-1][2]})", flush=True)
+                print(f"  {family} {fmt} round {r + 1}: edgeact {a[-1][0]:.1f} s (cpu {a[-1][3]:.1f}) {a[-1][1]:.0f} MB "
+                      f"(exit {a[-1][2]}), plain {b[-1][0]:.1f} s (cpu {b[-1][3]:.1f}) {b[-1][1]:.0f} MB "
+                      f"(exit {b[-1][2]})", flush=True)
             rows.append({
                 "model": family, "formats": fmt,
                 "edgeact_s": statistics.median(x[0] for x in a), "plain_s": statistics.median(x[0] for x in b),
                 "ratio": statistics.median(x[0] / y[0] for x, y in zip(a, b)),
+                "edgeact_cpu": statistics.median(x[3] for x in a), "plain_cpu": statistics.median(x[3] for x in b),
+                "cpu_ratio": statistics.median(x[3] / y[3] for x, y in zip(a, b)),
                 "edgeact_mb": max(x[1] for x in a), "plain_mb": max(x[1] for x in b),
                 "exit_codes": sorted({x[2] for x in a} | {y[2] for y in b}),
             })
@@ -194,16 +204,21 @@ def bench(families: list[str], format_sets: list[str], rounds: int, workdir: Pat
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | formats | edgeact s | plain s | ratio | edgeact peak MB | plain peak MB | mem ratio |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | formats | edgeact s | plain s | ratio | edgeact CPU s | plain CPU s | CPU ratio | "
+             "edgeact peak MB | plain peak MB | mem ratio |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['formats']} | {r['edgeact_s']:.1f} | {r['plain_s']:.1f} | "
-                     f"{r['ratio']:.2f}x | {r['edgeact_mb']:.0f} | {r['plain_mb']:.0f} | "
+                     f"{r['ratio']:.2f}x | {r['edgeact_cpu']:.1f} | {r['plain_cpu']:.1f} | {r['cpu_ratio']:.2f}x | "
+                     f"{r['edgeact_mb']:.0f} | {r['plain_mb']:.0f} | "
                      f"{r['edgeact_mb'] / r['plain_mb']:.2f}x |")
     return "\n".join(lines)
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "prepare":
+        prepare(sys.argv[2], Path(sys.argv[3]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "plain":
         _, _, model_path, calib_path, out, formats = sys.argv
         plain(Path(model_path), Path(calib_path), Path(out), tuple(formats.split(",")))

@@ -1,4 +1,4 @@
-"""Activation statistics from the float model on calibration samples.
+"""Activation statistics from the float model on the samples it is given (calibration or held-out).
 
 Per ReLU/ReLU6 (a ReLU layer, an Activation layer, or a layer's own relu activation):
 the fraction of outputs that are zero (activation sparsity) and the channels that are zero
