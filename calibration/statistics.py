@@ -1,16 +1,16 @@
-"""Activation statistics from the float model on calibration samples.
+"""Activation statistics of the float model: what the numbers mean, computed from counts.
 
-Per ReLU/ReLU6 (a ReLU layer, an Activation layer, or a layer's own relu activation):
-the fraction of outputs that are zero (activation sparsity) and the channels that are zero
-on every calibration sample ("dead" channels). A dying ReLU wastes compute and hurts
-accuracy; a tool that sees the activations anyway should say so.
+Per ReLU/ReLU6 (a ReLU layer, an Activation layer, or a layer's own relu activation): the
+fraction of outputs that are zero (activation sparsity) and the channels that are zero on
+every sample ("dead" channels). A dying ReLU wastes compute and hurts accuracy; a tool that
+sees the activations anyway should say so. The counts come from the one compiled pass of
+the float model that also gives the float reference (converters.forward.float_pass).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 
 
 @dataclass
@@ -25,36 +25,14 @@ class ActivationStats:
         return asdict(self)
 
 
-def activation_statistics(model, samples, layers: list[tuple[object, str]],
-                          batch_size: int = 32) -> list[ActivationStats]:
-    """Sparsity and dead channels of the given ReLU/ReLU6 layers' outputs, accumulated batch by batch.
+def statistics_from_counts(layer: str, kind: str, positive: np.ndarray, values: int) -> ActivationStats:
+    """Statistics of one ReLU output from its count of positive values per channel.
 
     Args:
-        samples: a calibration.SampleSet (model inputs keyed by input name).
-        layers: (layer, "relu" | "relu6") pairs; converters.activations.relu_layers finds them.
+        positive: per channel, how many of its values were above zero over all samples.
+        values: how many values the output had in all (samples x positions x channels).
     """
-    import keras
-
-    if not layers:
-        return []
-    probe = keras.Model(model.inputs if len(model.inputs) > 1 else model.inputs[0], [layer.output for layer, _ in layers])
-    names = [t.name for t in model.inputs]
-    zeros = np.zeros(len(layers))
-    counts = np.zeros(len(layers))
-    alive: list[np.ndarray | None] = [None] * len(layers)
-    for start in range(0, len(samples), batch_size):
-        batch = [samples.arrays[n][start:start + batch_size] for n in names]
-        outputs = probe(batch if len(batch) > 1 else batch[0], training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for i, out in enumerate(outputs):
-            out = np.asarray(out)
-            zero = out <= 0
-            zeros[i] += zero.sum()
-            counts[i] += zero.size
-            channel_alive = ~np.all(zero.reshape(-1, out.shape[-1]), axis=0)
-            alive[i] = channel_alive if alive[i] is None else (alive[i] | channel_alive)
-    return [
-        ActivationStats(layer.name, kind, int(alive[i].size), float(zeros[i] / counts[i]),
-                        int(np.sum(~alive[i])))
-        for i, (layer, kind) in enumerate(layers)
-    ]
+    positive = np.asarray(positive, dtype=np.int64)
+    zeros = values - int(positive.sum())
+    return ActivationStats(layer, kind, int(positive.size), zeros / values if values else 0.0,
+                           int(np.sum(positive == 0)))

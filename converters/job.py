@@ -1,7 +1,6 @@
 """What exporters and checks get: the folded model, its signature, the data, the float reference."""
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,22 +58,8 @@ class ConvertJob:
             yield bar
 
 
-@contextmanager
-def progress_step(description: str, progress: bool | None, total: int | None = None) -> Iterator[Any]:
-    """A progress bar for one step on a terminal; elsewhere (CI logs) one line with its time when done."""
-    from tqdm import tqdm
+def progress_step(description: str, progress: bool | None, total: int | None = None):
+    """A progress bar on a terminal; elsewhere (CI logs) one line with its time when the step is done."""
+    from .progress import step
 
-    from edgeact.quiet import console
-
-    stream = console()
-    terminal = stream.isatty() if progress is None else progress
-    bar = tqdm(total=total, desc=f"{description:<26}", file=stream, leave=False, disable=not terminal,
-               bar_format="{desc} {bar} {n_fmt}/{total_fmt}" if total else "{desc} ...")
-    start = time.perf_counter()
-    try:
-        yield bar
-    finally:
-        bar.close()
-    # Only a step that finished is logged: a failure's one error line stays the last word.
-    if not terminal and progress is None:
-        print(f"edgeact: {description} ({time.perf_counter() - start:.1f} s)", file=stream, flush=True)
+    return step(description, total, progress)

@@ -24,6 +24,10 @@ from .options import ConvertOptions
 from .registry import load_exporters
 
 
+# Samples each graph pass is checked on: a pass that changes the function shows on any of them.
+PASS_SAMPLES = 16
+
+
 def report_path(output_dir: Path, name: str) -> Path:
     """Where convert writes the report that `edgeact.model_report.find_report` reads back."""
     return Path(output_dir) / f"{name}{REPORT_SUFFIX}"
@@ -109,9 +113,8 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
     import dataclasses
 
     from calibration import read_calibration
-    from calibration.statistics import activation_statistics
 
-    from .activations import relu_layers
+    from .forward import float_pass
     from .input_normalization import choose_preprocessing, input_normalization
     from .passes import DEFAULT_PIPELINE, run_pipeline
     from .serving import predict_float
@@ -139,17 +142,20 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
                                  options.seed, progress=bar)
     stats, pass_results, folded, notes = [], [], keras_model, []
     if keras_model is not None:
-        samples = calib.calibration
-        with progress_step("activation statistics", options.progress):
-            stats = activation_statistics(keras_model, samples, relu_layers(keras_model))
+        # One compiled pass over the held-out samples gives the float reference and the ReLU
+        # statistics; the passes are checked against its first outputs (no model runs twice).
+        with progress_step("float reference and statistics", options.progress):
+            stats, outputs = float_pass(keras_model, calib.holdout)
+        reference = dict(zip(signature.output_names, outputs))
         passes = list(DEFAULT_PIPELINE if options.passes is None else options.passes)
         with progress_step("graph passes", options.progress):
-            folded, pass_results = run_pipeline(keras_model, passes, samples.head(64))
+            folded, pass_results = run_pipeline(keras_model, passes, calib.holdout.head(PASS_SAMPLES),
+                                                reference=[o[:PASS_SAMPLES] for o in outputs])
     else:
         notes.append("graph passes did not run: a SavedModel folder has no Keras layers to rewrite (TFLiteConverter "
                      "and ONNX Runtime still fold and fuse what they can); give the .keras file for the passes")
-    with progress_step("float reference outputs", options.progress):
-        reference = predict_float(keras_model, loaded.saved_model_fn, signature, calib.holdout)
+        with progress_step("float reference outputs", options.progress):
+            reference = predict_float(None, loaded.saved_model_fn, signature, calib.holdout)
     judge_kinds_from_data(signature, reference)
     return ConvertJob(name, output_dir, loaded, folded, signature, calib, reference, options, stats=stats,
                       pass_results=pass_results, notes=notes, input_normalization=normalization)

@@ -6,11 +6,14 @@ Ctrl-C never leaves a half-written model or report behind.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import errno
 import os
+import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,7 +71,8 @@ class StagedOutputs:
             missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.extend(missing)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+            remove_stale_temporaries(path)
+            fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=suffix, dir=path.parent)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror}; choose another output folder") from None
         os.fchmod(fd, 0o666 & ~_umask())
@@ -123,6 +127,48 @@ class StagedOutputs:
             except OSError:
                 break
         self._made.clear()
+
+
+def _temp_prefix(name: str, pid: int | None = None) -> str:
+    """Temporary files name the host and process that own them, so that a later run can tell
+    the leftovers of a killed run (SIGKILL, OOM killer, power loss) from a live run's files."""
+    return f".{name}.edgeact-{socket.gethostname()}-{os.getpid() if pid is None else pid}."
+
+
+_OWNER = re.compile(r"\.edgeact-(?P<host>.+)-(?P<pid>\d+)\.[^.]*(\.[^.]*)?$")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files of `path` left by a process of this host that no longer runs.
+
+    Files of a live process (another run into the same folder) and of other hosts (a shared
+    network folder) are left alone. Returns what was removed.
+    """
+    path = Path(path)
+    removed = []
+    host = socket.gethostname()
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.edgeact-*"):
+        owner = _OWNER.search(candidate.name[len(path.name) + 1:])
+        if owner is None or owner["host"] != host or _alive(int(owner["pid"])):
+            continue
+        try:
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:  # gone already, or not ours to delete: not worth failing a conversion over
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 @contextmanager

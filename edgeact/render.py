@@ -97,7 +97,7 @@ def _stats_lines(stats: list[dict]) -> list[str]:
     dead = [s for s in stats if s["dead_channels"]]
     mean_zero = sum(s["sparsity"] for s in stats) / len(stats)
     lines = [f"\nactivations: {len(stats)} ReLU/ReLU6, {100 * mean_zero:.0f}% zeros on average (float model, "
-             f"calibration samples); dead channels: {sum(s['dead_channels'] for s in dead) or 'none'}"]
+             f"held-out samples); dead channels: {sum(s['dead_channels'] for s in dead) or 'none'}"]
     for s in dead:
         lines.append(f"  {s['layer']}: {s['dead_channels']} of {s['channels']} channels always zero (dying ReLU?)")
     return lines

@@ -186,7 +186,7 @@ def test_conversion_failure_leaves_no_partial_files(small_cnn_file, pixels_npy, 
     from converters import tflite_exporter
     from edgeact.errors import ConversionError
 
-    def refuse(job, progress=None):
+    def refuse(*args, **kwargs):
         raise ConversionError("TFLiteConverter could not write the INT8 model: test")
 
     monkeypatch.setattr(tflite_exporter, "export_int8", refuse)

@@ -91,7 +91,7 @@ def test_activation_statistics_match_the_float_model(converted_small, small_cnn)
 
 def test_dead_channels_are_counted(keras, tmp_path):
     """A conv whose bias pushes two channels far below zero has exactly two dead ReLU channels."""
-    from calibration.statistics import activation_statistics
+    from converters.forward import float_pass
 
     L = keras.layers
     inputs = keras.Input((8, 8, 1))
@@ -100,10 +100,9 @@ def test_dead_channels_are_counted(keras, tmp_path):
     kernel, bias = model.get_layer("conv").get_weights()
     model.get_layer("conv").set_weights([np.ones_like(kernel) * 0.1, np.array([1.0, -100.0, 0.5, -100.0], "float32")])
     from calibration.sources import SampleSet
-    from converters.activations import relu_layers
 
     samples = SampleSet({model.inputs[0].name: np.random.default_rng(0).uniform(0, 1, (10, 8, 8, 1))})
-    stats = activation_statistics(model, samples, relu_layers(model))
+    stats, _ = float_pass(model, samples)
     assert [(s.layer, s.dead_channels) for s in stats] == [("conv", 2)]
     assert stats[0].sparsity == pytest.approx(0.5)
 

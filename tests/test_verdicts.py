@@ -229,8 +229,8 @@ def test_progress_in_a_log_is_one_line_per_step_with_its_time(small_cnn_file, pi
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     steps = [line for line in done.stderr.splitlines() if line.startswith("edgeact: ")]
-    assert all(re.fullmatch(r"edgeact: [\w :()-]+ \(\d+\.\d s\)", line) for line in steps), steps
-    names = [line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in steps]
+    assert all(re.fullmatch(r"edgeact: [\w :()-]+ \.\.\. \d+\.\d s", line) for line in steps), steps
+    names = [line.split(": ", 1)[1].rsplit(" ... ", 1)[0] for line in steps]
     assert names[:2] == ["loading the model", "reading calibration data"] and "tflite: int8" in names
     assert "\r" not in done.stderr  # no progress bar redraws
     assert json.loads(done.stdout)["checks_passed"] is True

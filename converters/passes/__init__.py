@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..forward import predict
 from ..graph import KerasGraph
 
 PassFn = Callable[[KerasGraph], "PassResult"]
@@ -46,18 +47,24 @@ def register_pass(name: str) -> Callable[[PassFn], PassFn]:
     return decorate
 
 
-def run_pipeline(model, names: list[str], samples=None):
+def run_pipeline(model, names: list[str], samples=None, reference: list[np.ndarray] | None = None):
     """Run the named passes on a Keras model; return the new model and one result per pass.
 
     Args:
         model: a Functional or Sequential Keras model (left unchanged).
         names: pass names, in order.
-        samples: a calibration.SampleSet to verify each pass on; None skips the check.
+        samples: inputs to verify each pass on (an array, or a calibration.SampleSet); None skips the check.
+        reference: `model`'s own outputs on `samples`, when the caller has them already
+            (`converters.forward.float_pass` computes them); otherwise computed here.
     Returns:
         (rewritten Keras model, list of PassResult)
+
+    Each model in the chain runs once on the samples: the outputs after one pass are the
+    "before" of the next, so a pipeline of N passes costs N forward passes, not 2N.
     """
     graph = KerasGraph.from_model(model)
     current = model
+    before = reference
     results = []
     nested = [{"layer": e["name"], "reason": "a nested model: its layers are not rewritten (the TFLite converter "
                "still folds and fuses what it can inside)"} for e in graph.layers if graph.is_nested_model(e["name"])]
@@ -67,7 +74,10 @@ def run_pipeline(model, names: list[str], samples=None):
         if result.changed:
             rewritten = graph.to_keras()
             if samples is not None:
-                result.max_abs_diff = _max_output_diff(current, rewritten, samples)
+                before = before if before is not None else predict(current, samples)
+                after = predict(rewritten, samples)
+                result.max_abs_diff = _max_diff(before, after)
+                before = after
             current = rewritten
         elif samples is not None:
             result.max_abs_diff = 0.0
@@ -75,19 +85,10 @@ def run_pipeline(model, names: list[str], samples=None):
     return current, results
 
 
-def _max_output_diff(before, after, samples) -> float:
+def _max_diff(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     # Positional: a pass keeps the order of the outputs, though it may rename the layer producing one.
-    arrays = getattr(samples, "arrays", None)
-    batch = [arrays[t.name] for t in before.inputs] if arrays is not None else [np.asarray(samples)]
-    a = _as_list(before(batch if len(batch) > 1 else batch[0], training=False))
-    b = _as_list(after(batch if len(batch) > 1 else batch[0], training=False))
-    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y))) for x, y in zip(a, b)))
-
-
-def _as_list(outputs) -> list:
-    if isinstance(outputs, dict):
-        return [outputs[k] for k in sorted(outputs)]
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y).reshape(np.shape(x))))
+                     for x, y in zip(before, after)))
 
 
 # Importing the pass modules registers them.
