@@ -163,12 +163,17 @@ def run_process(argv: list[str], log: Path) -> tuple[float, float, int, float]:
     return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
 
 
+# Extra `edgeact convert` options (--edgeact-args): e.g. "--layer-error never" times the conversion
+# without the per-layer diagnosis that a failed check adds (untrained networks fail top-1).
+EDGEACT_ARGS: list[str] = []
+
+
 def commands(model_path: Path, calib_path: Path, formats: tuple[str, ...], out: Path) -> tuple[list, list]:
     python = sys.executable
     fmt_args = [arg for f in formats for arg in ("-f", f)]
     edgeact = [python, "-m", "edgeact", "convert", str(model_path), "-c", str(calib_path), "--preprocess", "none",
                "--samples", str(CALIBRATION), "--holdout", str(HOLDOUT), "-o", str(out / "edgeact"), "--force",
-               *fmt_args]
+               *fmt_args, *EDGEACT_ARGS]
     plain_cmd = [python, str(Path(__file__).resolve()), "plain", str(model_path), str(calib_path),
                  str(out / "plain"), ",".join(formats)]
     return edgeact, plain_cmd
@@ -228,7 +233,9 @@ def main() -> None:
     parser.add_argument("--formats", default="tflite,both", help="comma-separated: tflite, onnx, both")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/edgeact-bench-convert"))
+    parser.add_argument("--edgeact-args", default="", help='extra convert options, e.g. "--layer-error never"')
     args = parser.parse_args()
+    EDGEACT_ARGS[:] = args.edgeact_args.split()
     rows = bench(args.models.split(","), args.formats.split(","), args.rounds, args.workdir)
     print(table(rows))
     if any(code for r in rows for code in r["exit_codes"]):
