@@ -1,5 +1,6 @@
 """The README's older-Raspberry-Pi install, for real: Python 3.9, numpy<2, tflite-runtime (no
-schema, no flatbuffers, no TensorFlow), `pip install --no-deps -e .`; inspect and profile must work."""
+schema, no flatbuffers, no TensorFlow), `pip install --no-deps -e .`; inspect, profile and the
+frame API (with Pillow for resizing) must work."""
 from __future__ import annotations
 
 import glob
@@ -30,7 +31,7 @@ def test_python39_tflite_runtime_install_inspects_and_profiles(converted_small, 
     venv = tmp_path / "venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip + ["numpy<2", "tflite-runtime", "click", "tqdm"], check=True, timeout=900)
+    subprocess.run(pip + ["numpy<2", "tflite-runtime", "click", "tqdm", "pillow"], check=True, timeout=900)
     subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True, timeout=600)
     out, _ = converted_small
     model = shutil.copy(out / "small_cnn_int8.tflite", tmp_path / "small_cnn_int8.tflite")
@@ -48,6 +49,14 @@ def test_python39_tflite_runtime_install_inspects_and_profiles(converted_small, 
     assert profile.returncode == 0, profile.stderr
     row = json.loads(profile.stdout)["models"][0]
     assert row["runtime"] == "tflite-runtime" and row["latency_ms"]["runs"] == 5
+    frames = subprocess.run([str(venv / "bin" / "python"), "-c",
+                             "import numpy as np, edgeact; m = edgeact.load('small_cnn_int8.tflite'); "
+                             "top = m.classify(np.full((20, 30, 3), 128, np.uint8), top_k=2); "
+                             "print(len(top), sorted(m.predict(np.zeros((1, 16, 16, 3), np.float32))))"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert frames.returncode == 0, frames.stderr
+    names = [o.name for o in __import__("edgeact.runtime", fromlist=["open_runner"]).open_runner(model).outputs]
+    assert frames.stdout.strip() == f"2 {sorted(names)}"  # frames of another size, outputs by name
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(model.read_bytes()[:300])
     refused = subprocess.run([edgeact, "profile", str(bad)], capture_output=True, text=True, env=env)
