@@ -234,3 +234,12 @@ def test_control_socket_fits_with_a_long_tmpdir(server, options, tmp_path, monke
     transport = SshTransport(parse_device(server.device), options.ssh_options)
     assert transport.run(["echo", "ok"]).strip() == b"ok"
     transport.close()
+
+
+def test_a_cut_after_progress_lines_reads_as_a_dropped_connection():
+    """The device profiler streams JSON progress on the same stderr; a cut connection adds nothing after it."""
+    from edgeact.remote.ssh import explain_ssh_failure
+
+    stderr = '{"progress": "m.tflite: timing", "done": 100000, "total": 2000000}\n'
+    assert explain_ssh_failure(stderr) == "the connection dropped (ssh ended without a message)"
+    assert explain_ssh_failure(stderr + "Connection reset by peer\n") == "the connection was reset"

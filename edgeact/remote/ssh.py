@@ -72,7 +72,8 @@ def explain_ssh_failure(stderr: str) -> str:
     for fragment, cause in _SSH_FAILURES:
         if fragment in stderr:
             return cause
-    last = [line for line in stderr.strip().splitlines() if line.strip()]
+    # The profiler's own JSON progress lines share stderr: they are not ssh's message.
+    last = [line for line in stderr.strip().splitlines() if line.strip() and not line.startswith('{"progress"')]
     # A connection cut mid-command ends ssh with 255 and, at quiet log levels, no message.
     return f"ssh failed: {last[-1][:200]}" if last else "the connection dropped (ssh ended without a message)"
 
