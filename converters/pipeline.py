@@ -117,7 +117,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
     from .forward import float_pass
     from .input_normalization import choose_preprocessing, input_normalization
     from .passes import DEFAULT_PIPELINE, run_pipeline
-    from .serving import predict_float
+    from .serving import predict_saved_model
     from .signature import (fix_open_sizes, functional, judge_kinds_from_data, keras_signature,
                             saved_model_signature)
 
@@ -155,7 +155,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         notes.append("graph passes did not run: a SavedModel folder has no Keras layers to rewrite (TFLiteConverter "
                      "and ONNX Runtime still fold and fuse what they can); give the .keras file for the passes")
         with progress_step("float reference outputs", options.progress):
-            reference = predict_float(None, loaded.saved_model_fn, signature, calib.holdout)
+            reference = predict_saved_model(loaded.saved_model_fn, signature, calib.holdout)
     judge_kinds_from_data(signature, reference)
     return ConvertJob(name, output_dir, loaded, folded, signature, calib, reference, options, stats=stats,
                       pass_results=pass_results, notes=notes, input_normalization=normalization)

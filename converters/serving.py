@@ -1,8 +1,8 @@
-"""The model as a named tf.function, and float predictions keyed by output name.
+"""The model with named inputs and outputs, for the exporters, and a SavedModel's float outputs.
 
-Both exporters convert `serving_function(job)`: inputs named like the Keras inputs, outputs
-a dict keyed by the Keras output names, so TFLite's SignatureDef and the ONNX graph carry
-the same names as the report (see converters.signature).
+`dict_output_model` (TFLite) and `serving_function` (tf2onnx) give the converters inputs named
+like the Keras inputs and outputs keyed by the Keras output names, so TFLite's SignatureDef and
+the ONNX graph carry the same names as the report (see converters.signature).
 """
 from __future__ import annotations
 
@@ -58,17 +58,15 @@ def serving_function(keras_model, saved_model_fn, signature):
     return serve, specs
 
 
-def predict_float(keras_model, saved_model_fn, signature, samples: SampleSet,
-                  batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Float outputs of the Keras model (or SavedModel signature) on `samples`, keyed by output name."""
+def predict_saved_model(saved_model_fn, signature, samples: SampleSet, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """A SavedModel serving signature's outputs on `samples`, keyed by output name.
+
+    (A Keras model's float outputs come from converters.forward.float_pass, with the statistics.)
+    """
     names, input_names = signature.output_names, signature.input_names
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(samples), batch_size):
-        batch = [samples.arrays[n][start:start + batch_size] for n in input_names]
-        if keras_model is not None:
-            outputs = named_outputs(keras_model(batch if len(batch) > 1 else batch[0], training=False), names)
-        else:
-            outputs = saved_model_fn(**dict(zip(input_names, batch)))
+        outputs = saved_model_fn(**{n: samples.arrays[n][start:start + batch_size] for n in input_names})
         for name in names:
             parts[name].append(np.asarray(outputs[name]))
     return {name: np.concatenate(p) for name, p in parts.items()}

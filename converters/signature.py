@@ -2,9 +2,9 @@
 
 Names, never positions: TFLite orders tensors as its converter likes (a two-input model
 comes out with its inputs swapped) and `from_keras_model` names a list of outputs
-`output_0, output_1`. So both exporters convert `serving_function(...)`, a tf.function whose
-inputs are named like the Keras inputs and which returns a dict keyed by the Keras output
-names; TFLite writes those names into its SignatureDef and tf2onnx into the graph.
+`output_0, output_1`. So the exporters convert the model with named inputs and a dict of outputs
+keyed by the Keras output names (converters.serving); TFLite writes those names into its
+SignatureDef and tf2onnx into the graph.
 """
 from __future__ import annotations
 
