@@ -174,14 +174,14 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
         models[row.attempt] = model
         return row
 
-    best, best_calibrated = None, calibrated
+    best = None
     for method in methods:
         say(f"ranges: {method.value}")
         ranged = calibrated if method is RangeMethod.MINMAX else \
             set_ranges(calibrated, choose_ranges(calibrated, calibration, method))
         row = attempt(f"{method.value} ranges", quantize_calibrated(ranged, io_type), method, [])
         if best is None or budget.better(row.metric, best.metric):
-            best, best_calibrated = row, ranged
+            best = row
             base = (row, ranged, keras_model)
         if budget.met(row.metric):
             break
@@ -197,7 +197,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             set_ranges(recalibrated, choose_ranges(recalibrated, calibration, method))
         row = attempt(f"{fix} ({what}), {method.value} ranges", quantize_calibrated(ranged, io_type), method, [])
         if budget.better(row.metric, best.metric):  # kept only when it helps
-            best, best_calibrated, model = row, ranged, fixed
+            best, model = row, fixed
             if fix != "bias correction":
                 base = (row, ranged, fixed)
         if budget.met(row.metric):

@@ -7,9 +7,10 @@ must have become QLinearConv and every MatMul/Gemm an integer kernel.
 """
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from pathlib import Path
+
+from edgeact.runtime.onnx import optimized_graph  # the one copy, shared with the fast-path coverage
 
 FLOAT_CONV = ("Conv", "FusedConv", "ConvTranspose", "NhwcFusedConv")
 FLOAT_MATMUL = ("MatMul", "Gemm", "FusedMatMul", "FusedGemm")
@@ -28,24 +29,6 @@ def _load(path: Path):
 def count_ops(path: Path) -> dict[str, int]:
     counts = Counter(node.op_type for node in _load(path).graph.node)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def optimized_graph(path: Path, level: str = "extended"):
-    """The graph ONNX Runtime's CPU provider actually executes, after its own optimisation."""
-    from edgeact.runtime.onnx import import_onnxruntime
-
-    ort = import_onnxruntime()
-    with tempfile.TemporaryDirectory(prefix="edgeact-ort-") as tmp:
-        out = Path(tmp) / "optimized.onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = {
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        }[level]
-        options.optimized_model_filepath = str(out)
-        options.log_severity_level = 3
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return _load(out)
 
 
 def check_integer_kernels(int8_path: Path) -> dict:

@@ -16,14 +16,13 @@ numpy and a runtime only; onnx is imported lazily for the ONNX part.
 """
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, RuntimeUnavailableError
+from .errors import InputError, RuntimeUnavailableError, first_line
 
 INT_TYPES = ("int8", "uint8", "int16")
 
@@ -194,25 +193,17 @@ def _is_integer_kernel(op_type: str) -> bool:
 
 def onnx_coverage(path: str | Path) -> Coverage:
     """Nodes of ORT's optimised graph that still compute on float tensors in an INT8 (QDQ) model."""
-    from .runtime.onnx import import_onnxruntime
+    from .runtime.onnx import optimized_graph
 
     try:
-        import onnx
+        import onnx  # noqa: F401  (optimized_graph reads the graph back with it)
     except ImportError:
         raise RuntimeUnavailableError("ONNX coverage reads ORT's optimised graph with the onnx package; "
                                       "pip install onnx") from None
-    ort = import_onnxruntime()
-    with tempfile.TemporaryDirectory(prefix="edgeact-ort-") as tmp:
-        out = Path(tmp) / "optimized.onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(out)
-        options.log_severity_level = 3
-        try:
-            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types
-            raise InputError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
-        graph = onnx.load(str(out), load_external_data=False).graph
+    try:
+        graph = optimized_graph(path).graph
+    except Exception as exc:  # ORT raises its own exception types
+        raise InputError(f"onnxruntime cannot load {path}: {first_line(exc, 200)}") from None
     return coverage_from_onnx_graph(graph)
 
 

@@ -8,11 +8,11 @@ library only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import InputError
+from .fileio import json_safe
 
 # 1: edgeact 0.1 (one input, one output, untyped). 2: named inputs/outputs, typed checks.
 SCHEMA_VERSION = 2
@@ -72,7 +72,8 @@ class Check:
         return f"{self.subject} ({self.output})" if self.output else self.subject
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "metrics": {k: _json_number(v) for k, v in self.metrics.items()}}
+        # inf/nan are not JSON: written as strings ("inf", as everywhere), read back by from_dict.
+        return {**asdict(self), "metrics": json_safe(self.metrics)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Check":
@@ -193,13 +194,6 @@ class ConvertReport:
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where} is not a valid edgeact report (bad or missing key {exc}); "
                              "re-run edgeact convert") from None
-
-
-def _json_number(value):
-    """inf/nan are not JSON: written as strings, read back by `_number_from_json`."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def _number_from_json(value):

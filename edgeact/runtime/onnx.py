@@ -211,3 +211,27 @@ class OnnxRunner(Runner):
             return {name: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts])
                     for k, name in enumerate(self._names)}
         return super().predict(batch)
+
+
+def optimized_graph(path: str | Path, level: str = "extended"):
+    """The model ONNX Runtime's CPU provider actually executes, after its own optimisation (a ModelProto).
+
+    Read by the convert checks (integer kernels, fused activations) and the fast-path coverage.
+    Needs the `onnx` package to read the written graph back.
+    """
+    import tempfile
+
+    import onnx
+
+    ort = import_onnxruntime()
+    with tempfile.TemporaryDirectory(prefix="edgeact-ort-") as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        }[level]
+        options.optimized_model_filepath = str(out)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx.load(str(out), load_external_data=False)
