@@ -208,3 +208,20 @@ def test_inspect_corrupt_onnx(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage that is not a protobuf model")
     assert_one_line_error(CliRunner().invoke(cli, ["inspect", str(bad)]), "not a valid ONNX model")
+
+
+def test_optimized_graph_is_read_once_per_file_version(tmp_path):
+    """convert's integer-kernel check and its fast-path coverage ask ORT to optimise the same INT8
+    file; the second ask gets the first graph, and a rewritten file is optimised again."""
+    from edgeact.runtime.onnx import optimized_graph
+
+    from .onnx_models import save, small_onnx_model
+
+    path = save(small_onnx_model(classes=4), tmp_path / "m.onnx")
+    first = optimized_graph(path)
+    assert optimized_graph(path) is first
+    assert [o.name for o in first.graph.output] == ["scores"]
+    save(small_onnx_model(classes=5), path)  # new size: a new optimisation, never the stale graph
+    second = optimized_graph(path)
+    assert second is not first
+    assert second.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 5

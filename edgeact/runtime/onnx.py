@@ -13,6 +13,7 @@ the cold inference, and it tells the concrete output shapes to bind).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -216,9 +217,17 @@ class OnnxRunner(Runner):
 def optimized_graph(path: str | Path, level: str = "extended"):
     """The model ONNX Runtime's CPU provider actually executes, after its own optimisation (a ModelProto).
 
-    Read by the convert checks (integer kernels, fused activations) and the fast-path coverage.
-    Needs the `onnx` package to read the written graph back.
+    Read by the convert checks (integer kernels, fused activations) and the fast-path coverage,
+    which ask for the same file within seconds of each other: the result is kept for the last
+    two (file, size, mtime, level) keys, so a rewritten file is optimised again. Callers must
+    not modify the returned proto. Needs the `onnx` package to read the written graph back.
     """
+    stat = Path(path).stat()
+    return _optimized_graph(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, level)
+
+
+@functools.lru_cache(maxsize=2)  # two: a convert asks for its INT8 and its float file
+def _optimized_graph(path: str, size: int, mtime_ns: int, level: str):
     import tempfile
 
     import onnx
