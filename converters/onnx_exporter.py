@@ -59,7 +59,7 @@ def export_float_onnx(job: ConvertJob, path: Path) -> None:
     """tf2onnx on the named tf.function of the folded model (or the SavedModel's signature)."""
     import tf2onnx
 
-    from . import tf2onnx_ops  # noqa: F401  (registers handlers for ops tf2onnx lacks)
+    from . import tf2onnx_ops  # registers handlers for ops tf2onnx lacks
 
     model = job.keras_model
     serve, spec = serving_function(model, getattr(job.loaded, "saved_model_fn", None), job.signature)
@@ -68,7 +68,7 @@ def export_float_onnx(job: ConvertJob, path: Path) -> None:
     tf2onnx_logger = logging.getLogger("tf2onnx")
     tf2onnx_logger.addHandler(errors)
     try:
-        with native_output_captured() as captured:
+        with native_output_captured() as captured, tf2onnx_ops.collecting_optimizers():
             tf2onnx.convert.from_function(serve, input_signature=spec, opset=job.options.opset,
                                           inputs_as_nchw=nchw, output_path=str(path))
     except Exception as exc:

@@ -225,3 +225,36 @@ def test_optimized_graph_is_read_once_per_file_version(tmp_path):
     second = optimized_graph(path)
     assert second is not first
     assert second.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 5
+
+
+def test_tf2onnx_collects_each_discarded_graph_copy_before_the_next_optimizer():
+    """tf2onnx's per-optimizer graph copies are cyclic garbage (VGG16 grew ~1 GB per optimizer
+    until killed); under collecting_optimizers each optimizer is created after a collection,
+    with tf2onnx's own optimizers in their order, and the default list comes back afterwards."""
+    import gc
+    import weakref
+
+    from tf2onnx import optimizer
+
+    from converters.tf2onnx_ops import collecting_optimizers
+
+    class Cyclic:
+        pass
+
+    default = optimizer._optimizers
+    gc.disable()  # only the collection under test may free the cycle
+    try:
+        with pytest.raises(RuntimeError), collecting_optimizers():
+            assert list(optimizer._optimizers) == list(default)
+            garbage = Cyclic()
+            garbage.me = garbage
+            alive = weakref.ref(garbage)
+            del garbage
+            assert alive() is not None
+            first = next(iter(optimizer._optimizers.values()))()
+            assert alive() is None
+            assert type(first) is next(iter(default.values()))
+            raise RuntimeError("an export that fails still restores tf2onnx's list")
+    finally:
+        gc.enable()
+    assert optimizer._optimizers is default
