@@ -40,7 +40,12 @@ def build_model(name: str, pixels: np.ndarray):
             seen = np.asarray(keras.Model(model.inputs, layer.input).predict(pixels, verbose=0))
             gamma, beta, _, _ = layer.get_weights()
             layer.set_weights([gamma, beta, seen.mean(axis=(0, 1, 2)), seen.var(axis=(0, 1, 2))])
-    return model
+    # Rebuilt from its config, as a saved .keras file loads: keras.applications' unnamed Input is a
+    # tensor named 'keras_tensor' in memory but 'input_layer' once rebuilt (by the graph passes too),
+    # and calibration samples keyed by one name do not feed a signature keyed by the other.
+    rebuilt = keras.Model.from_config(model.get_config())
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def convert_variant(model, out: Path, name: str, passes) -> dict:
