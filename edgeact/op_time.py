@@ -80,6 +80,9 @@ class OpTimes:
             text += ": " + ", ".join(f"{op.type} {op.share:.0%}" for op in slow[:top])
             if len(slow) > top:
                 text += f", {len(slow) - top} more"
+        rest = [op for op in self.ops if op.kind == OpKind.DELEGATED]
+        if rest and slow:  # the partitions' share holds the hand-overs between them
+            text += f"; the delegate's partitions {rest[0].share:.0%}"
         return text
 
     def to_dict(self) -> dict:
@@ -189,12 +192,13 @@ def _random_inputs(session) -> list[np.ndarray]:
 
 
 def model_op_times(path: str | Path, threads: int | None = None, delegate: str = "xnnpack", runs: int = 20,
-                   fmt: str | None = None, coverage=None) -> OpTimes:
+                   fmt: str | None = None, coverage=None, whole_ms: float | None = None) -> OpTimes:
     """Per-op-type time shares of a .tflite or .onnx model; the entry point for inspect, convert, profile.
 
     Args:
         fmt: "tflite" or "onnx"; None: from the suffix (convert's staged files have none).
-        coverage: the TFLite model's `Coverage` when already measured (it is not measured twice).
+        coverage, whole_ms: the TFLite model's `Coverage` and median call time when already
+            measured (not measured twice; ORT's profiler measures its own total).
     """
     fmt = fmt or Path(path).suffix.lower().lstrip(".")
     if fmt == "onnx":
@@ -202,7 +206,8 @@ def model_op_times(path: str | Path, threads: int | None = None, delegate: str =
     if fmt == "tflite":
         from .op_time_tflite import tflite_op_times
 
-        return tflite_op_times(path, threads=threads, delegate=delegate, runs=runs, coverage=coverage)
+        return tflite_op_times(path, threads=threads, delegate=delegate, runs=runs, coverage=coverage,
+                               whole_ms=whole_ms)
     raise InputError(f"{path} is not a .tflite or .onnx file; op times are measured on converted models")
 
 

@@ -142,8 +142,13 @@ def _sample_inputs(interpreter) -> None:
 
 
 def tflite_op_times(path: str | Path, threads: int | None = None, delegate: str = "xnnpack", runs: int = 20,
-                    runtime: str | None = None, coverage: Coverage | None = None) -> OpTimes:
+                    runtime: str | None = None, coverage: Coverage | None = None,
+                    whole_ms: float | None = None) -> OpTimes:
     """Time of each op left off the delegate, by op type, as a share of the whole model's time.
+
+    Args:
+        coverage, whole_ms: the coverage and the whole model's median call with its delegate, when
+            already measured (convert's timed loop): not measured twice.
 
     Raises:
         RuntimeUnavailableError: no schema to write one-op models with, or no reference-kernel resolver.
@@ -151,9 +156,10 @@ def tflite_op_times(path: str | Path, threads: int | None = None, delegate: str 
     from .runtime.tflite import TFLiteRunner, tflite_backend
 
     coverage = coverage or tflite_coverage(path, delegate=delegate, threads=threads, runtime=runtime)
-    whole = TFLiteRunner(path, runtime=runtime, threads=threads, delegate=delegate)
-    _sample_inputs(whole.interpreter)
-    whole_ms = _median_call_ms(whole.interpreter, runs)
+    if whole_ms is None:
+        whole = TFLiteRunner(path, runtime=runtime, threads=threads, delegate=delegate)
+        _sample_inputs(whole.interpreter)
+        whole_ms = _median_call_ms(whole.interpreter, runs)
     result = OpTimes("tflite", f"one-op models on the reference kernels against the whole model on {delegate}, "
                      f"median of {runs} calls", whole_ms)
     left_ms = 0.0

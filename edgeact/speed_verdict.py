@@ -112,7 +112,7 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
     Args:
         report: what `profile_models` returns.
         coverage: `(path, delegate=, threads=) -> Coverage`; replaced in tests.
-        op_times: `(path, threads=, delegate=, coverage=) -> dict` (`edgeact.op_time.measured_op_times`),
+        op_times: `(path, threads=, delegate=, coverage=, whole_ms=) -> dict` (`op_time.measured_op_times`),
             run when INT8 is slower and ops left the fast path (their share of the time); None: not measured.
     """
     rows = [r for r in report.get("models", []) if r.get("latency_ms")]
@@ -144,7 +144,9 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
                 verdict.coverage = found.to_dict()
                 # ONNX: even with no float node left, Q/DQ and layout nodes may be where the time goes.
                 if op_times is not None and (found.left or row["format"] == "onnx"):
-                    verdict.op_times = op_times(row["model"], threads=row.get("threads"),
+                    # On this host the row's p50 is the whole-model time the TFLite shares divide by.
+                    whole = row["latency_ms"]["p50"] if row["format"] == "tflite" and not verdict.device else None
+                    verdict.op_times = op_times(row["model"], threads=row.get("threads"), whole_ms=whole,
                                                 delegate=row.get("delegate") or "xnnpack", coverage=found)
             except EdgeactError as exc:
                 verdict.notes.append(f"coverage not measured: {exc}")
@@ -198,7 +200,10 @@ def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, 
     verdict = SpeedVerdict(str(int8_path), str(float_path), fmt, *medians)
     coverage = tflite_coverage(int8_path, threads=threads) if fmt == "tflite" else onnx_coverage(int8_path)
     verdict.coverage = coverage.to_dict()
-    verdict.op_times = measured_op_times(int8_path, threads=threads, fmt=fmt, coverage=coverage)
+    # The INT8 median just measured is the whole-model time the TFLite shares divide by; ORT's
+    # profiler times its own runs (10: convert's time matters more than a tight figure).
+    verdict.op_times = measured_op_times(int8_path, threads=threads, fmt=fmt, coverage=coverage, runs=10,
+                                         whole_ms=medians[0] if fmt == "tflite" else None)
     return verdict
 
 
