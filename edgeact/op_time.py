@@ -76,10 +76,14 @@ class OpTimes:
         slow = [op for op in self.ops if op.kind in self.slow_kinds]
         where = "off the delegate" if self.format == "tflite" else "outside integer kernels"
         text = f"{self.slow_share:.0%} of {self.total_ms:.3f} ms {where}"
-        if slow:
-            text += ": " + ", ".join(f"{op.type} {op.share:.0%}" for op in slow[:top])
-            if len(slow) > top:
-                text += f", {len(slow) - top} more"
+        shown = [op for op in slow if op.share >= 0.01][:top]
+        if shown:
+            text += ": " + ", ".join(f"{op.type} {op.share:.0%}" for op in shown)
+        hidden = len(slow) - len(shown)
+        if hidden:
+            small = all(op.share < 0.01 for op in slow if op not in shown)
+            text += ("; " if shown else ": ") + f"{hidden} {'more ' if shown else ''}op type{'s' * (hidden > 1)}" \
+                + (" under 1% each" if small else "")
         rest = [op for op in self.ops if op.kind == OpKind.DELEGATED]
         if rest and slow:  # the partitions' share holds the hand-overs between them
             text += f"; the delegate's partitions {rest[0].share:.0%}"
