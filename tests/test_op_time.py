@@ -205,3 +205,72 @@ def test_profile_warning_names_the_left_ops_with_their_share(tiny_tflite, tmp_pa
     assert len(verdicts) == 1 and verdicts[0].op_times["ops"]
     text = render_speed({"speed": [v.to_dict() for v in verdicts]})
     assert "WARNING: INT8 is slower" in text and "time: " in text and "off the delegate: HARD_SWISH" in text
+
+
+# -- the QDQ rewrite the shares pointed at -------------------------------------------------
+def _quantized(tmp_path, constant: float, name: str):
+    """Conv -> Mul(x, constant) -> Conv, and a Mul of two tensors (must stay), quantized QDQ uint8."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array(constant, np.float32), "c")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Mul", ["a", "c"], ["m"], name="by_constant"),
+             helper.make_node("Conv", ["m", "w2"], ["b"], name="conv2"),
+             helper.make_node("Mul", ["a", "b"], ["y"], name="two_tensors")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / f"{name}_fp32.onnx"))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter([{"x": np.random.default_rng(i).normal(0, 1, (1, 8, 12, 12)).astype(np.float32)}
+                                 for i in range(8)])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    path = tmp_path / f"{name}_int8.onnx"
+    quantize_static(str(tmp_path / f"{name}_fp32.onnx"), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return path
+
+
+def _run(path, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_a_multiply_by_a_constant_becomes_a_scale(tmp_path):
+    import shutil
+
+    import onnx
+
+    from converters.onnx_rewrites import fold_constant_mul_into_scale
+
+    path = _quantized(tmp_path, 1 / 6, "sixth")
+    original = tmp_path / "original.onnx"
+    shutil.copy(path, original)
+    assert fold_constant_mul_into_scale(path) == ["by_constant"]
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("Mul") == 1  # the two-tensor Mul stays
+    onnx.checker.check_model(str(path))
+    x = np.random.default_rng(5).normal(0, 1, (1, 8, 12, 12)).astype(np.float32)
+    before, after = _run(original, x), _run(path, x)
+    # min/max calibration gives the product the scale s*c: the requantization it did was the identity.
+    step = float(np.abs(before).max()) / 127
+    assert np.abs(after - before).max() <= step, np.abs(after - before).max()
+    assert np.abs(before).max() > 0
+
+
+def test_a_negative_constant_is_left(tmp_path):
+    from converters.onnx_rewrites import fold_constant_mul_into_scale
+
+    assert fold_constant_mul_into_scale(_quantized(tmp_path, -0.5, "negative")) == []
