@@ -60,7 +60,9 @@ class SpeedVerdict:
 
     def _time_line(self) -> str:
         """Where the INT8 time goes, when it was measured and something is off the fast path."""
-        if not self.op_times or "summary" not in self.op_times or not self.op_times.get("slow_share"):
+        if self.op_times and "unavailable" in self.op_times:
+            return f"\n  time shares: not measured ({self.op_times['unavailable']})"
+        if not self.op_times or not self.op_times.get("slow_share"):
             return ""
         return f"\n  time: {self.op_times['summary']}"
 
