@@ -274,3 +274,20 @@ def test_a_negative_constant_is_left(tmp_path):
     from converters.onnx_rewrites import fold_constant_mul_into_scale
 
     assert fold_constant_mul_into_scale(_quantized(tmp_path, -0.5, "negative")) == []
+
+
+def test_tflite_op_times_run_without_tensorflow(tiny_tflite):
+    """On a device: LiteRT and its schema only (TensorFlow, Keras and onnx cannot be imported)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    child = ("import sys\n"
+             "for name in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'converters', 'calibration'):\n"
+             "    sys.modules[name] = None\n"
+             "from edgeact.op_time import model_op_times\n"
+             "print(model_op_times(sys.argv[1], threads=1).summary())\n")
+    done = subprocess.run([sys.executable, "-c", child, str(tiny_tflite["hard_swish"])], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "off the delegate: HARD_SWISH" in done.stdout
