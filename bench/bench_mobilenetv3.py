@@ -83,12 +83,14 @@ def timed_mean(runner, prepared: np.ndarray, runs: int, warmup: int, clock=time.
     return (clock() - start) / runs * 1e3
 
 
-def parity_text(report: dict, key: str) -> str:
-    checks = report.get("parity", {}).get(key) or []
+def parity_text(report: dict, fmt: str) -> str:
+    """The report's INT8-vs-Keras parity check of one format (the typed report's "checks" list)."""
+    checks = [c for c in report.get("checks", []) if c["kind"] == "parity" and c["subject"] == f"{fmt} int8 vs keras"]
     if not checks:
         return "-"
     c = checks[0]
-    return f"{'pass' if c['passed'] else 'FAIL'} (cos {c['cosine']:.4f}, top-1 {c['top1_agreement']:.2f})"
+    return f"{'pass' if c['passed'] else 'FAIL'} (cos {c['metrics']['cosine']:.4f}, " \
+           f"top-1 {c['metrics']['top1_agreement']:.2f})"
 
 
 def bench_model(name: str, args, out: Path) -> list[str]:
@@ -124,7 +126,7 @@ def bench_model(name: str, args, out: Path) -> list[str]:
             where = f"{coverage.partitions} partitions" if fmt == "tflite" else f"{len(coverage.left)} float nodes"
             lines.append(f"| MobileNetV3{name} | {variant} | {fmt} | {fp32:.2f} ({fp32_best:.2f}) "
                          f"| {int8:.2f} ({int8_best:.2f}) | {fp32 / int8:.2f}x ({fp32_best / int8_best:.2f}x) "
-                         f"| {where} | {parity_text(report, f'{fmt}_int8_vs_keras')} |")
+                         f"| {where} | {parity_text(report, fmt)} |")
         print(f"  {variant}: converted in {report['_seconds']:.0f} s")
     return lines
 
