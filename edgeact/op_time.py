@@ -73,6 +73,10 @@ class OpTimes:
         return self.share_of(*self.slow_kinds)
 
     def summary(self, top: int = 4) -> str:
+        if self.format == "onnx" and not any(op.kind in (OpKind.INTEGER, OpKind.QDQ) for op in self.ops):
+            # A float model has no fast path to fall off; say where its time goes instead.
+            return f"{self.total_ms:.3f} ms, no integer kernels (a float model): " + ", ".join(
+                f"{op.type} {op.share:.0%}" for op in self.ops[:top])
         slow = [op for op in self.ops if op.kind in self.slow_kinds]
         where = "off the delegate" if self.format == "tflite" else "outside integer kernels"
         text = f"{self.slow_share:.0%} of {self.total_ms:.3f} ms {where}"

@@ -291,3 +291,10 @@ def test_tflite_op_times_run_without_tensorflow(tiny_tflite):
                           text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "off the delegate: HARD_SWISH" in done.stdout
+
+
+def test_a_float_onnx_model_is_said_to_be_float(qdq_onnx):
+    float_path, _ = qdq_onnx
+    times = onnx_op_times(float_path, threads=1, runs=5)
+    assert all(op.kind == OpKind.OTHER for op in times.ops)
+    assert "a float model" in times.summary() and "HardSigmoid" in {op.type for op in times.ops}
