@@ -49,9 +49,6 @@ def model_forward(model):
 def _arrays(model, samples) -> list[np.ndarray]:
     by_name = getattr(samples, "arrays", None)
     if by_name is not None:
-        if len(by_name) == 1 and len(model.inputs) == 1:
-            # One input: a rebuilt model may rename an unnamed Input ('keras_tensor' -> 'input_layer').
-            return list(by_name.values())
         return [by_name[t.name] for t in model.inputs]
     return [np.asarray(samples)]
 
