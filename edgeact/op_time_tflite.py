@@ -54,6 +54,12 @@ def _pack(schema, model) -> bytes:
     return bytes(builder.Output())
 
 
+def _constant(model, tensor) -> bool:
+    """A tensor whose data is in the file (weights, biases, shapes), as opposed to one computed at run time."""
+    buffer = model.buffers[tensor.buffer] if tensor.buffer else None
+    return buffer is not None and buffer.data is not None and len(buffer.data) > 0
+
+
 def one_op_model(schema, model, op_index: int, shapes: dict[int, tuple[int, ...]]) -> tuple[bytes, list[int]]:
     """A .tflite (bytes) holding only operator `op_index` of the main graph of `model` (a ModelT).
 
@@ -69,9 +75,8 @@ def one_op_model(schema, model, op_index: int, shapes: dict[int, tuple[int, ...]
     tensors, inputs = [], []
     for old in order:
         tensor = copy.copy(graph.tensors[old])
-        source = model.buffers[tensor.buffer] if tensor.buffer else None
-        if source is not None and source.data is not None and len(source.data):
-            buffers.append(source)
+        if _constant(model, tensor):
+            buffers.append(model.buffers[tensor.buffer])
             tensor.buffer = len(buffers) - 1
         else:
             tensor.buffer = 0
@@ -204,11 +209,8 @@ def _time_one_op(schema, model, backend, preserved, index: int, threads: int | N
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     if names.get(kind) in _SUBGRAPH_OPS:
         raise RuntimeUnavailableError(f"a {names[kind]} op cannot be cut out of its graph")
-    values = {}
-    for tensor in list(op.inputs) + list(op.outputs):
-        if tensor >= 0 and not (graph.tensors[tensor].buffer and model.buffers[graph.tensors[tensor].buffer].data
-                                is not None and len(model.buffers[graph.tensors[tensor].buffer].data)):
-            values[tensor] = preserved.get_tensor(tensor)
+    values = {t: preserved.get_tensor(t) for t in list(op.inputs) + list(op.outputs)
+              if t >= 0 and not _constant(model, graph.tensors[t])}
     content, inputs = one_op_model(schema, model, index, {t: v.shape for t, v in values.items()})
     interpreter = _reference_interpreter(backend, threads, model_content=content)
     for detail, original in zip(interpreter.get_input_details(), inputs):
