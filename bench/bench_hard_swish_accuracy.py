@@ -106,8 +106,8 @@ def main() -> None:
     diffs = np.array(diffs)
     print(f"\n{args.nets} nets x {args.calibrations} calibration sets of 200, 10,000 test images, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| net | float acc | max |float before - after| | INT8 before: mean (sd, range) | INT8 after: mean (sd, range) "
-          "| after - before, points (sd) |")
+    print("| net | float acc | max |float before - after| | INT8 before: mean (sd, range) "
+          "| INT8 after: mean (sd, range) | after - before, points (sd) |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     stderr = diffs.std(ddof=1) / np.sqrt(len(diffs))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_ort_shares_name_the_node_types_and_add_up_to_the_traced_runs(qdq_onnx, 
     x = np.zeros((1, 8, 16, 16), np.float32)
     for _ in range(6):
         session.run(None, {"x": x})
-    events = json.loads(open(session.end_profiling()).read())
+    events = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted((e["ts"], e["dur"]) for e in events if e["name"] == "model_run")[1:]
     start = runs[0][0]
     node_us = sum(e["dur"] for e in events if e["cat"] == "Node" and e["name"].endswith("_kernel_time")
@@ -280,7 +281,6 @@ def test_tflite_op_times_run_without_tensorflow(tiny_tflite):
     """On a device: LiteRT and its schema only (TensorFlow, Keras and onnx cannot be imported)."""
     import subprocess
     import sys
-    from pathlib import Path
 
     child = ("import sys\n"
              "for name in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'converters', 'calibration'):\n"
@@ -288,7 +288,7 @@ def test_tflite_op_times_run_without_tensorflow(tiny_tflite):
              "from edgeact.op_time import model_op_times\n"
              "print(model_op_times(sys.argv[1], threads=1).summary())\n")
     done = subprocess.run([sys.executable, "-c", child, str(tiny_tflite["hard_swish"])], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+                          check=False, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "off the delegate: HARD_SWISH" in done.stdout
 
