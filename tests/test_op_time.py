@@ -277,8 +277,8 @@ def test_a_negative_constant_is_left(tmp_path):
     assert fold_constant_mul_into_scale(_quantized(tmp_path, -0.5, "negative")) == []
 
 
-def test_tflite_op_times_run_without_tensorflow(tiny_tflite):
-    """On a device: LiteRT and its schema only (TensorFlow, Keras and onnx cannot be imported)."""
+def test_op_times_run_without_tensorflow_or_onnx(tiny_tflite, qdq_onnx):
+    """On a device: LiteRT and its schema, or onnxruntime, only (TensorFlow, Keras, onnx cannot be imported)."""
     import subprocess
     import sys
 
@@ -286,11 +286,14 @@ def test_tflite_op_times_run_without_tensorflow(tiny_tflite):
              "for name in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'converters', 'calibration'):\n"
              "    sys.modules[name] = None\n"
              "from edgeact.op_time import model_op_times\n"
-             "print(model_op_times(sys.argv[1], threads=1).summary())\n")
-    done = subprocess.run([sys.executable, "-c", child, str(tiny_tflite["hard_swish"])], capture_output=True,
+             "for path in sys.argv[1:]:\n"
+             "    print(model_op_times(path, threads=1).summary())\n")
+    done = subprocess.run([sys.executable, "-c", child, str(tiny_tflite["hard_swish"]), str(qdq_onnx[1])],
+                          capture_output=True,
                           check=False, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "off the delegate: HARD_SWISH" in done.stdout
+    tflite_line, onnx_line = done.stdout.strip().splitlines()[-2:]
+    assert "off the delegate: HARD_SWISH" in tflite_line and "outside integer kernels" in onnx_line
 
 
 def test_a_float_onnx_model_is_said_to_be_float(qdq_onnx):
