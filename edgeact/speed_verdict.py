@@ -62,7 +62,7 @@ class SpeedVerdict:
         """Where the INT8 time goes, when it was measured and something is off the fast path."""
         if self.op_times and "unavailable" in self.op_times:
             return f"\n  time shares: not measured ({self.op_times['unavailable']})"
-        if not self.op_times or not self.op_times.get("slow_share"):
+        if not self.op_times or self.op_times.get("slow_share", 0) < 0.01:  # nothing worth a line
             return ""
         return f"\n  time: {self.op_times['summary']}"
 
