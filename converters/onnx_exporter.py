@@ -35,7 +35,7 @@ from .job import ConvertJob
 from .onnx_check import check_activations, check_graph_shape, check_integer_kernels, count_ops
 from .registry import register_exporter
 from .serving import serving_function
-from .onnx_rewrites import reduce_mean_to_global_pool
+from .onnx_rewrites import fold_constant_mul_into_scale, reduce_mean_to_global_pool
 
 
 def image_inputs(job: ConvertJob) -> list[str]:
@@ -109,11 +109,11 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=()) -> list[str]:
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=()) -> dict:
     """Static QDQ quantization of the float ONNX on the job's calibration samples; `exclude`
     names nodes to keep in float (the float fallback of converters.fallback_onnx).
 
-    Returns the ReduceMean nodes rewritten to GlobalAveragePool (see converters.onnx_rewrites)."""
+    Returns the nodes each rewrite of converters.onnx_rewrites changed, by rewrite."""
     from onnxruntime.quantization import (CalibrationMethod as OrtMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -141,10 +141,11 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     calibration_providers=["CPUExecutionProvider"],
                     nodes_to_exclude=float_nodes(prepared) + list(exclude),
                 )
+                folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
             raise ConversionError(f"ONNX Runtime could not quantize the model: {first_line(detail, 200)}") from None
-    return pooled
+    return {"ReduceMean -> GlobalAveragePool": pooled, "Mul by a constant -> quantization scale": folded}
 
 
 @contextmanager
@@ -247,7 +248,7 @@ class OnnxExporter:
             with job.step("onnx: float (tf2onnx)"):
                 export_float_onnx(job, fp32)
             with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
-                pooled = quantize_onnx(job, fp32, int8, bar)
+                rewrites = quantize_onnx(job, fp32, int8, bar)
         except OSError as exc:  # tf2onnx and ORT write these files themselves: a full disk lands here
             raise write_error(job.output_dir / int8_name, _size_or_zero(fp32), exc) from None
         _write_contract(job, [fp32, int8])
@@ -274,7 +275,7 @@ class OnnxExporter:
                 "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
                 "integer_kernels": check_integer_kernels(int8),
                 "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name)),
-                "rewrites": {"ReduceMean -> GlobalAveragePool": pooled},
+                "rewrites": rewrites,
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},
             }

@@ -1,4 +1,8 @@
-"""Rewrites of the float ONNX graph (after tf2onnx, before quantization) that keep INT8 on integer kernels.
+"""Rewrites of the ONNX graph that keep INT8 on integer kernels, or take work off them.
+
+Before quantization (float graph, after tf2onnx): `reduce_mean_to_global_pool`, below.
+After quantization (QDQ graph): `fold_constant_mul_into_scale` (a Mul by a constant becomes
+a change of quantization scale; see its docstring).
 
     ReduceMean(x, axes=[2, 3], keepdims=1)    x: (N, C, H, W)
 becomes
@@ -68,3 +72,111 @@ def reduce_mean_to_global_pool(path: str | Path) -> list[str]:
     if changed:
         onnx.save(model, str(path))
     return changed
+
+
+def fold_constant_mul_into_scale(path: str | Path) -> list[str]:
+    """Drop, in place, every quantized multiply by a positive scalar constant of a QDQ model.
+
+        DQ(q_x, s, z) -> Mul(., c) -> Q(., s_y, z_y) -> q_y -> DQ(q_y, s_y, z_y) -> consumers
+    becomes
+        consumers read DQ(q_x, s * c, z)
+
+    Why: multiplying by a constant is a change of scale, which a quantized tensor carries for
+    free; ORT runs the Mul as a QLinearMul over the whole tensor (on MobileNetV3Small: hard-swish's
+    x/6 where it does not feed a convolution, the squeeze-excite hard-sigmoid's /6, and the input's
+    Rescaling: 18 QLinearMul, about 8 % of the INT8 node time in ORT's profile). Exact, and one
+    rounding fewer than the requantization it replaces.
+
+    Guards (the Mul stays): x dequantized per-tensor; c a scalar constant (a float initializer or
+    a dequantized one), finite and > 0; the Mul's only consumer is one QuantizeLinear of the same
+    type as q_x, whose output is read only by DequantizeLinear nodes and is no graph output.
+    Returns the names of the Mul nodes dropped.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def array(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    def constant(name):
+        if name in inits:
+            return array(name)
+        node = producer.get(name)
+        if node is None or node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            return None
+        q, scale = array(node.input[0]), array(node.input[1])
+        zero = array(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros_like(q)
+        if scale is None or zero is None:
+            return None
+        return (q.astype(np.float64) - zero.astype(np.float64)) * scale.astype(np.float64)
+
+    dropped, remove = [], set()
+    for node in graph.node:
+        if node.op_type != "Mul" or any(name in outputs for name in node.output):
+            continue
+        for x_index in (0, 1):
+            dq = producer.get(node.input[x_index])
+            c = constant(node.input[1 - x_index])
+            if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in inits or c is None:
+                continue
+            scale, zero = array(dq.input[1]), array(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
+            if scale is None or scale.size != 1 or zero is None or c.size != 1 or not np.isfinite(c).all() \
+                    or float(c.ravel()[0]) <= 0:
+                continue
+            users = consumers.get(node.output[0], [])
+            if len(users) != 1 or users[0].op_type != "QuantizeLinear":
+                continue
+            quant = users[0]
+            readers = consumers.get(quant.output[0], [])
+            if quant.output[0] in outputs or not readers or any(r.op_type != "DequantizeLinear" for r in readers):
+                continue
+            y_zero = array(quant.input[2]) if len(quant.input) > 2 and quant.input[2] else None
+            if y_zero is None or y_zero.dtype != zero.dtype:
+                continue
+            new_scale = f"{node.name or node.output[0]}_folded_scale"
+            graph.initializer.append(numpy_helper.from_array(
+                (scale.astype(np.float64) * float(c.ravel()[0])).astype(scale.dtype).reshape(scale.shape), new_scale))
+            for reader in readers:
+                reader.input[0], reader.input[1] = dq.input[0], new_scale
+                if len(reader.input) > 2:
+                    reader.input[2] = dq.input[2]
+                else:
+                    reader.input.append(dq.input[2])
+            remove.update({id(node), id(quant)})
+            dropped.append(node.name or node.output[0])
+            break
+    if dropped:
+        kept = [n for n in graph.node if id(n) not in remove]
+        del graph.node[:]
+        graph.node.extend(kept)
+        _drop_unused(graph)
+        onnx.save(model, str(path))
+    return dropped
+
+
+def _drop_unused(graph) -> None:
+    """Remove nodes whose outputs nobody reads (the constant's DequantizeLinear), then unread initializers."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if n.op_type == "DequantizeLinear" and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        kept = [n for n in graph.node if n not in dead]
+        del graph.node[:]
+        graph.node.extend(kept)
+    read = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)

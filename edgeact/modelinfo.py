@@ -7,9 +7,21 @@ from .errors import InputError, ModelLoadError
 from .tflite_model import read_tflite
 
 
-def describe_model(path: str | Path) -> dict:
-    """Ops, fused activations, tensors, quantization and size of a model file, as a dict."""
+def describe_model(path: str | Path, op_times: bool = False) -> dict:
+    """Ops, fused activations, tensors, quantization and size of a model file, as a dict.
+
+    `op_times`: also the per-op-type time shares (`edgeact.op_time`), under "op_times".
+    """
     path = Path(path)
+    info = _describe(path)
+    if op_times:
+        from .op_time import measured_op_times
+
+        info["op_times"] = measured_op_times(path)
+    return info
+
+
+def _describe(path: Path) -> dict:
     if not path.exists():
         raise ModelLoadError(f"model {path} does not exist; check the path")
     suffix = path.suffix.lower()

@@ -159,6 +159,10 @@ def render_inspect(info: dict) -> str:
         from .speed_verdict import render_coverage
 
         lines.append(render_coverage(info["coverage"]))
+    if info.get("op_times"):
+        from .op_time import render_op_times
+
+        lines.append(render_op_times(info["op_times"]))
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .delegate_coverage import Coverage, model_coverage
 from .errors import EdgeactError
+from .op_time import measured_op_times
 
 _INT8_NAME = re.compile(r"(int8|uint8|quant|q8)", re.IGNORECASE)
 _FLOAT_NAME = re.compile(r"(fp32|float32|float|f32|fp16)", re.IGNORECASE)
@@ -30,6 +31,7 @@ class SpeedVerdict:
     int8_ms: float
     float_ms: float
     coverage: dict | None = None  # Coverage.to_dict() of the INT8 model
+    op_times: dict | None = None  # OpTimes.to_dict() of the INT8 model: what the left ops cost
     device: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -46,7 +48,7 @@ class SpeedVerdict:
         line = (f"speed{where}: {Path(self.int8).name} is {self.speedup:.2f}x the speed of {Path(self.float).name} "
                 f"({self.int8_ms:.3f} ms vs {self.float_ms:.3f} ms, p50)")
         if not self.slower:
-            return line
+            return line + self._time_line()
         line += f"\nWARNING: INT8 is slower than float ({self.format})"
         if self.coverage and self.coverage.get("left"):
             line += f": {self.coverage['summary']}"
@@ -54,7 +56,15 @@ class SpeedVerdict:
                 line += f"\n  {op}: {reason}"
         elif self.coverage:
             line += f": every op is on the fast path ({self.coverage['summary']}); the float kernels win here"
-        return line
+        return line + self._time_line()
+
+    def _time_line(self) -> str:
+        """Where the INT8 time goes, when it was measured and something is off the fast path."""
+        if self.op_times and "unavailable" in self.op_times:
+            return f"\n  time shares: not measured ({self.op_times['unavailable']})"
+        if not self.op_times or self.op_times.get("slow_share", 0) < 0.01:  # nothing worth a line
+            return ""
+        return f"\n  time: {self.op_times['summary']}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "speedup": self.speedup, "slower": self.slower}
@@ -98,12 +108,14 @@ def _report_sibling(row: dict) -> str | None:
         return None
 
 
-def speed_verdicts(report: dict, coverage=model_coverage) -> list[SpeedVerdict]:
+def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list[SpeedVerdict]:
     """Pair INT8 and float rows of a profile report and judge each pair.
 
     Args:
         report: what `profile_models` returns.
         coverage: `(path, delegate=, threads=) -> Coverage`; replaced in tests.
+        op_times: `(path, threads=, delegate=, coverage=, whole_ms=) -> dict` (`op_time.measured_op_times`),
+            run when INT8 is slower and ops left the fast path (their share of the time); None: not measured.
     """
     rows = [r for r in report.get("models", []) if r.get("latency_ms")]
     kinds = {r["model"]: is_int8_model(r["model"]) for r in rows}
@@ -132,6 +144,12 @@ def speed_verdicts(report: dict, coverage=model_coverage) -> list[SpeedVerdict]:
                 found: Coverage = coverage(row["model"], delegate=row.get("delegate") or "xnnpack",
                                            threads=row.get("threads"))
                 verdict.coverage = found.to_dict()
+                # ONNX: even with no float node left, Q/DQ and layout nodes may be where the time goes.
+                if op_times is not None and (found.left or row["format"] == "onnx"):
+                    # On this host the row's p50 is the whole-model time the TFLite shares divide by.
+                    whole = row["latency_ms"]["p50"] if row["format"] == "tflite" and not verdict.device else None
+                    verdict.op_times = op_times(row["model"], threads=row.get("threads"), whole_ms=whole,
+                                                delegate=row.get("delegate") or "xnnpack", coverage=found)
             except EdgeactError as exc:
                 verdict.notes.append(f"coverage not measured: {exc}")
             if verdict.device:
@@ -142,7 +160,7 @@ def speed_verdicts(report: dict, coverage=model_coverage) -> list[SpeedVerdict]:
 
 def add_speed_verdicts(report: dict) -> dict:
     """Store the verdicts in the profile report under "speed" (for JSON) and return the report."""
-    report["speed"] = [v.to_dict() for v in speed_verdicts(report)]
+    report["speed"] = [v.to_dict() for v in speed_verdicts(report, op_times=measured_op_times)]
     return report
 
 
@@ -151,7 +169,7 @@ def render_speed(report: dict) -> str:
     lines = []
     for item in report.get("speed") or []:
         verdict = SpeedVerdict(**{k: item[k] for k in ("int8", "float", "format", "int8_ms", "float_ms",
-                                                       "coverage", "device", "notes")})
+                                                       "coverage", "device", "notes")}, op_times=item.get("op_times"))
         lines.append(verdict.text())
         lines.extend(f"  note: {n}" for n in verdict.notes)
     return ("\n" + "\n".join(lines)) if lines else ""
@@ -184,6 +202,10 @@ def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, 
     verdict = SpeedVerdict(str(int8_path), str(float_path), fmt, *medians)
     coverage = tflite_coverage(int8_path, threads=threads) if fmt == "tflite" else onnx_coverage(int8_path)
     verdict.coverage = coverage.to_dict()
+    # The INT8 median just measured is the whole-model time the TFLite shares divide by; ORT's
+    # profiler times its own runs (10: convert's time matters more than a tight figure).
+    verdict.op_times = measured_op_times(int8_path, threads=threads, fmt=fmt, coverage=coverage, runs=10,
+                                         whole_ms=medians[0] if fmt == "tflite" else None)
     return verdict
 
 
