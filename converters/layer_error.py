@@ -48,7 +48,14 @@ def sqnr_db(signal_energy: float, noise_energy: float) -> float:
 
 
 class ErrorAccumulator:
-    """Streams (float, approximation) pairs of one tensor over samples: energies, range, clipping."""
+    """Streams (float, approximation) pairs of one tensor over samples: energies, range, clipping.
+
+    In float32, in place, with float32 dot products: the arithmetic of the runtimes themselves,
+    and on MobileNetV2 (7 million activations per sample) about ten times faster than float64
+    copies, which made this the largest cost of the per-layer step. A float32 dot product of a
+    million terms is within 1e-5 of the float64 one, 1e-4 dB of SQNR; energies are summed
+    over samples in Python floats.
+    """
 
     def __init__(self) -> None:
         self.signal = 0.0
@@ -60,22 +67,43 @@ class ErrorAccumulator:
         self.high = -math.inf
 
     def add(self, reference: np.ndarray, approximation: np.ndarray, grid: "QuantGrid | None" = None) -> None:
-        reference = np.asarray(reference, np.float64).ravel()
-        approximation = np.asarray(approximation, np.float64).ravel()
-        self.signal += float(np.dot(reference, reference))
-        diff = reference - approximation
-        self.noise += float(np.dot(diff, diff))
+        """One sample (or a batch) of the tensor: the float value and what the INT8 model made of it."""
+        reference = np.ascontiguousarray(reference, np.float32).reshape(-1)
+        if not reference.size:
+            return
+        work = np.subtract(reference, np.asarray(approximation, np.float32).reshape(-1))
+        self.signal += _energy(reference)
+        self.noise += _energy(work)
         self.count += reference.size
-        if reference.size:
-            self.low = min(self.low, float(reference.min()))
-            self.high = max(self.high, float(reference.max()))
-        if grid is not None:
-            rounded = grid.fake_quantize(reference)
-            rdiff = reference - rounded
-            self.rounding_noise += float(np.dot(rdiff, rdiff))
-            # Beyond half a step past either end: saturated, not merely rounded to the end point.
-            margin = grid.scale / 2
-            self.clipped += int(np.count_nonzero((reference < grid.low - margin) | (reference > grid.high + margin)))
+        low, high = float(reference.min()), float(reference.max())
+        self.low, self.high = min(self.low, low), max(self.high, high)
+        if grid is None:
+            return
+        # The float value rounded to the grid, minus itself: clip(rint(x/s) + z, qmin, qmax) - z
+        # is clip(rint(x/s), qmin - z, qmax - z) for an integer zero point.
+        np.divide(reference, np.float32(grid.scale), out=work)
+        np.rint(work, out=work)
+        np.clip(work, grid.qmin - grid.zero_point, grid.qmax - grid.zero_point, out=work)
+        np.multiply(work, np.float32(grid.scale), out=work)
+        np.subtract(work, reference, out=work)
+        self.rounding_noise += _energy(work)
+        # Beyond half a step past either end: saturated, not merely rounded to the end point.
+        margin = grid.scale / 2
+        below, above = grid.low - margin, grid.high + margin
+        if low < below or high > above:  # most tensors clip nothing: no need to count
+            self.clipped += int(np.count_nonzero(reference < below)) + int(np.count_nonzero(reference > above))
+
+
+def _energy(x: np.ndarray) -> float:
+    """sum(x**2) of a float32 vector, as a Python float."""
+    return float(np.dot(x, x))
+
+
+def dequantize(q: np.ndarray, grid: "QuantGrid") -> np.ndarray:
+    """Integer tensor -> float32 values on its grid."""
+    out = np.asarray(q, np.float32) - np.float32(grid.zero_point)
+    out *= np.float32(grid.scale)
+    return out
 
 
 @dataclass(frozen=True)
@@ -274,5 +302,5 @@ def _output_layer(keras_model) -> str:
     return history[0].name if history else ""
 
 
-__all__ = ["ErrorAccumulator", "LayerError", "LayerErrorReport", "QuantGrid", "keras_layer_name",
+__all__ = ["ErrorAccumulator", "LayerError", "LayerErrorReport", "QuantGrid", "dequantize", "keras_layer_name",
            "layer_errors", "layer_errors_for_job", "sqnr_db", "SQNR_CAP_DB"]
