@@ -44,6 +44,25 @@ def render_layer_errors(report: LayerErrorReport, top: int = 10, by_own: bool = 
     return "\n\n".join(blocks)
 
 
+def render_layer_summary(report: LayerErrorReport) -> str:
+    """What a passing convert prints: per format, the tensor with the lowest accumulated SQNR and
+    the layer with the lowest own SQNR (the likeliest culprit), one line each."""
+    lines = [f"per-layer INT8 error, SQNR vs float on {report.samples} samples (all layers: the report, "
+             "edgeact layers)"]
+    for fmt in report.formats():
+        rows = report.of_format(fmt)
+        worst = report.worst(1, fmt)[0]
+        line = f"  {fmt}: lowest {worst.sqnr_db:.1f} dB at {_short(worst.layer or worst.tensor)}"
+        culprits = [r for r in rows if r.own_sqnr_db is not None]
+        if culprits:
+            culprit = min(culprits, key=lambda r: r.own_sqnr_db)
+            line += f", lowest own {culprit.own_sqnr_db:.1f} dB at {_short(culprit.layer or culprit.tensor)}"
+        elif "own_sqnr_db" not in report.columns:
+            line += ", own not measured (no Keras model)"
+        lines.append(f"{line} ({len(rows)} tensors)")
+    return "\n".join(lines)
+
+
 def render_layer_csv(report: LayerErrorReport) -> str:
     """Every row of every format, one CSV line each, the LayerError fields as columns."""
     out = io.StringIO()
