@@ -25,7 +25,7 @@ import numpy as np
 
 from .layer_error import LayerErrorReport, QuantGrid, sqnr_db
 
-BATCH = 8
+BATCH = 4  # MobileNetV2, 8 samples: as fast as 8 a batch, 120 MB less peak memory of convert (1437 vs 1555 MB)
 # Layer type -> {weight name: axis of its output channels}, for the layers the converters
 # quantize per channel; their other weights (biases, BatchNorm statistics) stay float.
 _KERNELS = {
