@@ -38,9 +38,10 @@ def render_layer_errors(report: LayerErrorReport, top: int = 10, by_own: bool = 
         if unmatched:
             blocks.append(f"  {len(unmatched)} INT8 tensor(s) without a float twin, not measured: "
                           f"{', '.join(_short(n, 40) for n in unmatched[:3])}{' ...' if len(unmatched) > 3 else ''}")
-    blocks.append("SQNR: whole model INT8 vs float, the error accumulated up to this tensor. own: only this "
-                  "layer quantized\n(needs --keras). round: this tensor's grid alone. Low own SQNR names the "
-                  "culprit; low SQNR with high own SQNR is inherited.")
+    own = "only this layer quantized" if "own_sqnr_db" in report.columns else "not measured (needs --keras)"
+    blocks.append(f"SQNR: whole model INT8 vs float, the error accumulated up to this tensor.\nown: {own}. "
+                  "round: this tensor's grid alone.\nLow own SQNR names the culprit; low SQNR with high own SQNR "
+                  "is inherited.")
     return "\n\n".join(blocks)
 
 
