@@ -187,3 +187,22 @@ def test_accumulator_degenerate_tensors():
     flat = ErrorAccumulator()
     flat.add(np.full(8, np.nan, np.float32), np.zeros(8, np.float32))
     assert np.isnan(flat.signal)  # NaN is not hidden as a perfect score
+
+
+def test_a_report_without_the_own_column_says_so(passing):
+    """A SavedModel input has no Keras layers: the report's columns and the summary say own is missing;
+    a version 1 section (no `columns`) reads as measured where its rows have an own SQNR."""
+    from converters.layer_error import LayerErrorReport
+    from converters.layer_error_render import render_layer_summary
+
+    _, _, report = passing
+    section = dict(report["layer_errors"])
+    old = LayerErrorReport.from_dict({k: v for k, v in section.items() if k != "columns"})
+    assert old.columns == ["sqnr_db", "own_sqnr_db", "rounding_sqnr_db"]
+    without = {**section, "columns": ["sqnr_db", "rounding_sqnr_db"],
+               "layers": [{**row, "own_sqnr_db": None} for row in section["layers"]]}
+    assert LayerErrorReport.from_dict({k: v for k, v in without.items() if k != "columns"}).columns == \
+        ["sqnr_db", "rounding_sqnr_db"]
+    text = render_layer_summary(LayerErrorReport.from_dict(without))
+    assert text.count("own not measured (no Keras model)") == 2  # one line per format
+    assert "lowest own" not in text
