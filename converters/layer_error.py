@@ -36,9 +36,9 @@ import numpy as np
 SCHEMA_VERSION = 2  # 2: `columns`
 SQNR_CAP_DB = 100.0
 DEFAULT_SAMPLES = 32  # `edgeact layers`: accumulated error settles within a few dozen samples
-# Every convert report: on MobileNetV2 (64 photo crops, README) 8 samples rank the layers as 64
-# do (Spearman >= 0.999 accumulated, >= 0.97 own; 4 of the 5 worst the same) with a median
-# difference of 0.6 dB, at a quarter of the cost of 32.
+# Every convert report: on MobileNetV2, disjoint sets of 8 photo crops rank the layers as all 64
+# do (accumulated: Spearman >= 0.999, 4 of the 5 worst the same; own: >= 0.96) and land a median
+# 0.5 dB from them (bench/bench_layer_error_samples.py, README), at a quarter of the cost of 32.
 REPORT_SAMPLES = 8
 
 
@@ -55,7 +55,7 @@ class ErrorAccumulator:
     """Streams (float, approximation) pairs of one tensor over samples: energies, range, clipping.
 
     In float32, in place, with float32 dot products: the arithmetic of the runtimes themselves,
-    and on MobileNetV2 (7 million activations per sample) about ten times faster than float64
+    and on MobileNetV2 (7 million activations per sample) 7-10 times faster than float64
     copies, which made this the largest cost of the per-layer step. A float32 dot product of a
     million terms is within 1e-5 of the float64 one, 1e-4 dB of SQNR; energies are summed
     over samples in Python floats.

@@ -127,7 +127,7 @@ def layer_chains(keras_model, rows: list) -> list[tuple]:
 
 def _tap_model(keras_model, chains):
     """One model returning each distinct tensor a chain reads or writes, and each chain's (input, output)
-    positions among them (a chain's input is mostly the chain before it's output: computed once)."""
+    positions among them (a chain's input is mostly the output of the chain before it: computed once)."""
     import keras
 
     tensors, position, pairs = [], {}, []
