@@ -145,9 +145,11 @@ def test_the_passing_summary_fits_the_width(passing, width):
     assert "per-layer INT8 error" in text
 
 
-def test_never_leaves_the_per_layer_section_out(small_cnn_file, pixels_npy, tmp_path):
+@pytest.mark.parametrize("mode", ["never", "auto"])
+def test_never_and_auto_leave_a_passing_conversion_without_it(small_cnn_file, pixels_npy, tmp_path, mode):
+    """auto measures only when an INT8 check fails (tests/test_verdicts.py has a failing one)."""
     result = CliRunner().invoke(cli, ["convert", str(small_cnn_file), "-c", str(pixels_npy), "-o", str(tmp_path),
-                                      "--samples", "40", "--holdout", "10", "--layer-error", "never"])
+                                      "--samples", "40", "--holdout", "10", "--layer-error", mode])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "small_cnn.edgeact.json").read_text())["layer_errors"] is None
     assert "per-layer INT8 error" not in result.stdout
