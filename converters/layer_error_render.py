@@ -38,10 +38,30 @@ def render_layer_errors(report: LayerErrorReport, top: int = 10, by_own: bool = 
         if unmatched:
             blocks.append(f"  {len(unmatched)} INT8 tensor(s) without a float twin, not measured: "
                           f"{', '.join(_short(n, 40) for n in unmatched[:3])}{' ...' if len(unmatched) > 3 else ''}")
-    blocks.append("SQNR: whole model INT8 vs float, the error accumulated up to this tensor. own: only this "
-                  "layer quantized\n(needs --keras). round: this tensor's grid alone. Low own SQNR names the "
-                  "culprit; low SQNR with high own SQNR is inherited.")
+    own = "only this layer quantized" if "own_sqnr_db" in report.columns else "not measured (needs --keras)"
+    blocks.append(f"SQNR: whole model INT8 vs float, the error accumulated up to this tensor.\nown: {own}. "
+                  "round: this tensor's grid alone.\nLow own SQNR names the culprit; low SQNR with high own SQNR "
+                  "is inherited.")
     return "\n\n".join(blocks)
+
+
+def render_layer_summary(report: LayerErrorReport) -> str:
+    """What a passing convert prints: per format, the tensor with the lowest accumulated SQNR and
+    the layer with the lowest own SQNR (the likeliest culprit), one line each."""
+    lines = [f"per-layer INT8 error, SQNR vs float on {report.samples} samples (all layers: the report, "
+             "edgeact layers)"]
+    for fmt in report.formats():
+        rows = report.of_format(fmt)
+        worst = report.worst(1, fmt)[0]
+        line = f"  {fmt}: lowest {worst.sqnr_db:.1f} dB at {_short(worst.layer or worst.tensor)}"
+        culprits = [r for r in rows if r.own_sqnr_db is not None]
+        if culprits:
+            culprit = min(culprits, key=lambda r: r.own_sqnr_db)
+            line += f", lowest own {culprit.own_sqnr_db:.1f} dB at {_short(culprit.layer or culprit.tensor)}"
+        elif "own_sqnr_db" not in report.columns:
+            line += ", own not measured (no Keras model)"
+        lines.append(f"{line} ({len(rows)} tensors)")
+    return "\n".join(lines)
 
 
 def render_layer_csv(report: LayerErrorReport) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from edgeact.errors import InputError, ModelLoadError, first_line
 from edgeact.quiet import native_output_captured
 
-from .layer_error import ErrorAccumulator, LayerError, QuantGrid, keras_layer_name, make_layer_error
+from .layer_error import ErrorAccumulator, LayerError, QuantGrid, dequantize, keras_layer_name, make_layer_error
 
 _INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int16): (-32768, 32767)}
 # Ops whose output is the same tensor re-typed, not a layer's work.
@@ -111,8 +111,7 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
         feed_sample(fp32, sample)
         feed_sample(int8, sample)
         for _, _, _, f_index, q_index, grid, acc in pairs:
-            q = int8.get_tensor(q_index).astype(np.float64)
-            acc.add(fp32.get_tensor(f_index), (q - grid.zero_point) * grid.scale, grid)
+            acc.add(fp32.get_tensor(f_index), dequantize(int8.get_tensor(q_index), grid), grid)
     rows = [make_layer_error("tflite", depth, name, layer, op, acc, grid)
             for depth, (op, name, layer, _, _, grid, acc) in enumerate(pairs)]
     return rows, unmatched

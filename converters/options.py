@@ -32,6 +32,6 @@ class ConvertOptions:
     opset: int = 17
     input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
     output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess
-    layer_error: str = "auto"  # per-layer error: "auto" (when an INT8 check fails), "always", "never"
+    layer_error: str = "always"  # per-layer error: "always", "auto" (when an INT8 check fails), "never"
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     verbose: bool = False

@@ -162,14 +162,19 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
 
 
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:
-    """Where INT8 loses accuracy, layer by layer (converters.layer_error), when a check failed or when asked.
+    """Where INT8 loses accuracy, layer by layer (converters.layer_error): in every report by default
+    (`--layer-error always`), only when an INT8 check failed (`auto`), or not (`never`).
 
-    Measured on the staged files before they are committed; a failure to measure is a note, not a
-    failed conversion (the report's checks already hold the verdict).
+    Measured on the staged files before they are committed, on REPORT_SAMPLES calibration samples;
+    a failure to measure is a note, not a failed conversion (the checks already hold the verdict).
     """
     mode = job.options.layer_error
     failed = any(c.kind in ("parity", "cross_format") and not c.passed for c in report.checks)
-    if mode == "never" or (mode == "auto" and not failed) or len(job.signature.inputs) != 1:
+    if mode == "never" or (mode == "auto" and not failed):
+        return None
+    if len(job.signature.inputs) != 1:
+        report.notes.append(f"per-layer error not measured: it feeds single-input models, this one has "
+                            f"{len(job.signature.inputs)} inputs")
         return None
     from .layer_error import layer_errors_for_job
 
@@ -177,6 +182,8 @@ def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None
     for fmt, section in report.formats.items():
         if section.error is None and {"fp32", "int8"} <= set(section.files):
             pairs[fmt] = tuple(staged.staged_file(Path(section.files[v])) for v in ("fp32", "int8"))
+    if not pairs:
+        return None
     try:
         with progress_step("per-layer error", job.options.progress):
             return layer_errors_for_job(job, tflite=pairs.get("tflite"), onnx=pairs.get("onnx")).to_dict()

@@ -84,8 +84,8 @@ def cli(verbose: bool) -> None:
               help="Override a check threshold: top1, cosine, sqnr, rel-diff, float-sqnr, float-rel-diff.")
 @click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
               help="Judge an output as class_scores or dense instead of the detected kind.")
-@click.option("--layer-error", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Measure per-layer INT8 error into the report: when an INT8 check fails (auto), always, never.")
+@click.option("--layer-error", type=click.Choice(["always", "auto", "never"]), default="always", show_default=True,
+              help="Per-layer INT8 error in the report: always, only when an INT8 check fails (auto), never.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,

@@ -39,11 +39,11 @@ def render_convert_report(report, width: int | None = None) -> str:
             parts.append(f"  {mark(check.passed)} {check.label}: {check.summary}")
             if not check.passed and check.advice:
                 parts.append(f"      -> {check.advice}")
-    if report.layer_errors:
-        parts.append(_layer_lines(report.layer_errors, width))
     rules = sorted({c.rule for c in report.checks if c.kind == "parity" and c.rule})
     for rule in rules:
         parts.append(f"  rule: {rule}")
+    if report.layer_errors:
+        parts.append(_layer_lines(report.layer_errors, width, report.checks_passed))
     written = [path for section in report.formats.values() for path in section.files.values()]
     if written:
         parts.append("\nwrote")
@@ -67,15 +67,19 @@ def fit_lines(text: str, width: int) -> str:
     return "\n".join(lines)
 
 
-def _layer_lines(layer_errors: dict, width: int) -> str:
-    """The worst layers per format (the per-layer section is rendered by its own host-side module)."""
+def _layer_lines(layer_errors: dict, width: int, passed: bool = False) -> str:
+    """The worst layers per format after a failed check, one line per format otherwise (the
+    per-layer section is rendered by its own host-side module)."""
     try:
         from converters.layer_error import LayerErrorReport
-        from converters.layer_error_render import render_layer_errors
+        from converters.layer_error_render import render_layer_errors, render_layer_summary
     except ImportError:  # a device reading a host's report: the table needs the host side
         return "\nper-layer error: in the report (layer_errors); edgeact layers prints it"
+    report = LayerErrorReport.from_dict(layer_errors)
+    if passed:
+        return "\n" + render_layer_summary(report)
     return "\nwhere INT8 loses (worst layers first; edgeact layers has them all):\n" + render_layer_errors(
-        LayerErrorReport.from_dict(layer_errors), top=5, width=width)
+        report, top=5, width=width)
 
 
 def _passes_lines(passes: list[dict]) -> list[str]:

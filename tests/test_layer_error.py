@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from converters.layer_error import (SQNR_CAP_DB, ErrorAccumulator, LayerErrorReport, QuantGrid,
+from converters.layer_error import (REPORT_SAMPLES, SQNR_CAP_DB, ErrorAccumulator, LayerErrorReport, QuantGrid,
                                     keras_layer_name, layer_errors, sqnr_db)
 
 
@@ -288,7 +288,7 @@ def test_the_convert_hook_measures_on_the_jobs_calibration_samples(chain, chain_
     model, data = chain
     job = onnx_job(model, data[:12], tmp_path, "chain")
     report = layer_errors_for_job(job, tflite=(chain_tflite / "chain_fp32.tflite", chain_tflite / "chain_int8.tflite"))
-    assert report.samples == 12
+    assert report.samples == REPORT_SAMPLES < 12  # every convert report measures on the first few
     assert [r.layer for r in report.of_format("tflite")] == ["c1", "c2", "gap", "fc"]
     assert all(r.own_sqnr_db is not None for r in report.of_format("tflite"))  # the job's Keras model
     text = render_layer_errors(LayerErrorReport.from_dict(report.to_dict()), top=2)
