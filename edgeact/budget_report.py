@@ -37,8 +37,9 @@ def written_line(fmt: str, search: dict) -> str:
     plain = search["attempts"][0]
     integer = "full-integer" if best["full_integer"] else \
         f"NOT full-integer: {', '.join(best['float_layers'])} in float ({EDGE_TPU_NOTE})"
-    cost = f"latency {best['latency_ms']:.4g} ms per sample vs {plain['latency_ms']:.4g} ms for attempt 1 " \
-           "(one sample, median of 20, this machine)"
+    cost = f"latency {best['latency_ms']:.4g} ms per sample" + (
+        "" if best is plain else f" vs {plain['latency_ms']:.4g} ms for attempt 1") + \
+        " (one sample, median of 20, this machine)"
     return (f"{fmt}: {search.get('file', 'the INT8 model')} is attempt {best['attempt']} ({best['changed']}): "
             f"{search['metric']} {best['metric']:.4g}, {integer}; {cost}")
 

@@ -100,9 +100,11 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         --preprocess unit -o out/
 
     \b
-    With an accuracy budget (exit 1 when no attempt meets it; the best model is still written):
-      edgeact convert model.keras -c calib/ --eval-data val/ --max-drop 0.5 \\
-        --format tflite --format onnx -o out/
+    With an accuracy budget: top-1 loss on labelled data (class folders or .npz with x and y)
+    at most 0.5 points, else range methods, equalization, bias correction, float layers are
+    tried in turn (exit 1 when none meets it; the best model is still written):
+      edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \\
+        --preprocess unit --eval-data examples/mnist/test_images --max-drop 0.5 -o out/budget/
     """
     from converters import ConvertOptions, convert as run_convert
     from converters.budget_search import read_budget
