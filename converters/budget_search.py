@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeact.config import IOType
-from edgeact.errors import InputError
+from edgeact.errors import InputError, first_line
 from edgeact.report import Check, ConvertReport, OutputKind
 
 from .checks import register_check
@@ -165,13 +165,18 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
         if section.error is not None or "int8" not in section.files:
             continue
         start = time.perf_counter()
-        with _attempt_lines(fmt, job.options.progress) as say:
-            if fmt == "tflite":
-                result = search_tflite(job.keras_model, calibration, data, plan.budget, job.options.io_type,
-                                       progress=say, output_names=job.output_names)
-            else:
-                float_path = staged.staged_file(Path(section.files["fp32"]))
-                result = search_onnx(job, float_path, data, plan.budget, progress=say)
+        try:
+            with _attempt_lines(fmt, job.options.progress) as say:
+                if fmt == "tflite":
+                    result = search_tflite(job.keras_model, calibration, data, plan.budget, job.options.io_type,
+                                           progress=say, output_names=job.output_names)
+                else:
+                    float_path = staged.staged_file(Path(section.files["fp32"]))
+                    result = search_onnx(job, float_path, data, plan.budget, progress=say)
+        except Exception as exc:  # noqa: BLE001  the exporter's model stands; the budget check says why it failed
+            searches[fmt] = {"budget": asdict(plan.budget), "metric": plan.budget.metric, "met": False,
+                             "error": first_line(exc, 300), "attempts": [], "file": Path(section.files["int8"]).name}
+            continue
         seconds = time.perf_counter() - start
         with progress_step(f"{fmt}: verify attempt {result.best.attempt}", job.options.progress):
             (rewrite_tflite if fmt == "tflite" else rewrite_onnx)(job, section, staged, result)
@@ -195,6 +200,12 @@ def budget_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
         return []
     checks = []
     for fmt, search in section["formats"].items():
+        if search.get("error"):
+            checks.append(Check("budget", f"{fmt} int8 accuracy budget", False, format=fmt,
+                                rule=f"--{goal_text(search['budget'])}", summary=f"the search failed: {search['error']}",
+                                advice="the exporter's INT8 model was kept, unsearched; convert this format without "
+                                "the budget, or report the error"))
+            continue
         best = best_attempt(search)
         integer = "full-integer" if best["full_integer"] else "NOT full-integer"
         checks.append(Check(

@@ -28,8 +28,7 @@ import numpy as np
 from edgeact.config import IOType
 from edgeact.errors import InputError, VerificationError
 
-from .tflite_ranges import (RangeMethod, calibrate_tflite, choose_ranges, named_model, quantize_calibrated,
-                            set_ranges)
+from .tflite_ranges import RangeMethod, calibrate_tflite, choose_ranges, named_model, quantize_calibrated, set_ranges
 
 
 class BudgetNotMetError(VerificationError):

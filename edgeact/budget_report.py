@@ -19,6 +19,8 @@ def goal_text(budget: dict) -> str:
 
 def render_search_table(search: dict, width: int | None = None) -> str:
     """One search's attempts (a `converters.fallback.SearchResult.to_dict()`), best marked."""
+    if search.get("error"):
+        return f"the search against --{goal_text(search['budget'])} failed: {search['error']}"
     rows = [[a["attempt"], a["changed"], a["metric"], "yes" if a["full_integer"] else "NO", a["latency_ms"],
              "<- best" if a["attempt"] == search["best"] else ""] for a in search["attempts"]]
     title = f"INT8 search against --{goal_text(search['budget'])}: {'met' if search['met'] else 'NOT met'}"
@@ -33,6 +35,8 @@ def render_search_table(search: dict, width: int | None = None) -> str:
 
 def written_line(fmt: str, search: dict) -> str:
     """What the file on disk is: which attempt, its metric, integer or not, its latency cost."""
+    if search.get("error"):
+        return f"{fmt}: {search.get('file', 'the INT8 model')} is the exporter's model, unsearched"
     best = next(a for a in search["attempts"] if a["attempt"] == search["best"])
     plain = search["attempts"][0]
     integer = "full-integer" if best["full_integer"] else \
@@ -47,8 +51,9 @@ def written_line(fmt: str, search: dict) -> str:
 def render_accuracy_budget(section: dict, width: int | None = None) -> str:
     """convert's lines for the report's `accuracy_budget`: data, one table per format, the files."""
     data = section.get("eval_data") or {}
+    labelled = ", labelled" if data.get("labelled") else ""
     lines = [f"\naccuracy budget --{goal_text(section['budget'])} on {data.get('source', '?')} "
-             f"({data.get('samples', '?')} samples{', labelled' if data.get('labelled') else ''})"]
+             f"({data.get('samples', '?')} samples{labelled})"]
     for fmt, search in section.get("formats", {}).items():
         lines.append(f"\n{fmt}: " + render_search_table(search, width))
     for fmt, search in section.get("formats", {}).items():

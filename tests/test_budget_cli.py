@@ -185,6 +185,8 @@ def test_the_report_reads_back_with_and_without_the_budget_section(files, tmp_pa
     assert report.accuracy_budget == section
     text = render_accuracy_budget(section)
     assert "NOT met" in text and "attempt 2 (float: c2)" in text and "0.9 ms per sample vs 0.5 ms" in text
+    failed = {**search, "attempts": [], "error": "ORT refused the model"}
+    assert "failed: ORT refused the model" in render_accuracy_budget({**section, "formats": {"onnx": failed}})
     from edgeact.validate_report import ReportError
 
     with pytest.raises(ReportError, match="accuracy_budget"):
