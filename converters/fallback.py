@@ -253,7 +253,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             group = ranked[start:start + group_size]
             floats += [r.tensor for r in group]
             labels += [r.layer or r.tensor for r in group]
-            say(f"float: {', '.join(labels)}")
+            say(f"float: +{', '.join(r.layer or r.tensor for r in group)} ({len(labels)} layer(s) in float)")
             row = attempt(f"float: {', '.join(labels)}", quantize_calibrated(base_calibrated, io_type, floats),
                           method, labels)
             if budget.better(row.metric, best.metric):

@@ -22,6 +22,7 @@ import numpy as np
 from edgeact.config import CalibrationMethod
 
 from .fallback import FIXES, Attempt, Budget, EvalData, SearchResult, apply_fix, measure
+from .ort_histograms import streamed_histograms
 
 METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMethod.ENTROPY)
 
@@ -89,7 +90,8 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
             base_job, base_float = source
             trial = dataclasses.replace(base_job, options=dataclasses.replace(base_job.options,
                                                                                calibration_method=method))
-            quantize_onnx(trial, base_float, path, exclude=exclude)
+            with streamed_histograms():  # ORT keeps every sample's tensors otherwise (OOM on MobileNetV2)
+                quantize_onnx(trial, base_float, path, exclude=exclude)
             outputs, latency = _run(path, x)
             row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.y),
                           not exclude, round(latency, 4), list(labels), method.value)
@@ -138,7 +140,7 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
                 group = ranked[start:start + group_size]
                 tensors += [r.tensor for r in group]
                 labels += [r.layer or r.tensor for r in group]
-                say(f"float: {', '.join(labels)}")
+                say(f"float: +{', '.join(r.layer or r.tensor for r in group)} ({len(labels)} layer(s) in float)")
                 row = attempt(f"float: {', '.join(labels)}", method, producer_nodes(best_path, tensors), labels, base)
                 if budget.better(row.metric, best.metric):
                     best = row
