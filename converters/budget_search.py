@@ -109,7 +109,7 @@ def check_model(plan: BudgetPlan, signature, keras_model, options) -> None:
                              f"({output.why}); mark it --output-kind {output.name}=class_scores, or use --min-sqnr")
     if plan.data is not None:
         plan.data.samples(signature.inputs[0].shape)  # decodes images, checks array shapes
-        if plan.data.labels is not None and len(output.shape) == 1:
+        if plan.budget.max_drop is not None:  # the only budget that reads the labels
             plan.data.check_classes(output.shape[0], "the model")
 
 
@@ -160,7 +160,7 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
 
     data, source = evaluation(plan, job)
     calibration = job.calibration.calibration.array()
-    searches = {}
+    searches, fixes = {}, {}  # fixes: each Keras fix computed once for both formats
     for fmt, section in report.formats.items():
         if section.error is not None or "int8" not in section.files:
             continue
@@ -169,10 +169,10 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
             with _attempt_lines(fmt, job.options.progress) as say:
                 if fmt == "tflite":
                     result = search_tflite(job.keras_model, calibration, data, plan.budget, job.options.io_type,
-                                           progress=say, output_names=job.output_names)
+                                           progress=say, output_names=job.output_names, fixes=fixes)
                 else:
                     float_path = staged.staged_file(Path(section.files["fp32"]))
-                    result = search_onnx(job, float_path, data, plan.budget, progress=say)
+                    result = search_onnx(job, float_path, data, plan.budget, progress=say, fixes=fixes)
         except Exception as exc:  # noqa: BLE001  the exporter's model stands; the budget check says why it failed
             searches[fmt] = {"budget": asdict(plan.budget), "metric": plan.budget.metric, "met": False,
                              "error": first_line(exc, 300), "attempts": [], "file": Path(section.files["int8"]).name}

@@ -173,7 +173,7 @@ def measure(budget: Budget, outputs: np.ndarray, reference: np.ndarray, labels: 
 def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: Budget,
                   io_type: IOType = IOType.INT8, methods: tuple[RangeMethod, ...] = tuple(RangeMethod),
                   group_size: int = 1, max_fallback: int = 8, progress=None,
-                  output_names: list[str] | None = None) -> SearchResult:
+                  output_names: list[str] | None = None, fixes: dict | None = None) -> SearchResult:
     """Range methods first, then float fallback of the worst layers, until `budget` is met.
 
     Args:
@@ -185,6 +185,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
         progress: called with a one-line description before each attempt.
         output_names: name the models' SignatureDef outputs like this (convert's names), so that
             the written model is read back by name; None keeps TFLite's output_0.
+        fixes: a cache of fixed models shared with the ONNX search (see `apply_fix`).
     """
     from edgeact.quiet import native_output_captured
 
@@ -219,7 +220,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
     model = keras_model
     for fix in FIXES if not budget.met(best.metric) else ():
         say(f"fix: {fix}")
-        fixed, what = apply_fix(fix, model, calibration)
+        fixed, what = apply_fix(fix, model, calibration, fixes)
         if fixed is None:
             continue
         method = RangeMethod(best.ranges)
@@ -267,8 +268,22 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
 FIXES = ("equalize", "bias correction")
 
 
-def apply_fix(fix: str, model, calibration: np.ndarray):
-    """(fixed model, what changed) or (None, reason) when the fix finds nothing to change."""
+def apply_fix(fix: str, model, calibration: np.ndarray, cache: dict | None = None):
+    """(fixed model, what changed) or (None, reason) when the fix finds nothing to change.
+
+    `cache` (one dict shared by the TFLite and ONNX searches of one conversion, on the same
+    calibration samples) keeps each fix of each model object: bias correction of MobileNetV2
+    takes about a minute here, and both formats ask for it.
+    """
+    if cache is not None:
+        key = (fix, id(model))
+        if key not in cache or cache[key][0] is not model:
+            cache[key] = (model, _apply_fix(fix, model, calibration))  # the model kept: its id stays unique
+        return cache[key][1]
+    return _apply_fix(fix, model, calibration)
+
+
+def _apply_fix(fix: str, model, calibration: np.ndarray):
     if fix == "equalize":
         from .passes import run_pipeline
 

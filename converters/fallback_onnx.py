@@ -67,13 +67,14 @@ def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "mo
 
 
 def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_size: int = 1,
-                max_fallback: int = 8, progress=None) -> SearchResult:
+                max_fallback: int = 8, progress=None, fixes: dict | None = None) -> SearchResult:
     """Calibration methods first, then float fallback of the worst layers, until `budget` is met.
 
     Args:
         job: the ConvertJob the ONNX exporter quantized with (options, calibration, Keras model).
         float_path: the float .onnx.
         data: evaluation inputs, NHWC, and labels for --max-drop.
+        fixes: a cache of fixed Keras models shared with the TFLite search (`fallback.apply_fix`).
     """
     from .layer_error import layer_errors
     from .onnx_exporter import export_float_onnx, image_layout, quantize_onnx
@@ -90,8 +91,11 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
             base_job, base_float = source
             trial = dataclasses.replace(base_job, options=dataclasses.replace(base_job.options,
                                                                                calibration_method=method))
+            # Ranges depend only on the float model and the method: ORT's cache spares the fallback
+            # attempts a calibration each (entropy on MobileNetV2: 90 s here).
+            cache = Path(tmp) / f"ranges_{Path(base_float).name}_{method.value}.json"
             with streamed_histograms():  # ORT keeps every sample's tensors otherwise (OOM on MobileNetV2)
-                quantize_onnx(trial, base_float, path, exclude=exclude)
+                quantize_onnx(trial, base_float, path, exclude=exclude, calibration_cache=cache)
             outputs, latency = _run(path, x)
             row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.y),
                           not exclude, round(latency, 4), list(labels), method.value)
@@ -111,7 +115,7 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
         base_row = best
         for fix in FIXES if not budget.met(best.metric) else ():
             say(f"fix: {fix}")
-            fixed, what = apply_fix(fix, source[0].keras_model, job.calibration.calibration.array())
+            fixed, what = apply_fix(fix, source[0].keras_model, job.calibration.calibration.array(), fixes)
             if fixed is None:
                 continue
             fixed_job = dataclasses.replace(job, keras_model=fixed)
