@@ -7,15 +7,21 @@ and a squeeze-excite block, then makes an outlier version of the first:
 one output channel of a ReLU convolution scaled up by --outlier and the next convolution's
 matching input weights scaled down by as much. The float model is unchanged (ReLU is
 positive-homogeneous); per-tensor INT8 activations are not. For both formats it reports the
-top-1 accuracy drop against float of the plain converter (min/max calibration, nothing
-else) and of edgeact's search with --max-drop (range methods, cross-layer equalization,
-bias correction, float fallback last), with the attempts table and the wall time.
+top-1 accuracy drop against float on the test images of:
+
+- the plain converter: min/max calibration, nothing else (attempt 1 of the search's table);
+- edgeact's default: `edgeact convert` without a budget (its INT8 files, run here);
+- edgeact with a budget: `edgeact convert --eval-data test.npz --max-drop D`, the whole
+  process as a user runs it (range methods, cross-layer equalization, bias correction, float
+  fallback last), its figure recomputed from the written files, with its wall time and table.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,20 +91,39 @@ def make_outlier(keras, model, factor: float):
     return outlier
 
 
+def convert(model_path: Path, calibration: Path, out: Path, extra: list[str]) -> tuple[dict, float, str]:
+    """`edgeact convert` as a user runs it (a new process): its report, wall time and printed summary."""
+    command = [sys.executable, "-m", "edgeact", "convert", str(model_path), "-c", str(calibration), "-f", "tflite",
+               "-f", "onnx", "-o", str(out), "--force", *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return json.loads((out / f"{model_path.stem}.edgeact.json").read_text()), seconds, done.stdout
+
+
+def file_drop(path: Path, x: np.ndarray, y: np.ndarray, float_acc: float) -> float:
+    """Top-1 drop (pp) of a written INT8 file against the float model's accuracy, run by edgeact's runner."""
+    from edgeact.runtime.onnx import OnnxRunner
+    from edgeact.runtime.tflite import TFLiteRunner
+
+    runner = TFLiteRunner(path) if path.suffix == ".tflite" else OnnxRunner(path)
+    (outputs,) = runner.predict(x).values()
+    return 100.0 * (float_acc - float(np.mean(np.asarray(outputs).argmax(1) == y)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, default=60000, help="training images")
-    parser.add_argument("--calibration", type=int, default=200)
+    parser.add_argument("--calibration", type=int, default=300, help="calibration images (convert holds 100 out)")
     parser.add_argument("--eval", type=int, default=1000)
     parser.add_argument("--outlier", type=float, default=300.0)
     parser.add_argument("--max-drop", type=float, default=0.5)
     args = parser.parse_args()
 
-    from converters.fallback import Budget, EvalData, render_attempts, search_tflite
-    from converters.fallback_onnx import onnx_job, search_onnx
     from converters.keras_loader import import_keras
-    from converters.onnx_exporter import export_float_onnx
 
     keras = import_keras()
     x_train, y_train, x_test, y_test = _mnist()
@@ -107,27 +132,40 @@ def main() -> None:
     outlier = make_outlier(keras, model, args.outlier)
     se_model = build_and_train_se(keras, x_train[:args.train], y_train[:args.train], args.epochs)
     x_eval, y_eval = x_test[:args.eval], y_test[:args.eval]
-    calibration = x_train[-args.calibration:]
-    float_acc = float(np.mean(model.predict(x_eval, verbose=0).argmax(1) == y_eval))
     same = float(np.max(np.abs(model.predict(x_eval[:64], verbose=0) - outlier.predict(x_eval[:64], verbose=0))))
-    se_acc = float(np.mean(se_model.predict(x_eval, verbose=0).argmax(1) == y_eval))
-    print(f"trained in {time.perf_counter() - start:.0f} s: float top-1 {100 * float_acc:.2f} % on {args.eval} "
-          f"test images; outlier model x{args.outlier:g}, max output difference {same:.2e}; "
-          f"SiLU/hard-swish/SE model {100 * se_acc:.2f} %")
-    budget = Budget(max_drop=args.max_drop)
-    data = EvalData(x_eval, y_eval)
-    for name, candidate in (("plain CNN", model), (f"outlier CNN (x{args.outlier:g})", outlier),
-                            ("SiLU/hard-swish/SE CNN", se_model)):
-        start = time.perf_counter()
-        result = search_tflite(candidate, calibration, data, budget)
-        print(f"\n== {name}, TFLite ({time.perf_counter() - start:.0f} s)\n{render_attempts(result)}")
-        with tempfile.TemporaryDirectory() as tmp:
-            job = onnx_job(candidate, calibration, Path(tmp), "bench")
-            float_path = Path(tmp) / "bench_fp32.onnx"
-            export_float_onnx(job, float_path)
-            start = time.perf_counter()
-            result = search_onnx(job, float_path, data, budget)
-            print(f"\n== {name}, ONNX ({time.perf_counter() - start:.0f} s)\n{render_attempts(result)}")
+    print(f"trained in {time.perf_counter() - start:.0f} s; outlier model x{args.outlier:g}, max output difference "
+          f"{same:.2e}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        calibration, eval_data = tmp / "calibration.npy", tmp / "test.npz"
+        np.save(calibration, x_train[-args.calibration:])
+        np.savez(eval_data, x=x_eval, y=y_eval)
+        for name, candidate in (("plain CNN", model), (f"outlier CNN (x{args.outlier:g})", outlier),
+                                ("SiLU/hard-swish/SE CNN", se_model)):
+            float_acc = float(np.mean(candidate.predict(x_eval, verbose=0).argmax(1) == y_eval))
+            path = tmp / f"{candidate.name}_{len(rows)}.keras"
+            candidate.save(path)
+            default, default_s, _ = convert(path, calibration, tmp / "default", [])
+            budget, budget_s, text = convert(path, calibration, tmp / "budget",
+                                             ["--eval-data", str(eval_data), "--max-drop", str(args.max_drop)])
+            print(f"\n== {name}: float top-1 {100 * float_acc:.1f} %; edgeact convert {default_s:.0f} s, with "
+                  f"--max-drop {args.max_drop:g} {budget_s:.0f} s")
+            print(text[text.index("accuracy budget"):text.index("\nchecks")])
+            for fmt, suffix in (("tflite", "tflite"), ("onnx", "onnx")):
+                search = budget["accuracy_budget"]["formats"][fmt]
+                best = next(a for a in search["attempts"] if a["attempt"] == search["best"])
+                written = file_drop(tmp / "budget" / f"{path.stem}_int8.{suffix}", x_eval, y_eval, float_acc)
+                assert abs(written - best["metric"]) < 1e-9, (written, best)  # the report describes the file
+                rows.append((name, fmt, search["attempts"][0]["metric"],
+                             file_drop(tmp / "default" / f"{path.stem}_int8.{suffix}", x_eval, y_eval, float_acc),
+                             written, best, search["met"]))
+    print(f"\n| model | format | plain converter (min/max) | edgeact convert | edgeact convert --max-drop "
+          f"{args.max_drop:g} |\n| --- | --- | --- | --- | --- |")
+    for name, fmt, plain, default, written, best, met in rows:
+        how = ("full-integer" if best["full_integer"] else f"float: {', '.join(best['float_layers'])}") + \
+            f", attempt {best['attempt']}: {best['changed']}" + ("" if met else ", NOT met")
+        print(f"| {name} | {fmt} | {plain:.1f} pp | {default:.1f} pp | {written:.1f} pp ({how}) |")
 
 
 if __name__ == "__main__":

@@ -126,9 +126,13 @@ def integer_only_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
         found = section.details.get("integer_only")
         if found:
             float_ops = found.get("float_ops") or []
+            accepted = found.get("accepted_float")  # layers a convert --max-drop/... search kept in float
             checks.append(Check("integer_only", f"{fmt} int8 full-integer", bool(found["passed"]), format=fmt,
-                                rule="every op computes in integer",
-                                summary=f"{found['integer_ops']}/{found['total_ops']} ops integer"
+                                rule="every op computes in integer"
+                                + (", or is a layer the accuracy budget kept in float" if accepted else ""),
+                                summary=(f"NOT full-integer: {', '.join(accepted)} kept in float by the accuracy "
+                                         "budget; " if accepted else "")
+                                + f"{found['integer_ops']}/{found['total_ops']} ops integer"
                                 + (f" (float: {', '.join(float_ops[:6])})" if float_ops else ""),
                                 advice="" if found["passed"] else "ops left in float cannot run on an Edge TPU; "
                                 "replace those layers or accept a float fallback"))

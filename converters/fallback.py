@@ -28,7 +28,7 @@ import numpy as np
 from edgeact.config import IOType
 from edgeact.errors import InputError, VerificationError
 
-from .tflite_ranges import RangeMethod, calibrate_tflite, choose_ranges, quantize_calibrated, set_ranges
+from .tflite_ranges import RangeMethod, calibrate_tflite, choose_ranges, named_model, quantize_calibrated, set_ranges
 
 
 class BudgetNotMetError(VerificationError):
@@ -48,6 +48,34 @@ class Budget:
         given = [v for v in (self.max_drop, self.min_agreement, self.min_sqnr) if v is not None]
         if len(given) != 1:
             raise InputError("give exactly one budget: --max-drop, --min-agreement or --min-sqnr")
+        value = float(given[0])
+        if not np.isfinite(value):
+            raise InputError(f"--{self.option} {value} is not a finite number; give e.g. {self.example}")
+        if self.max_drop is not None and not 0 <= value <= 100:
+            raise InputError(f"--max-drop {value:g} is outside 0..100 (top-1 percentage points lost against "
+                             "float); give e.g. --max-drop 0.5")
+        if self.min_agreement is not None and not 0 < value <= 1:
+            raise InputError(f"--min-agreement {value:g} is outside (0, 1] (the fraction of samples whose top-1 "
+                             "matches float); give e.g. --min-agreement 0.99")
+
+    @property
+    def option(self) -> str:
+        return "max-drop" if self.max_drop is not None else \
+            "min-agreement" if self.min_agreement is not None else "min-sqnr"
+
+    @property
+    def value(self) -> float:
+        return next(v for v in (self.max_drop, self.min_agreement, self.min_sqnr) if v is not None)
+
+    @property
+    def example(self) -> str:
+        return {"max-drop": "--max-drop 0.5", "min-agreement": "--min-agreement 0.99",
+                "min-sqnr": "--min-sqnr 30"}[self.option]
+
+    @property
+    def top1(self) -> bool:
+        """Whether the metric compares top-1 classes (it needs one class-score output)."""
+        return self.min_sqnr is None
 
     @property
     def metric(self) -> str:
@@ -144,7 +172,8 @@ def measure(budget: Budget, outputs: np.ndarray, reference: np.ndarray, labels: 
 
 def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: Budget,
                   io_type: IOType = IOType.INT8, methods: tuple[RangeMethod, ...] = tuple(RangeMethod),
-                  group_size: int = 1, max_fallback: int = 8, progress=None) -> SearchResult:
+                  group_size: int = 1, max_fallback: int = 8, progress=None,
+                  output_names: list[str] | None = None, fixes: dict | None = None) -> SearchResult:
     """Range methods first, then float fallback of the worst layers, until `budget` is met.
 
     Args:
@@ -154,6 +183,9 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
         group_size: layers moved to float per fallback attempt.
         max_fallback: at most this many fallback attempts.
         progress: called with a one-line description before each attempt.
+        output_names: name the models' SignatureDef outputs like this (convert's names), so that
+            the written model is read back by name; None keeps TFLite's output_0.
+        fixes: a cache of fixed models shared with the ONNX search (see `apply_fix`).
     """
     from edgeact.quiet import native_output_captured
 
@@ -162,7 +194,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
     say = progress or (lambda text: None)
     reference = np.asarray(keras_model.predict(data.x, verbose=0), np.float64).reshape(len(data.x), -1)
     say("calibrating")
-    calibrated = calibrate_tflite(keras_model, calibration, io_type)
+    calibrated = calibrate_tflite(keras_model, calibration, io_type, output_names)
     attempts: list[Attempt] = []
     models: dict[int, bytes] = {}
 
@@ -188,11 +220,11 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
     model = keras_model
     for fix in FIXES if not budget.met(best.metric) else ():
         say(f"fix: {fix}")
-        fixed, what = apply_fix(fix, model, calibration)
+        fixed, what = apply_fix(fix, model, calibration, fixes)
         if fixed is None:
             continue
         method = RangeMethod(best.ranges)
-        recalibrated = calibrate_tflite(fixed, calibration, io_type)
+        recalibrated = calibrate_tflite(fixed, calibration, io_type, output_names)
         ranged = recalibrated if method is RangeMethod.MINMAX else \
             set_ranges(recalibrated, choose_ranges(recalibrated, calibration, method))
         row = attempt(f"{fix} ({what}), {method.value} ranges", quantize_calibrated(ranged, io_type), method, [])
@@ -212,7 +244,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             with native_output_captured():
                 import tensorflow as tf
 
-                fp32.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+                fp32.write_bytes(tf.lite.TFLiteConverter.from_keras_model(named_model(model, output_names)).convert())
             report = layer_errors(calibration, tflite=(fp32, models[base_row.attempt]), keras_model=model)
         ranked = [r for r in report.worst(None, "tflite", by_own=True)]
         floats: list[str] = []
@@ -222,7 +254,7 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
             group = ranked[start:start + group_size]
             floats += [r.tensor for r in group]
             labels += [r.layer or r.tensor for r in group]
-            say(f"float: {', '.join(labels)}")
+            say(f"float: +{', '.join(r.layer or r.tensor for r in group)} ({len(labels)} layer(s) in float)")
             row = attempt(f"float: {', '.join(labels)}", quantize_calibrated(base_calibrated, io_type, floats),
                           method, labels)
             if budget.better(row.metric, best.metric):
@@ -236,8 +268,22 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
 FIXES = ("equalize", "bias correction")
 
 
-def apply_fix(fix: str, model, calibration: np.ndarray):
-    """(fixed model, what changed) or (None, reason) when the fix finds nothing to change."""
+def apply_fix(fix: str, model, calibration: np.ndarray, cache: dict | None = None):
+    """(fixed model, what changed) or (None, reason) when the fix finds nothing to change.
+
+    `cache` (one dict shared by the TFLite and ONNX searches of one conversion, on the same
+    calibration samples) keeps each fix of each model object: bias correction of MobileNetV2
+    takes about a minute here, and both formats ask for it.
+    """
+    if cache is not None:
+        key = (fix, id(model))
+        if key not in cache or cache[key][0] is not model:
+            cache[key] = (model, _apply_fix(fix, model, calibration))  # the model kept: its id stays unique
+        return cache[key][1]
+    return _apply_fix(fix, model, calibration)
+
+
+def _apply_fix(fix: str, model, calibration: np.ndarray):
     if fix == "equalize":
         from .passes import run_pipeline
 
@@ -250,18 +296,10 @@ def apply_fix(fix: str, model, calibration: np.ndarray):
 
 
 def render_attempts(result: SearchResult) -> str:
-    from edgeact.table import render_table
+    """The attempts table (one copy of it: edgeact.budget_report renders the report's too)."""
+    from edgeact.budget_report import render_search_table
 
-    rows = [[a.attempt, a.changed, a.metric, "yes" if a.full_integer else "NO", a.latency_ms,
-             "<- best" if a.attempt == result.best.attempt else ""] for a in result.attempts]
-    budget = asdict(result.budget)
-    goal = next(f"{k.replace('_', '-')} {v}" for k, v in budget.items() if v is not None)
-    text = render_table(["#", "what changed", result.budget.metric, "full-integer", "latency ms", ""], rows,
-                        title=f"INT8 search against --{goal}: {'met' if result.met else 'NOT met'}")
-    if not result.best.full_integer:
-        text += ("\nThe best model keeps " + ", ".join(result.best.float_layers) + " in float: it is no longer "
-                 "full-integer (an Edge TPU would split its graph at each float op).")
-    return text
+    return render_search_table(result.to_dict())
 
 
 def require_budget(result: SearchResult) -> None:

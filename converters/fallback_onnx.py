@@ -22,6 +22,7 @@ import numpy as np
 from edgeact.config import CalibrationMethod
 
 from .fallback import FIXES, Attempt, Budget, EvalData, SearchResult, apply_fix, measure
+from .ort_histograms import streamed_histograms
 
 METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMethod.ENTROPY)
 
@@ -66,13 +67,14 @@ def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "mo
 
 
 def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_size: int = 1,
-                max_fallback: int = 8, progress=None) -> SearchResult:
+                max_fallback: int = 8, progress=None, fixes: dict | None = None) -> SearchResult:
     """Calibration methods first, then float fallback of the worst layers, until `budget` is met.
 
     Args:
         job: the ConvertJob the ONNX exporter quantized with (options, calibration, Keras model).
         float_path: the float .onnx.
         data: evaluation inputs, NHWC, and labels for --max-drop.
+        fixes: a cache of fixed Keras models shared with the TFLite search (`fallback.apply_fix`).
     """
     from .layer_error import layer_errors
     from .onnx_exporter import export_float_onnx, image_layout, quantize_onnx
@@ -89,7 +91,11 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
             base_job, base_float = source
             trial = dataclasses.replace(base_job, options=dataclasses.replace(base_job.options,
                                                                                calibration_method=method))
-            quantize_onnx(trial, base_float, path, exclude=exclude)
+            # Ranges depend only on the float model and the method: ORT's cache spares the fallback
+            # attempts a calibration each (entropy on MobileNetV2: 90 s here).
+            cache = Path(tmp) / f"ranges_{Path(base_float).name}_{method.value}.json"
+            with streamed_histograms():  # ORT keeps every sample's tensors otherwise (OOM on MobileNetV2)
+                quantize_onnx(trial, base_float, path, exclude=exclude, calibration_cache=cache)
             outputs, latency = _run(path, x)
             row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.y),
                           not exclude, round(latency, 4), list(labels), method.value)
@@ -109,7 +115,7 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
         base_row = best
         for fix in FIXES if not budget.met(best.metric) else ():
             say(f"fix: {fix}")
-            fixed, what = apply_fix(fix, source[0].keras_model, job.calibration.calibration.array())
+            fixed, what = apply_fix(fix, source[0].keras_model, job.calibration.calibration.array(), fixes)
             if fixed is None:
                 continue
             fixed_job = dataclasses.replace(job, keras_model=fixed)
@@ -138,7 +144,7 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
                 group = ranked[start:start + group_size]
                 tensors += [r.tensor for r in group]
                 labels += [r.layer or r.tensor for r in group]
-                say(f"float: {', '.join(labels)}")
+                say(f"float: +{', '.join(r.layer or r.tensor for r in group)} ({len(labels)} layer(s) in float)")
                 row = attempt(f"float: {', '.join(labels)}", method, producer_nodes(best_path, tensors), labels, base)
                 if budget.better(row.metric, best.metric):
                     best = row

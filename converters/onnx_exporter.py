@@ -109,9 +109,11 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=()) -> dict:
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=(),
+                  calibration_cache: Path | None = None) -> dict:
     """Static QDQ quantization of the float ONNX on the job's calibration samples; `exclude`
-    names nodes to keep in float (the float fallback of converters.fallback_onnx).
+    names nodes to keep in float (the float fallback of converters.fallback_onnx);
+    `calibration_cache` is ORT's range cache (written when missing, read when present).
 
     Returns the nodes each rewrite of converters.onnx_rewrites changed, by rewrite."""
     from onnxruntime.quantization import (CalibrationMethod as OrtMethod, QuantFormat, QuantType,
@@ -140,6 +142,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     calibrate_method=methods[job.options.calibration_method], extra_options=extra,
                     calibration_providers=["CPUExecutionProvider"],
                     nodes_to_exclude=float_nodes(prepared) + list(exclude),
+                    calibration_cache_path=calibration_cache,
                 )
                 folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
         except Exception as exc:

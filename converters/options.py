@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
 from edgeact.preprocess import Preprocessing
+
+from .fallback import Budget
 
 
 @dataclass
@@ -33,5 +36,7 @@ class ConvertOptions:
     input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
     output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess
     layer_error: str = "always"  # per-layer error: "always", "auto" (when an INT8 check fails), "never"
+    budget: Budget | None = None  # an accuracy budget: search until met (converters.budget_search)
+    eval_data: str | Path | None = None  # labelled data the budget is measured on; None: the held-out samples
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     verbose: bool = False

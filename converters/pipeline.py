@@ -18,6 +18,7 @@ from edgeact.fileio import check_output_folder, check_writable, sha256_of, stage
 from edgeact.model_report import REPORT_SUFFIX
 from edgeact.report import ConvertReport, FormatReport
 
+from .budget_search import check_model, judge_by_budget, open_budget, search_to_budget
 from .checks import run_checks
 from .job import ConvertJob, progress_step
 from .options import ConvertOptions
@@ -61,6 +62,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         name = options.name or getattr(model, "name", "model")
     outputs = [output_dir / f for fmt in formats for f in exporters[fmt].output_names(name)]
     check_writable(outputs + [report_path(output_dir, name)], options.force)  # before anything heavy
+    budget = open_budget(options)  # --eval-data read and the budget refused here, before the model loads
 
     with progress_step("loading the model", options.progress):
         if isinstance(model, (str, Path)):
@@ -68,7 +70,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         else:
             check_graph_model(model, Path(getattr(model, "name", "model")))
             loaded = LoadedModel(path=Path(f"{model.name}.keras"), kind="object", keras_model=model)
-    job = _prepare(loaded, name, output_dir, calibration, options)
+    job = _prepare(loaded, name, output_dir, calibration, options, budget)
 
     report = ConvertReport(
         name=name, edgeact_version=__version__,
@@ -94,7 +96,10 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
                 for key in [k for k in job.predictions if k.startswith(f"{fmt.value}_")]:
                     del job.predictions[key]
             report.formats[fmt.value] = section
+        if budget is not None:
+            search_to_budget(budget, job, report, staged)
         report.checks = run_checks(job, report)
+        judge_by_budget(report)
         report.layer_errors = _layer_errors(job, report, staged)
         staged.write_json(report_path(output_dir, name), report.to_dict())
         staged.commit()
@@ -108,7 +113,8 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     return report
 
 
-def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: ConvertOptions) -> ConvertJob:
+def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: ConvertOptions,
+             budget=None) -> ConvertJob:
     """Signature, calibration data, statistics, graph passes and the float reference: the job exporters get."""
     import dataclasses
 
@@ -134,6 +140,8 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         normalization = []
     _apply_output_kinds(signature, options.output_kinds)
     _check_labels(options.labels, signature)
+    if budget is not None:  # converters.budget_search.BudgetPlan: refused before calibration data is read
+        check_model(budget, signature, keras_model, options)
     preprocessing = choose_preprocessing(options.preprocessing, normalization)
     options = dataclasses.replace(options, preprocessing=preprocessing)
 

@@ -41,11 +41,16 @@ def _io_dtype(io_type: IOType):
     return {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}[io_type]
 
 
-def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.INT8) -> bytes:
-    """The float .tflite with each activation's calibrated min/max, not yet quantized."""
+def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.INT8,
+                     output_names: list[str] | None = None) -> bytes:
+    """The float .tflite with each activation's calibrated min/max, not yet quantized.
+
+    `output_names` names the SignatureDef's outputs like the Keras model (as convert's exporter
+    does, see converters.serving.dict_output_model); without them TFLite says output_0.
+    """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([np.asarray(s[None], np.float32)] for s in samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -57,6 +62,15 @@ def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.
     except Exception as exc:
         raise ConversionError(f"TFLiteConverter could not calibrate the model: "
                               f"{last_error_line(captured.text) or first_line(exc)}") from None
+
+
+def named_model(keras_model, output_names: list[str] | None):
+    """The model with dict outputs keyed by `output_names` (weights shared), or as it is."""
+    if not output_names:
+        return keras_model
+    from .serving import dict_output_model
+
+    return dict_output_model(keras_model, list(output_names))
 
 
 def _model_object(model: bytes):

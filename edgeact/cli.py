@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .cli_options import floats, json_option, preprocess_options, print_warnings
+from .cli_options import budget_options, floats, json_option, preprocess_options, print_warnings
 from .config import CalibrationMethod, Format, IOType, OnnxLayout, choices
 from .errors import EdgeactError, EdgeactWarning, InputError, first_line
 from .fileio import dumps_json
@@ -86,19 +86,28 @@ def cli(verbose: bool) -> None:
               help="Judge an output as class_scores or dense instead of the detected kind.")
 @click.option("--layer-error", type=click.Choice(["always", "auto", "never"]), default="always", show_default=True,
               help="Per-layer INT8 error in the report: always, only when an INT8 check fails (auto), never.")
+@budget_options
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, opset, input_shapes, tolerances,
-            output_kinds, layer_error, force, as_json):
+            output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     \b
     Example (the bundled MNIST CNN; writes out/mnist_cnn_int8.tflite, its report and more):
       edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \\
         --preprocess unit -o out/
+
+    \b
+    With an accuracy budget: top-1 loss on labelled data (class folders or .npz with x and y)
+    at most 0.5 points, else range methods, equalization, bias correction, float layers are
+    tried in turn (exit 1 when none meets it; the best model is still written):
+      edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \\
+        --preprocess unit --eval-data examples/mnist/test_images --max-drop 0.5 -o out/budget/
     """
     from converters import ConvertOptions, convert as run_convert
+    from converters.budget_search import read_budget
     from converters.signature import parse_input_shapes
 
     from .config import Tolerances
@@ -115,7 +124,8 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         calibration_method=CalibrationMethod(calibration_method), percentile=percentile,
         onnx_layout=OnnxLayout(onnx_layout), opset=opset, input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
-        layer_error=layer_error,
+        layer_error=layer_error, budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),
+        eval_data=eval_data,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EdgeactWarning)

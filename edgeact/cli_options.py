@@ -29,6 +29,22 @@ def preprocess_options(fn):
     return fn
 
 
+def budget_options(fn):
+    """--eval-data and one accuracy budget (--max-drop / --min-agreement / --min-sqnr), for convert."""
+    fn = click.option("--min-sqnr", type=float, default=None, metavar="DB",
+                      help="Accuracy budget: output SQNR against float, in dB (any single output).")(fn)
+    fn = click.option("--min-agreement", type=float, default=None, metavar="FRACTION",
+                      help="Accuracy budget: top-1 agreement with float, e.g. 0.99 (no labels needed).")(fn)
+    fn = click.option("--max-drop", type=float, default=None, metavar="PP",
+                      help="Accuracy budget: top-1 points lost against float on labelled --eval-data, e.g. 0.5. "
+                      "A missed budget starts a search: range methods, equalization, bias correction, "
+                      "then float layers.")(fn)
+    fn = click.option("--eval-data", type=click.Path(), default=None,
+                      help="Labelled data for the budget: class folders or .npz with x and y "
+                      "[default: the held-out calibration samples].")(fn)
+    return fn
+
+
 def print_warnings(caught) -> None:
     for w in caught:
         if issubclass(w.category, EdgeactWarning):

@@ -31,6 +31,10 @@ def render_convert_report(report, width: int | None = None) -> str:
     parts.extend(_stats_lines(report.activation_stats))
     for fmt_name, section in report.formats.items():
         parts.append(render_format_section(fmt_name, section))
+    if report.accuracy_budget:
+        from .budget_report import render_accuracy_budget
+
+        parts.append(render_accuracy_budget(report.accuracy_budget, width))
     for note in report.notes:
         parts.append(f"note: {note}")
     parts.append("\nchecks")

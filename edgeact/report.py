@@ -89,6 +89,7 @@ CHECK_KINDS: dict[str, str] = {
     "names": "inputs and outputs matched by name",
     "parity": "converted vs float model, per output",
     "cross_format": "TFLite INT8 vs ONNX INT8",
+    "budget": "accuracy budget on the evaluation data (convert --max-drop/--min-agreement/--min-sqnr)",
     "fusion": "BatchNorm folded, ReLU/ReLU6 fused",
     "integer_only": "full-integer INT8",
     "integer_kernels": "integer kernels after ONNX Runtime's optimiser",
@@ -144,6 +145,9 @@ class ConvertReport:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     layer_errors: dict | None = None  # converters.layer_error.LayerErrorReport.to_dict(), when measured
+    # With a budget: {budget, metric, eval_data, met, formats: {fmt: SearchResult.to_dict() + file}}
+    # (converters.budget_search); rendered by edgeact.budget_report. Optional: schema 2 without it reads.
+    accuracy_budget: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -74,6 +74,9 @@ def validate_report_data(data, path: Path | str) -> None:
                 fail(f"outputs[{k}]", "is not an output with a name")
             if item.get("kind") not in (None, "class_scores", "dense"):
                 fail(f"outputs[{k}].kind", f"is {str(item.get('kind'))[:40]!r}, not class_scores or dense")
+    budget = data.get("accuracy_budget")  # optional in schema 2 (convert --max-drop/...)
+    if budget is not None and (not isinstance(budget, dict) or not isinstance(budget.get("formats", {}), dict)):
+        fail("accuracy_budget", "is not an object with formats")
     labels = data.get("labels")
     if labels is not None and (not isinstance(labels, list) or len(labels) > MAX_LABELS
                                or not all(isinstance(label, (str, int)) for label in labels)):
