@@ -46,7 +46,8 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         EdgeactError subclasses for bad input (nothing is written);
         VerificationError (with `.report`) when outputs were written but a check failed.
     """
-    from .keras_loader import LoadedModel, check_graph_model, load_model, model_name
+    from .keras_loader import load_model, model_name
+    from .keras_object import load_keras_object
 
     options = options or ConvertOptions()
     exporters = load_exporters()
@@ -66,8 +67,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         if isinstance(model, (str, Path)):
             loaded = load_model(model)
         else:
-            check_graph_model(model, Path(getattr(model, "name", "model")))
-            loaded = LoadedModel(path=Path(f"{model.name}.keras"), kind="object", keras_model=model)
+            loaded = load_keras_object(model)  # renames unnamed inputs the way loading its file would
     job = _prepare(loaded, name, output_dir, calibration, options)
 
     report = ConvertReport(
