@@ -60,3 +60,27 @@ def input_layer_names(model: Any) -> list[str | None]:
         model = keras.Model(model.inputs, model.outputs, name=model.name)
     by_tensor = {id(layer.output): layer.name for layer in model.layers if isinstance(layer, keras.layers.InputLayer)}
     return [by_tensor.get(id(t)) for t in model.inputs]
+
+
+def calibration_by_layer_names(calibration: Any, model: Any, loaded: LoadedModel) -> Any:
+    """Calibration keyed by the names the user sees on `model` (its tensors), re-keyed by the names it now has.
+
+    A dict of arrays, or an iterable of dicts, keyed by `model.inputs[i].name` is what a user of
+    an in-memory model with unnamed inputs would write; anything else passes through unchanged.
+    """
+    from collections.abc import Mapping
+
+    if loaded.keras_model is model:
+        return calibration
+    aliases = dict(zip(input_tensor_names(model), input_tensor_names(loaded.keras_model)))
+
+    def rename(item):
+        return {aliases.get(k, k): v for k, v in item.items()} if isinstance(item, Mapping) else item
+
+    if isinstance(calibration, Mapping):
+        return rename(calibration)
+    if isinstance(calibration, (list, tuple)):
+        return [rename(item) for item in calibration]
+    if hasattr(calibration, "__next__"):  # a generator or iterator: renamed lazily, read once as before
+        return (rename(item) for item in calibration)
+    return calibration

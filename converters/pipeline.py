@@ -47,7 +47,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         VerificationError (with `.report`) when outputs were written but a check failed.
     """
     from .keras_loader import load_model, model_name
-    from .keras_object import load_keras_object
+    from .keras_object import calibration_by_layer_names, load_keras_object
 
     options = options or ConvertOptions()
     exporters = load_exporters()
@@ -68,6 +68,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
             loaded = load_model(model)
         else:
             loaded = load_keras_object(model)  # renames unnamed inputs the way loading its file would
+            calibration = calibration_by_layer_names(calibration, model, loaded)
     job = _prepare(loaded, name, output_dir, calibration, options)
 
     report = ConvertReport(
