@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeact.errors import ConversionError
+from edgeact.errors import ConversionError, ModelLoadError
 
 from .graph import KerasGraph
 from .keras_loader import LoadedModel, check_graph_model, import_keras
@@ -23,10 +23,15 @@ def load_keras_object(model: Any) -> LoadedModel:
     """A Functional or Sequential model object as the pipeline's LoadedModel, with stable input names.
 
     Raises:
-        ModelLoadError: a subclassed model (no graph to rewrite or export).
+        ModelLoadError: a subclassed model (no graph to rewrite or export), a Sequential never built.
     """
     path = Path(f"{getattr(model, 'name', 'model')}.keras")
     check_graph_model(model, path)
+    try:
+        model.inputs
+    except (AttributeError, ValueError):  # a Sequential never built: Keras does not know its input yet
+        raise ModelLoadError(f"model '{model.name}' has no input shape yet; start it with keras.Input(shape=...) "
+                             "or call model.build((None, ...)) before converting") from None
     return LoadedModel(path=path, kind="object", keras_model=with_layer_input_names(model))
 
 

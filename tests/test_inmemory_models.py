@@ -181,3 +181,27 @@ def test_mobilenetv3_small_in_memory(keras, tmp_path):
     parity = [c for c in report.checks if c.kind == "parity"]
     assert {c.format for c in parity} == {"tflite", "onnx"}
     assert all(np.isfinite(c.metrics["cosine"]) for c in parity)
+
+
+def test_iterable_keyed_by_the_objects_tensor_names(keras, tmp_path):
+    """A generator of dicts keyed as the user sees the object (keras_tensor_N) calibrates the renamed inputs."""
+    keras.utils.set_random_seed(1)
+    model = two_unnamed_inputs(keras)
+    seen = [t.name for t in model.inputs]
+    image, meta = _data(model, n=30)
+    batches = ({seen[0]: image[i:i + 10], seen[1]: meta[i:i + 10]} for i in range(0, 30, 10))
+    report = convert(model, batches, tmp_path, ConvertOptions(formats=(Format.TFLITE,), samples=20, holdout=10,
+                                                            progress=False))
+    assert report.calibration["source"] == "python iterable" and report.calibration["available"] == 30
+    names = [i.name for i in report.inputs]
+    assert names != seen and all(n.startswith("input_layer") for n in names)
+    assert _tflite_input_names(tmp_path / f"{report.name}_int8.tflite") == sorted(names)
+
+
+def test_sequential_never_built_is_a_one_line_error(keras, tmp_path):
+    from edgeact.errors import ModelLoadError
+
+    model = keras.Sequential([keras.layers.Dense(2)], name="unbuilt")
+    with pytest.raises(ModelLoadError, match="'unbuilt' has no input shape yet; start it with keras.Input"):
+        convert(model, np.zeros((10, 4), "float32"), tmp_path / "out", ConvertOptions(formats=BOTH, progress=False))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
