@@ -28,7 +28,7 @@ def load_keras_object(model: Any) -> LoadedModel:
     path = Path(f"{getattr(model, 'name', 'model')}.keras")
     check_graph_model(model, path)
     try:
-        model.inputs
+        _ = model.inputs
     except (AttributeError, ValueError):  # a Sequential never built: Keras does not know its input yet
         raise ModelLoadError(f"model '{model.name}' has no input shape yet; start it with keras.Input(shape=...) "
                              "or call model.build((None, ...)) before converting") from None

@@ -18,12 +18,12 @@ from edgeact.config import Format
 from edgeact.errors import VerificationError
 
 BOTH = (Format.TFLITE, Format.ONNX)
-OPTIONS = dict(formats=BOTH, samples=24, holdout=12, progress=False)
+OPTIONS = {"formats": BOTH, "samples": 24, "holdout": 12, "progress": False}
 
 
 def _cnn_body(keras, x):
     L = keras.layers
-    x = L.Conv2D(6, 3, name=None)(x)
+    x = L.Conv2D(6, 3)(x)
     x = L.BatchNormalization()(x)  # folded by a pass: the model is rebuilt from its config
     x = L.ReLU()(x)
     return L.GlobalAveragePooling2D()(x)
@@ -205,3 +205,27 @@ def test_sequential_never_built_is_a_one_line_error(keras, tmp_path):
     with pytest.raises(ModelLoadError, match="'unbuilt' has no input shape yet; start it with keras.Input"):
         convert(model, np.zeros((10, 4), "float32"), tmp_path / "out", ConvertOptions(formats=BOTH, progress=False))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_object_keras_cannot_rebuild_keeps_its_own_names(keras, tmp_path):
+    """A layer class Keras cannot find again (defined in a function): converted as it is, under its tensor names."""
+    from converters.keras_object import with_layer_input_names
+
+    def local_layer_class():
+        class Double(keras.layers.Layer):
+            def call(self, x):
+                return x * 2.0
+        return Double
+
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(local_layer_class()()(inputs)), name="custom_local")
+    assert with_layer_input_names(model) is model
+    data = np.random.default_rng(0).uniform(0, 1, (30, 8)).astype("float32")
+    report = convert(model, data, tmp_path, ConvertOptions(formats=(Format.TFLITE,), samples=20, holdout=10,
+                                                         progress=False))
+    names = [i.name for i in report.inputs]
+    assert names == [model.inputs[0].name] and names[0].startswith("keras_tensor")
+    assert _tflite_input_names(tmp_path / "custom_local_int8.tflite") == names
+    expected = np.asarray(model(data, training=False))
+    np.testing.assert_allclose(_float_outputs_by_name(tmp_path / "custom_local_fp32.tflite", {names[0]: data}),
+                               expected, atol=1e-4)
