@@ -47,7 +47,8 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         EdgeactError subclasses for bad input (nothing is written);
         VerificationError (with `.report`) when outputs were written but a check failed.
     """
-    from .keras_loader import LoadedModel, check_graph_model, load_model, model_name
+    from .keras_loader import load_model, model_name
+    from .keras_object import calibration_by_layer_names, load_keras_object
 
     options = options or ConvertOptions()
     exporters = load_exporters()
@@ -68,8 +69,8 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         if isinstance(model, (str, Path)):
             loaded = load_model(model)
         else:
-            check_graph_model(model, Path(getattr(model, "name", "model")))
-            loaded = LoadedModel(path=Path(f"{model.name}.keras"), kind="object", keras_model=model)
+            loaded = load_keras_object(model)  # renames unnamed inputs the way loading its file would
+            calibration = calibration_by_layer_names(calibration, model, loaded)
     job = _prepare(loaded, name, output_dir, calibration, options, budget)
 
     report = ConvertReport(
