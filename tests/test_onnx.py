@@ -258,3 +258,37 @@ def test_tf2onnx_collects_each_discarded_graph_copy_before_the_next_optimizer():
     finally:
         gc.enable()
     assert optimizer._optimizers is default
+
+
+def test_grouped_conv_model_exports_to_onnx_and_stays_on_integer_kernels(tmp_path):
+    """Keras 3 runs Conv2D(groups=C) as an XLA call: tf2onnx cannot export it (ConvNeXt) and
+    TFLite lowers it into shape arithmetic. The grouped_conv_to_depthwise pass makes it one
+    depthwise convolution in both formats; without the pass the ONNX export fails."""
+    import keras
+
+    from edgeact.tflite_model import read_tflite
+
+    keras.utils.set_random_seed(3)  # a fixed model: the checks below judge the pass, not an unlucky init
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 1, activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=8, name="grouped")(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="scores")(x), name="grouped_cnn")
+    calibration = np.random.default_rng(0).uniform(0, 1, (80, 16, 16, 3)).astype(np.float32)
+
+    without = tmp_path / "without"
+    with pytest.raises(Exception) as failed:
+        convert(model, calibration, without, ConvertOptions(formats=(Format.TFLITE, Format.ONNX), passes=(),
+                                                           layer_error="never"))
+    assert "StatefulPartitionedCall" in failed.value.report.formats["onnx"].error
+
+    out = tmp_path / "with"
+    report = convert(model, calibration, out, ConvertOptions(formats=(Format.TFLITE, Format.ONNX),
+                                                             layer_error="never"))
+    assert report.checks_passed
+    assert ops(out / "grouped_cnn_int8.onnx")["Conv"] == 2
+    kernels = report.formats["onnx"].details["integer_kernels"]["summary"]
+    assert kernels.startswith("2/2 Conv run as QLinearConv"), kernels
+    counts = read_tflite(out / "grouped_cnn_int8.tflite").op_counts()
+    assert counts.get("DEPTHWISE_CONV_2D") == 1 and not {"SHAPE", "GATHER", "REDUCE_PROD"} & set(counts), counts

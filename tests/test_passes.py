@@ -188,3 +188,28 @@ def test_user_model_is_left_untouched(keras):
     before = layer_types(model)
     run(model)
     assert layer_types(model) == before
+
+
+def test_grouped_conv_with_one_channel_per_group_becomes_depthwise(keras):
+    """Conv2D(groups=C) on C channels (ConvNeXt's depthwise blocks) is a DepthwiseConv2D; then its
+    BatchNorm folds and its ReLU fuses like any depthwise convolution's."""
+    model = build(keras, lambda L, x: L.ReLU()(L.BatchNormalization()(
+        L.Conv2D(8, 3, padding="same", groups=4, name="grouped")(L.Conv2D(4, 1)(x)))), shape=(12, 12, 3))
+    folded, results = run(model)
+    layer = folded.get_layer("grouped")
+    assert type(layer).__name__ == "DepthwiseConv2D"
+    assert layer.depth_multiplier == 2 and layer.activation.__name__ == "relu"
+    assert results["grouped_conv_to_depthwise"].changed[0]["depth_multiplier"] == 2
+    assert results["fold_batchnorm"].changed and results["fuse_activation"].changed
+    # the kernel is the grouped one reshaped (output channel c*m + j reads input channel c), then
+    # scaled per output channel by the folded BatchNorm
+    ratio = layer.get_weights()[0].reshape(3, 3, 1, 8) / model.get_layer("grouped").get_weights()[0]
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:1, :1], ratio.shape), rtol=1e-4)
+
+
+def test_grouped_conv_with_several_channels_per_group_stays_with_reason(keras):
+    model = build(keras, lambda L, x: L.Conv2D(8, 3, groups=2, name="grouped")(L.Conv2D(4, 1)(x)))
+    folded, results = run(model)
+    assert type(folded.get_layer("grouped")).__name__ == "Conv2D"
+    skipped = results["grouped_conv_to_depthwise"].skipped
+    assert skipped[0]["layer"] == "grouped" and "2 input channels per group" in skipped[0]["reason"]
