@@ -97,6 +97,8 @@ def prepare(family: str, workdir: Path) -> tuple[Path, Path]:
     keras = import_keras()
     keras.utils.set_random_seed(0)
     model = getattr(keras.applications, family)(weights=None)
+    if model.inputs[0].shape[1] is None:  # MobileNetV3 leaves its size open: its documented default
+        model = getattr(keras.applications, family)(weights=None, input_shape=(224, 224, 3))
     size = model.inputs[0].shape[1]
     pixels = photo_batch(size, CALIBRATION + HOLDOUT).astype(np.float32)
     inputs = pixels if normalises_itself(model) else pixels / 127.5 - 1.0
