@@ -98,15 +98,25 @@ _NOT_SUPPORTED = re.compile(r"Tensorflow op \[([^:\]]+): ([^\]]+)\] is not suppo
 
 
 def unsupported_ops(log: str, layer_names: list[str]) -> str:
-    """'op BesselI0e in layer 'my_lambda'' for each op tf2onnx reported as unsupported."""
-    found = []
+    """'op BesselI0e in layer 'my_lambda'' for each op tf2onnx reported as unsupported; one op in
+    many layers (ConvNeXt's 18 grouped convolutions) is one entry with a count and the first two."""
+    by_op: dict[str, list[str]] = {}
     for node, op in _NOT_SUPPORTED.findall(log):
         # tf2onnx names nodes by TF name scope: model/layer[_N]/.../op
         scopes = node.split("/")
         layer = next((n for n in layer_names if n in scopes), None) or next(
             (n for n in layer_names for s in scopes if re.fullmatch(re.escape(n) + r"_\d+", s)), None)
-        found.append(f"op {op}" + (f" in layer '{layer}'" if layer else f" ({node})"))
-    return ", ".join(dict.fromkeys(found))
+        where = f"'{layer}'" if layer else f"({node})"
+        if where not in by_op.setdefault(op, []):
+            by_op[op].append(where)
+    found = []
+    for op, places in by_op.items():
+        if len(places) == 1:
+            found.append(f"op {op} in layer {places[0]}" if places[0].startswith("'") else f"op {op} {places[0]}")
+        else:
+            found.append(f"op {op} in {len(places)} layers ({', '.join(places[:2])}"
+                         + (f" and {len(places) - 2} more)" if len(places) > 2 else ")"))
+    return ", ".join(found)
 
 
 def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=(),

@@ -92,11 +92,38 @@ def _passes_lines(passes: list[dict]) -> list[str]:
     diffs = ", ".join(f"{p['name']} {fmt(p['max_abs_diff'])}" for p in passes)
     lines = [f"\ngraph passes (max abs output change: {diffs})"]
     for p in passes:
-        for c in p["changed"]:
-            lines.append(f"  {mark(True)} {p['name']}: {c['layer']} into {c['into']} ({c['into_type']})")
-        for s in p["skipped"]:
-            lines.append(f"  - {p['name']}: {s['layer']} not changed: {s['reason']}")
+        for into_type, group in _groups(p["changed"], lambda c: c["into_type"]):
+            if len(group) <= _GROUP_MIN:
+                lines += [f"  {mark(True)} {p['name']}: {c['layer']} into {c['into']} ({into_type})" for c in group]
+            else:
+                lines.append(f"  {mark(True)} {p['name']}: {len(group)} layers into {into_type}: "
+                             f"{_some(c['layer'] for c in group)}")
+        for reason, group in _groups(p["skipped"], lambda c: c["reason"]):
+            if len(group) <= _GROUP_MIN:
+                lines += [f"  - {p['name']}: {c['layer']} not changed: {reason}" for c in group]
+            else:
+                lines.append(f"  - {p['name']}: {len(group)} layers not changed: {reason} "
+                             f"({_some(c['layer'] for c in group)})")
     return lines
+
+
+# A big model repeats one verdict per layer (ConvNeXtTiny: 18 GELUs, MobileNetV2: 52 BatchNorms);
+# more than this many alike are one line with a count, and the report keeps every entry.
+_GROUP_MIN = 3
+
+
+def _groups(entries: list[dict], key) -> list[tuple[str, list[dict]]]:
+    """Entries grouped by key, in order of first appearance."""
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault(key(entry), []).append(entry)
+    return list(groups.items())
+
+
+def _some(names, shown: int = 2) -> str:
+    names = list(names)
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _stats_lines(stats: list[dict]) -> list[str]:
@@ -135,8 +162,9 @@ def render_format_section(name: str, section) -> str:
                            for act, n in acts.items() if act != "NONE") or "none"
         lines.append(f"  {kind} fused activations: {counts}"
                      + (f"; Relu/Clip nodes: {fusion['activations']}" if "activations" in fusion else ""))
-        for item in fusion["standalone"]:
-            lines.append(f"      standalone {item['op']} after {item['after']}: {item['reason']}")
+        for (op, after, reason), group in _groups(fusion["standalone"], lambda i: (i["op"], i["after"], i["reason"])):
+            count = f" x{len(group)}" if len(group) > _GROUP_MIN else ""
+            lines += [f"      standalone {op} after {after}{count}: {reason}"] * (1 if count else len(group))
     if details.get("fast_path"):
         from .speed_verdict import render_fast_path
 

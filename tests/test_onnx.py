@@ -292,3 +292,17 @@ def test_grouped_conv_model_exports_to_onnx_and_stays_on_integer_kernels(tmp_pat
     assert kernels.startswith("2/2 Conv run as QLinearConv"), kernels
     counts = read_tflite(out / "grouped_cnn_int8.tflite").op_counts()
     assert counts.get("DEPTHWISE_CONV_2D") == 1 and not {"SHAPE", "GATHER", "REDUCE_PROD"} & set(counts), counts
+
+
+def test_unsupported_op_in_many_layers_is_one_readable_entry():
+    """ConvNeXtTiny's ONNX error named the same op once per layer, 2,572 characters; now one entry
+    per op with its layer count and the first two layers."""
+    from converters.onnx_exporter import unsupported_ops
+
+    layers = [f"stage_{i}_depthwise_conv" for i in range(18)] + ["odd"]
+    log = "\n".join(f"Tensorflow op [m/stage_{i}_depthwise_conv_1/StatefulPartitionedCall: StatefulPartitionedCall]"
+                    " is not supported" for i in range(18))
+    log += "\nTensorflow op [m/odd/BesselI0e: BesselI0e] is not supported"
+    text = unsupported_ops(log, layers)
+    assert text == ("op StatefulPartitionedCall in 18 layers ('stage_0_depthwise_conv', 'stage_1_depthwise_conv'"
+                    " and 16 more), op BesselI0e in layer 'odd'")

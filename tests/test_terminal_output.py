@@ -230,3 +230,30 @@ def test_convert_summary_fits_the_width(converted_small, width):
     assert max(len(line) for line in text.splitlines()) <= width
     assert text.splitlines()[-1].startswith("✗ 1 of")
     assert "a very long piece" in text  # wrapped, not cut
+
+
+def test_convert_summary_gives_many_alike_pass_and_fusion_verdicts_one_line(converted_small):
+    """ConvNeXtTiny printed 18 'gelu not changed' lines per pass and 18 'standalone GELU' lines per
+    model: more than three alike become one line with a count; three or fewer stay one per layer;
+    the report keeps every entry."""
+    import dataclasses
+
+    from edgeact.render import render_convert_report
+
+    _, report = converted_small
+    gelus = [{"layer": f"block_{i}_gelu", "reason": "Activation('gelu') has no fused form"} for i in range(18)]
+    few = [{"layer": f"pool_{i}", "reason": "not after a convolution"} for i in range(3)]
+    passes = [{**report.passes[0], "skipped": gelus + few}]
+    tflite = report.formats["tflite"]
+    fusion = {k: {**v, "standalone": [{"op": "GELU", "after": "RESHAPE", "reason": "no fused form"}] * 18}
+              for k, v in tflite.details["fusion"].items()}
+    grouped = dataclasses.replace(report, passes=passes, formats={
+        "tflite": dataclasses.replace(tflite, details={**tflite.details, "fusion": fusion})})
+    lines = render_convert_report(grouped, width=160).splitlines()
+    gelu_lines = [line for line in lines if "gelu" in line]
+    assert len(gelu_lines) == 1 and "18 layers not changed: Activation('gelu')" in gelu_lines[0]
+    assert "block_0_gelu, block_1_gelu and 16 more" in gelu_lines[0]
+    assert sum("pool_" in line for line in lines) == 3
+    assert [line.strip() for line in lines if "standalone GELU" in line] == \
+        ["standalone GELU after RESHAPE x18: no fused form"] * len(fusion)
+    assert len(grouped.passes[0]["skipped"]) == 21  # rendering groups; the report is untouched
