@@ -285,7 +285,6 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
     INT8 conversion: two training runs gave 90.2 -> 88.3 % and 90.3 -> 91.0 %, and 15 paired
     conversions (bench/bench_hard_swish_accuracy.py) moved by +0.66 points on average (standard
     error 0.82), while the calibration set alone moves one model by 0.7-3.8 points."""
-    import json
 
     from converters import ConvertOptions, convert
     from edgeact.config import Format

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeact.errors import InputError, ModelLoadError
+from edgeact.errors import InputError
 from edgeact.evaldata import read_eval_data
 from edgeact.model_report import find_report, report_name, report_path
 from edgeact.preprocess import make_preprocessing
