@@ -65,11 +65,21 @@ def quantized_weights(layer) -> list[np.ndarray]:
 
 
 def _single_input_layer(layer):
-    """The layer feeding `layer` when it has one input and is used once; None otherwise."""
-    if len(getattr(layer, "_inbound_nodes", [])) != 1 or isinstance(layer.input, (list, tuple)):
+    """The layer feeding `layer` when it has one input and is used once; None otherwise.
+
+    None too when either is an operation written as arithmetic (`x + 3.0` in MobileNetV3's
+    hard-sigmoid is a Keras Operation, not a Layer): its constant operand is not an input the
+    chain could feed it again, so a chain meeting one ends there, like one meeting an Add layer.
+    """
+    if not _is_layer(layer) or len(getattr(layer, "_inbound_nodes", [])) != 1 \
+            or isinstance(layer.input, (list, tuple)):
         return None
     history = getattr(layer.input, "_keras_history", None)
-    return history[0] if history else None
+    return history[0] if history and _is_layer(history[0]) else None
+
+
+def _is_layer(operation) -> bool:
+    return hasattr(operation, "set_weights")
 
 
 # Layers the converters fold into the op before them (BatchNorm into the kernel, activations

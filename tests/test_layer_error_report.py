@@ -208,3 +208,29 @@ def test_a_report_without_the_own_column_says_so(passing):
     text = render_layer_summary(LayerErrorReport.from_dict(without))
     assert text.count("own not measured (no Keras model)") == 2  # one line per format
     assert "lowest own" not in text
+
+
+def test_own_error_passes_through_operations_written_as_arithmetic(tmp_path):
+    """MobileNetV3's hard-sigmoid is `ReLU6(x + 3.0) * (1 / 6)`: `x + 3.0` is a Keras Operation
+    with no weights, and the own column stopped with "'Add' object has no attribute
+    'get_weights'", leaving the whole per-layer section out of the report."""
+    import keras
+
+    from converters import ConvertOptions, convert
+    from edgeact.config import Format
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = x * (keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0))  # hard-swish, as keras.applications writes it
+    x = keras.layers.Conv2D(8, 1, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="scores")(x))
+    calibration = np.random.default_rng(0).uniform(0, 1, (60, 12, 12, 3)).astype(np.float32)
+    report = convert(model, calibration, tmp_path / "out", ConvertOptions(
+        formats=(Format.TFLITE,), passes=(), layer_error="always"))
+    assert not [n for n in report.notes if "per-layer" in n], report.notes
+    rows = {r["layer"]: r for r in report.layer_errors["layers"]}
+    assert rows["conv"]["own_sqnr_db"] is not None  # fed by the model input
+    # conv2 reads the product of two tensors: no single chain to re-run, so accumulated error only
+    assert rows["conv2"]["sqnr_db"] is not None and rows["conv2"]["own_sqnr_db"] is None
