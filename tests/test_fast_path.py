@@ -332,3 +332,42 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
     assert accuracy[("after", "tflite")] >= accuracy[("before", "tflite")] - 0.03, (accuracy, parity)
     assert accuracy[("after", "tflite")] >= float_acc - 0.04, (accuracy, float_acc)
     assert model_coverage(tmp_path / "m_after_int8.tflite").partitions == 1
+
+
+def test_dense_on_a_feature_map_becomes_a_pointwise_conv_and_stays_in_one_partition(tmp_path):
+    """A Dense on (N, H, W, C) (ConvNeXt's pointwise layers) is a tensordot: TFLite computes its
+    reshape at run time with int32 SHAPE/GATHER/REDUCE_PROD/PACK ops that XNNPACK never takes.
+    The dense_to_pointwise pass makes it a 1x1 CONV_2D: one partition, the same outputs."""
+    import keras
+
+    from converters import ConvertOptions, convert
+    from converters.passes import run_pipeline
+    from edgeact.config import Format
+    from edgeact.delegate_coverage import tflite_coverage
+    from edgeact.tflite_model import read_tflite
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Dense(16, activation="relu", name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="scores")(x), name="dense_map")
+    calibration = np.random.default_rng(0).uniform(0, 1, (60, 12, 12, 3)).astype(np.float32)
+
+    rewritten, results = run_pipeline(model, ["dense_to_pointwise"], calibration[:8])
+    assert type(rewritten.get_layer("pointwise")).__name__ == "Conv2D"
+    assert [c["layer"] for c in results[0].changed] == ["pointwise"]  # not the Dense on a vector
+    np.testing.assert_allclose(rewritten.predict(calibration, verbose=0), model.predict(calibration, verbose=0),
+                               atol=1e-6)
+
+    files = {}
+    for label, passes in (("with", None), ("without", ())):
+        convert(model, calibration, tmp_path / label, ConvertOptions(formats=(Format.TFLITE,), passes=passes,
+                                                                     layer_error="never"))
+        files[label] = tmp_path / label / "dense_map_int8.tflite"
+    shape_ops = {"SHAPE", "GATHER", "REDUCE_PROD", "PACK"}
+    assert shape_ops <= set(read_tflite(files["without"]).op_counts())
+    assert not shape_ops & set(read_tflite(files["with"]).op_counts())
+    assert tflite_coverage(files["without"]).partitions > 1
+    with_pass = tflite_coverage(files["with"])
+    assert with_pass.partitions == 1 and not [op for op in with_pass.left if op.type != "SOFTMAX"]

@@ -268,8 +268,11 @@ def test_own_sqnr_against_the_unfolded_model_covers_folded_chains(keras, small_c
     report = layer_errors(data, tflite=(tmp_path / "small_cnn_fp32.tflite", tmp_path / "small_cnn_int8.tflite"),
                           keras_model=small_cnn, max_samples=len(data))
     rows = {r.layer: r for r in report.of_format("tflite")}
-    first = rows["conv2d"]
-    assert first.own_sqnr_db is not None and rows["depthwise_conv2d"].own_sqnr_db is not None
+    # Keras numbers auto-named layers per process ("conv2d", "conv2d_3"...): take the names from the model
+    conv, depthwise = (next(layer.name for layer in small_cnn.layers if type(layer).__name__ == kind)
+                       for kind in ("Conv2D", "DepthwiseConv2D"))
+    first = rows[conv]
+    assert first.own_sqnr_db is not None and rows[depthwise].own_sqnr_db is not None
     # The first op alone, converted alone: Conv -> BatchNorm -> ReLU from the image.
     relu = small_cnn.layers[3]
     assert [type(layer).__name__ for layer in small_cnn.layers[1:4]] == ["Conv2D", "BatchNormalization", "ReLU"]

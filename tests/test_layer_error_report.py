@@ -80,7 +80,9 @@ def test_a_passing_convert_stores_every_column_of_both_formats(passing):
     for fmt in ("tflite", "onnx"):
         mine = [r for r in rows if r["format"] == fmt]
         assert [r["depth"] for r in mine] == list(range(len(mine)))
-        assert any(r["own_sqnr_db"] is not None for r in mine if r["layer"] == "conv2d"), fmt
+        first_conv = mine[0]["layer"]  # the layer names come from the file: Keras numbers auto-named ones per process
+        assert first_conv.startswith("conv2d"), first_conv
+        assert any(r["own_sqnr_db"] is not None for r in mine if r["layer"] == first_conv), fmt
         assert all(-100 <= r["sqnr_db"] <= 100 and r["scale"] > 0 for r in mine)
 
 

@@ -22,7 +22,10 @@ PASSES: dict[str, PassFn] = {}
 # convolution must be a DepthwiseConv2D before either can reach it.
 # decompose_hard_swish keeps INT8 MobileNetV3-style graphs in one XNNPACK partition. (A global
 # average pool stays a MEAN: XNNPACK in LiteRT 2.3 runs INT8 MEAN but not INT8 AVERAGE_POOL_2D.)
-DEFAULT_PIPELINE = ["constant_normalization", "grouped_conv_to_depthwise", "fold_batchnorm", "fuse_activation", "decompose_hard_swish"]
+DEFAULT_PIPELINE = [
+    "constant_normalization", "grouped_conv_to_depthwise", "dense_to_pointwise", "fold_batchnorm", "fuse_activation",
+    "decompose_hard_swish",
+]
 
 
 @dataclass
@@ -93,5 +96,5 @@ def _max_diff(before: list[np.ndarray], after: list[np.ndarray]) -> float:
 
 
 # Importing the pass modules registers them.
-from . import (constant_normalization, decompose_hard_swish, equalize, fold_batchnorm, fuse_activation,  # noqa: E402,F401
-               grouped_conv_to_depthwise)
+from . import (constant_normalization, decompose_hard_swish, dense_to_pointwise, equalize, fold_batchnorm,  # noqa: E402,F401,E501
+               fuse_activation, grouped_conv_to_depthwise)
