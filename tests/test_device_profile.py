@@ -180,10 +180,6 @@ def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tm
 
     out, _ = converted_small
     server = servers[0]
-    process = subprocess.Popen([sys.executable, "-m", "edgeact", "profile", str(out / "small_cnn_int8.tflite"),
-                                "--runs", "5000000", "--no-progress", *device_args(server, tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
     def remote_profilers():
         found = []
         for pid in descendants(server.process.pid):
@@ -194,8 +190,15 @@ def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tm
                 pass
         return found
 
+    earlier = set(remote_profilers())
+    process = subprocess.Popen([sys.executable, "-m", "edgeact", "profile", str(out / "small_cnn_int8.tflite"),
+                                "--runs", "5000000", "--no-progress", *device_args(server, tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # Only this run's profiler: under load, the previous test's run (connection cut) may still be
+    # ending on the device, and a Ctrl-C sent on seeing it would hit this process mid-start.
     deadline = time.monotonic() + 60
-    while not remote_profilers():
+    while not set(remote_profilers()) - earlier:
         assert time.monotonic() < deadline, "the profiler never started on the device"
         time.sleep(0.1)
     started = time.monotonic()
@@ -204,6 +207,6 @@ def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tm
     assert process.returncode == 130 and "interrupted" in stderr
     assert time.monotonic() - started < 5
     deadline = time.monotonic() + 5
-    while remote_profilers():  # the device's watchdog ends it when the session closes
+    while set(remote_profilers()) - earlier:  # the device's watchdog ends it when the session closes
         assert time.monotonic() < deadline, "the profiler kept running on the device"
         time.sleep(0.1)
