@@ -175,6 +175,17 @@ def test_inputs_travel_quantized(converted_small, pixels_npy):
     assert wire_inputs(out / "small_cnn_int8.tflite", wired).dtype == np.int8
 
 
+def _terminal_sigint() -> None:
+    """SIGINT as a terminal delivers it. A shell without job control starts a background command
+    (`bash .ci/run &`) with SIGINT ignored (POSIX), the disposition is inherited through exec,
+    and Python then installs no KeyboardInterrupt handler: the Ctrl-C was ignored and the
+    5,000,000 runs completed with exit 0 in two such CI runs, while the test passed from a
+    terminal. A user's Ctrl-C meets the default disposition."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tmp_path):
     import signal
 
@@ -193,7 +204,8 @@ def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tm
     earlier = set(remote_profilers())
     process = subprocess.Popen([sys.executable, "-m", "edgeact", "profile", str(out / "small_cnn_int8.tflite"),
                                 "--runs", "5000000", "--no-progress", *device_args(server, tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_terminal_sigint)
 
     # Only this run's profiler: under load, the previous test's run (connection cut) may still be
     # ending on the device, and a Ctrl-C sent on seeing it would hit this process mid-start.
