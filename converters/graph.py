@@ -88,6 +88,16 @@ class KerasGraph:
         self.config["layers"] = [e for e in self.layers if e["name"] != name]
         self.weights.pop(name, None)
 
+    def retype(self, entry: dict, class_name: str, config: dict, weights: list, keep: tuple[str, ...] = ()) -> None:
+        """Make a layer a built-in Keras layer of another class, in place: same name and connections,
+        `config` plus the `keep` keys of its old config, and `weights`."""
+        old = entry["config"]
+        entry["class_name"] = class_name
+        entry["config"] = {**{k: old[k] for k in keep if k in old}, **config, "name": entry["name"]}
+        entry["module"] = "keras.layers"
+        entry.pop("registered_name", None)
+        self.weights[entry["name"]] = list(weights)
+
     def to_keras(self):
         """Rebuild a Keras model from the (edited) config and weights."""
         keras = import_keras()

@@ -53,13 +53,8 @@ def constant_normalization(graph: KerasGraph) -> PassResult:
             continue
         std = np.maximum(np.sqrt(variance), EPSILON)
         scale, offset = 1.0 / std, -mean / std
-        entry["class_name"] = "Rescaling"
-        entry["config"] = {"name": name, "trainable": False, "dtype": config.get("dtype"),
-                           "scale": _value(scale), "offset": _value(offset)}
-        entry.pop("module", None)
-        entry["module"] = "keras.layers"
-        entry.pop("registered_name", None)
-        graph.weights[name] = []
+        graph.retype(entry, "Rescaling", {"trainable": False, "scale": _value(scale), "offset": _value(offset)}, [],
+                     keep=("dtype",))
         result.changed.append({"layer": name, "into": name, "into_type": "Rescaling",
                                "channels": int(mean.size)})
     return result

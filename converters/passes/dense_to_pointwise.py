@@ -19,7 +19,7 @@ from ..graph import KerasGraph
 from . import PassResult, register_pass
 
 # Dense config keys that Conv2D takes under the same name.
-_SHARED = ("name", "trainable", "dtype", "activation", "use_bias", "kernel_initializer", "bias_initializer",
+_SHARED = ("trainable", "dtype", "activation", "use_bias", "kernel_initializer", "bias_initializer",
            "kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint")
 
 
@@ -40,12 +40,9 @@ def dense_to_pointwise(graph: KerasGraph) -> PassResult:
         if graph.call_count(name) != 1:
             result.skipped.append({"layer": name, "reason": "the layer is called more than once"})
             continue
-        entry["class_name"] = "Conv2D"
-        entry["config"] = {**{k: config[k] for k in _SHARED if k in config}, "filters": config["units"],
-                           "kernel_size": (1, 1), "strides": (1, 1), "padding": "valid",
-                           "data_format": "channels_last", "dilation_rate": (1, 1), "groups": 1}
-        entry["module"] = "keras.layers"
-        entry.pop("registered_name", None)
-        graph.weights[name] = [weights[0][None, None], *weights[1:]]
+        graph.retype(entry, "Conv2D", {"filters": config["units"], "kernel_size": (1, 1), "strides": (1, 1),
+                                       "padding": "valid", "data_format": "channels_last",
+                                       "dilation_rate": (1, 1), "groups": 1},
+                     [weights[0][None, None], *weights[1:]], keep=_SHARED)
         result.changed.append({"layer": name, "into": name, "into_type": "Conv2D 1x1"})
     return result

@@ -23,7 +23,7 @@ from ..graph import KerasGraph
 from . import PassResult, register_pass
 
 # Conv2D config keys that DepthwiseConv2D takes under the same name.
-_SHARED = ("name", "trainable", "dtype", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+_SHARED = ("trainable", "dtype", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
            "activation", "use_bias", "bias_initializer", "bias_regularizer", "activity_regularizer",
            "bias_constraint")
 
@@ -53,11 +53,8 @@ def grouped_conv_to_depthwise(graph: KerasGraph) -> PassResult:
             continue
         kh, kw, _, filters = kernel.shape
         multiplier = filters // groups
-        entry["class_name"] = "DepthwiseConv2D"
-        entry["config"] = {**{k: config[k] for k in _SHARED if k in config}, "depth_multiplier": multiplier}
-        entry["module"] = "keras.layers"
-        entry.pop("registered_name", None)
-        graph.weights[name] = [kernel.reshape(kh, kw, groups, multiplier), *weights[1:]]
+        graph.retype(entry, "DepthwiseConv2D", {"depth_multiplier": multiplier},
+                     [kernel.reshape(kh, kw, groups, multiplier), *weights[1:]], keep=_SHARED)
         result.changed.append({"layer": name, "into": name, "into_type": "DepthwiseConv2D",
                                "channels": groups, "depth_multiplier": multiplier})
     return result
