@@ -27,6 +27,7 @@ from edgeact.config import CalibrationMethod, Format, OnnxLayout
 from edgeact.errors import ConversionError, first_line
 from edgeact.fileio import StagedOutputs, write_error
 from edgeact.quiet import last_error_line, native_output_captured
+from edgeact.render import some_of
 from edgeact.report import FormatReport
 from edgeact.runtime.onnx import OnnxRunner
 from edgeact.speed_verdict import fast_path_report
@@ -114,8 +115,7 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
         if len(places) == 1:
             found.append(f"op {op} in layer {places[0]}" if places[0].startswith("'") else f"op {op} {places[0]}")
         else:
-            found.append(f"op {op} in {len(places)} layers ({', '.join(places[:2])}"
-                         + (f" and {len(places) - 2} more)" if len(places) > 2 else ")"))
+            found.append(f"op {op} in {len(places)} layers ({some_of(places)})")
     return ", ".join(found)
 
 

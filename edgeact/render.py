@@ -92,18 +92,14 @@ def _passes_lines(passes: list[dict]) -> list[str]:
     diffs = ", ".join(f"{p['name']} {fmt(p['max_abs_diff'])}" for p in passes)
     lines = [f"\ngraph passes (max abs output change: {diffs})"]
     for p in passes:
+        done = f"  {mark(True)} {p['name']}:"
         for into_type, group in _groups(p["changed"], lambda c: c["into_type"]):
-            if len(group) <= _GROUP_MIN:
-                lines += [f"  {mark(True)} {p['name']}: {c['layer']} into {c['into']} ({into_type})" for c in group]
-            else:
-                lines.append(f"  {mark(True)} {p['name']}: {len(group)} layers into {into_type}: "
-                             f"{_some(c['layer'] for c in group)}")
+            lines += _alike(group, lambda c: f"{done} {c['layer']} into {c['into']} ({into_type})",
+                            f"{done} {len(group)} layers into {into_type}: {some_of(c['layer'] for c in group)}")
         for reason, group in _groups(p["skipped"], lambda c: c["reason"]):
-            if len(group) <= _GROUP_MIN:
-                lines += [f"  - {p['name']}: {c['layer']} not changed: {reason}" for c in group]
-            else:
-                lines.append(f"  - {p['name']}: {len(group)} layers not changed: {reason} "
-                             f"({_some(c['layer'] for c in group)})")
+            lines += _alike(group, lambda c: f"  - {p['name']}: {c['layer']} not changed: {reason}",
+                            f"  - {p['name']}: {len(group)} layers not changed: {reason} "
+                            f"({some_of(c['layer'] for c in group)})")
     return lines
 
 
@@ -120,7 +116,13 @@ def _groups(entries: list[dict], key) -> list[tuple[str, list[dict]]]:
     return list(groups.items())
 
 
-def _some(names, shown: int = 2) -> str:
+def _alike(group: list[dict], each, together: str) -> list[str]:
+    """One line per entry, or, for more than _GROUP_MIN alike, the one line `together`."""
+    return [each(entry) for entry in group] if len(group) <= _GROUP_MIN else [together]
+
+
+def some_of(names, shown: int = 2) -> str:
+    """'a, b and 16 more': the first `shown` names and how many others."""
     names = list(names)
     more = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
@@ -163,8 +165,8 @@ def render_format_section(name: str, section) -> str:
         lines.append(f"  {kind} fused activations: {counts}"
                      + (f"; Relu/Clip nodes: {fusion['activations']}" if "activations" in fusion else ""))
         for (op, after, reason), group in _groups(fusion["standalone"], lambda i: (i["op"], i["after"], i["reason"])):
-            count = f" x{len(group)}" if len(group) > _GROUP_MIN else ""
-            lines += [f"      standalone {op} after {after}{count}: {reason}"] * (1 if count else len(group))
+            lines += _alike(group, lambda _: f"      standalone {op} after {after}: {reason}",
+                            f"      standalone {op} after {after} x{len(group)}: {reason}")
     if details.get("fast_path"):
         from .speed_verdict import render_fast_path
 
