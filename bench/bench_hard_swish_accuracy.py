@@ -2,8 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python bench/bench_hard_swish_accuracy.py [--nets 3] [--calibrations 5]
 
-Trains `--nets` small MobileNetV3-style nets on MNIST (hard-swish, squeeze-excite; the net of
-tests/test_fast_path.py, a different seed each), runs the graph passes with and without
+Trains `--nets` small MobileNetV3-style nets on MNIST (hard-swish, squeeze-excite; `train_net`,
+which tests/test_fast_path.py trains too, a different seed each), runs the graph passes with and without
 decompose_hard_swish (the Keras models compute the same function: checked), and converts each
 to INT8 TFLite with the plain TFLiteConverter on `--calibrations` disjoint calibration sets of
 200 training images. Accuracy on the 10,000 test images. The rewrite's effect is the paired

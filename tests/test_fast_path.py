@@ -275,6 +275,18 @@ def test_spatial_reduce_mean_becomes_global_average_pool(tmp_path):
     np.testing.assert_allclose(after[0], (x * x.mean(axis=(2, 3), keepdims=True)).mean(axis=(2, 3)), atol=1e-6)
 
 
+def _hard_swish_bench():
+    """bench/bench_hard_swish_accuracy.py, whose net (hard-swish, squeeze-excite) this test trains."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_hard_swish_accuracy.py"
+    spec = importlib.util.spec_from_file_location("bench_hard_swish_accuracy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, tmp_path):
@@ -291,25 +303,9 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
     from edgeact.errors import VerificationError
     from edgeact.runtime import open_runner
 
-    layers = keras.layers
     (x_train, y_train), (x_test, y_test) = mnist
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((28, 28, 1), name="digit")
-    def conv_bn_hswish(x, filters, kernel, strides=1):
-        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
-        return layers.Activation("hard_swish")(layers.BatchNormalization(momentum=0.9)(x))
-
-    x = conv_bn_hswish(inputs, 16, 3, strides=2)
-    x = layers.Activation("hard_swish")(layers.BatchNormalization(momentum=0.9)(
-        layers.DepthwiseConv2D(3, padding="same")(x)))
-    gate = layers.Conv2D(8, 1, activation="relu")(layers.GlobalAveragePooling2D(keepdims=True)(x))
-    gate = layers.Activation("hard_sigmoid")(layers.Conv2D(16, 1)(gate))
-    x = conv_bn_hswish(layers.Multiply()([x, gate]), 32, 1)
-    x = conv_bn_hswish(x, 32, 3, strides=2)
-    outputs = layers.Dense(10)(layers.GlobalAveragePooling2D()(x))
-    model = keras.Model(inputs, outputs, name="mnist_hswish")
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x_train[:20000, ..., None] / 255.0, y_train[:20000], epochs=2, batch_size=64, verbose=0)
+    model = _hard_swish_bench().train_net(keras, x_train[:20000, ..., None] / 255.0, np.asarray(y_train[:20000]),
+                                          seed=0)
 
     x_eval, y_eval = x_test[:2000, ..., None], np.asarray(y_test[:2000])
     float_acc = float(np.mean(model.predict(x_eval / 255.0, verbose=0).argmax(1) == y_eval))
