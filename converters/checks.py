@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from edgeact.errors import ConversionError
+from edgeact.errors import ConversionError, first_line
 from edgeact.report import Check, ConvertReport, OutputKind
 
 from .job import ConvertJob
@@ -62,8 +62,29 @@ def parity_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
         for check in found:
             if not check.passed and check.kind == "parity":
                 check.advice = _parity_advice(job, check, variant)
+        if key == "onnx_int8" and any(c.kind == "parity" and not c.passed for c in found):
+            _blame_kernels(job, report, found)
         checks.extend(found)
     return checks
+
+
+def _blame_kernels(job: ConvertJob, report: ConvertReport, found: list[Check]) -> None:
+    """A failed INT8 ONNX parity: when this host's integer kernels, not quantization, are far from
+    float (converters.onnx_kernels), the advice says so; the measurement goes in the report."""
+    from .onnx_kernels import kernel_advice, kernel_diagnosis
+
+    try:
+        diagnosis = kernel_diagnosis(job)
+    except Exception as exc:  # a diagnosis, not a verdict: say why it is missing
+        report.notes.append(f"onnx int8 kernels vs QDQ arithmetic not measured: {first_line(exc, 200)}")
+        return
+    if diagnosis is None:
+        return
+    report.formats["onnx"].details["kernels_vs_qdq"] = diagnosis
+    for check in found:
+        measured = diagnosis.get(check.output)
+        if not check.passed and check.kind == "parity" and measured and measured["kernels_are_the_cause"]:
+            check.advice = kernel_advice(job, measured)
 
 
 @register_check("cross_format")

@@ -34,6 +34,7 @@ class ConvertJob:
     notes: list[str] = field(default_factory=list)
     input_normalization: list[dict] = field(default_factory=list)
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    int8_files: dict[str, Path] = field(default_factory=dict)  # staged INT8 model by format, for diagnoses
 
     @property
     def input_names(self) -> list[str]:

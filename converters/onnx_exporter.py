@@ -149,6 +149,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                 quantize_static(
                     str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    reduce_range=job.options.onnx_weight_bits == 7,  # see edgeact.cpu_features
                     calibrate_method=methods[job.options.calibration_method], extra_options=extra,
                     calibration_providers=["CPUExecutionProvider"],
                     nodes_to_exclude=float_nodes(prepared) + list(exclude),
@@ -270,6 +271,7 @@ class OnnxExporter:
             job.predictions["onnx_fp32"] = OnnxRunner(fp32).predict(holdout)
             int8_runner = OnnxRunner(int8)
             job.predictions["onnx_int8"] = int8_runner.predict(holdout)
+            job.int8_files["onnx"] = int8
             method = job.options.calibration_method
             report.files = {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)}
             report.size_bytes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
@@ -280,7 +282,8 @@ class OnnxExporter:
                 "opset": job.options.opset,
                 "layout": job.options.onnx_layout.value,
                 "quantization": {"format": "QDQ", "activations": "uint8 asymmetric",
-                                 "weights": "int8 per-channel", "float_ops": list(FLOAT_OPS),
+                                 "weights": f"int8 per-channel, {weight_range(job.options.onnx_weight_bits)}",
+                                 "weight_bits": job.options.onnx_weight_bits, "float_ops": list(FLOAT_OPS),
                                  "method": method.value,
                                  **({"percentile": job.options.percentile}
                                     if method is CalibrationMethod.PERCENTILE else {})},
@@ -292,6 +295,11 @@ class OnnxExporter:
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},
             }
+
+
+def weight_range(bits: int) -> str:
+    """The range quantize_static gives per-channel int8 weights: ORT's reduce_range is -64..64."""
+    return "7-bit range -64..64" if bits == 7 else "full range -127..127"
 
 
 def _size_or_zero(path: Path) -> int:

@@ -39,11 +39,14 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def session_options(threads: int | None = None, optimized_path: str | Path | None = None):
-    """ORT session options: all graph optimisations, optional thread count and optimized-graph dump."""
+def session_options(threads: int | None = None, optimized_path: str | Path | None = None, level: str = "all"):
+    """ORT session options: graph optimisations (all by default; "basic" keeps a QDQ model's
+    DequantizeLinear/QuantizeLinear groups, its arithmetic as written, instead of integer
+    kernels), optional thread count and optimized-graph dump."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[level]
     options.log_severity_level = ort_log_severity()
     if threads is not None:
         options.intra_op_num_threads = int(threads)
@@ -114,7 +117,7 @@ class OnnxRunner(Runner):
 
     def __init__(self, path: str | Path, runtime: RuntimeName | str | None = None,
                  threads: int | None = None, delegate: str = "xnnpack",
-                 input_shape: tuple[int, ...] | None = None) -> None:
+                 input_shape: tuple[int, ...] | None = None, optimization: str = "all") -> None:
         if runtime is not None and RuntimeName(runtime) is not RuntimeName.ONNXRUNTIME:
             raise InputError(f"runtime '{RuntimeName(runtime).value}' does not run .onnx models; "
                              "use --runtime onnxruntime")
@@ -130,7 +133,8 @@ class OnnxRunner(Runner):
             load_checked(self.path)
         try:
             with runtime_output_captured():  # ORT prints its own log line and banners on fds 1 and 2
-                self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=[provider])
+                self.session = ort.InferenceSession(str(self.path), session_options(threads, level=optimization),
+                                                    providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {first_line(exc, 200)}; re-export it") from None
         check_session_io(self.session, self.path, _ORT_TYPES)

@@ -1,0 +1,64 @@
+"""Why an INT8 ONNX model is far from float: its quantization, or this host's integer kernels.
+
+A QDQ model states its arithmetic (DequantizeLinear -> float op -> QuantizeLinear); ONNX
+Runtime's optimiser replaces each such group with an integer kernel (QLinearConv, ...) that
+should compute the same up to rounding. Run with only the basic optimisations, ORT keeps the
+QDQ groups and computes exactly what the file says. Comparing the two runs separates a model
+that quantization hurt (both far from float) from kernels that misbehave on this CPU (the
+kernels far from the model's own arithmetic), e.g. 8-bit weights on x86-64 without VNNI
+(edgeact.cpu_features).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeact.cpu_features import u8s8_saturates
+from edgeact.metrics import sqnr_db
+
+from .job import ConvertJob
+
+# Samples the diagnosis runs: it explains a failed check, the verdict is already made.
+DIAGNOSIS_SAMPLES = 8
+# The kernels are the cause when they add this much more error than the quantization itself:
+# healthy kernels drift from the QDQ arithmetic by rounding alone (18 dB on a random-weight
+# MobileNetV3Small whose QDQ arithmetic is 13 dB from float; 0.5 dB when saturating).
+KERNEL_MARGIN_DB = 3.0
+
+
+def kernel_diagnosis(job: ConvertJob) -> dict[str, dict] | None:
+    """Per output, measured on the first held-out samples: the SQNR of the kernels against the
+    QDQ arithmetic and of the QDQ arithmetic against Keras, and whether the kernels are the cause.
+    None when there is no INT8 ONNX to diagnose."""
+    from edgeact.runtime.onnx import OnnxRunner
+
+    from .onnx_exporter import to_layout
+
+    path = job.int8_files.get("onnx")
+    kernels = job.predictions.get("onnx_int8")
+    if path is None or kernels is None or not Path(path).exists():
+        return None
+    holdout = to_layout(job, job.calibration.holdout.head(DIAGNOSIS_SAMPLES))
+    qdq = OnnxRunner(path, optimization="basic").predict(holdout)
+    n = len(next(iter(holdout.values())))
+    found = {}
+    for name in job.output_names:
+        kernel_db = sqnr_db(qdq[name], kernels[name][:n])
+        qdq_db = sqnr_db(job.reference_outputs[name][:n], qdq[name])
+        found[name] = {"samples": n, "kernels_vs_qdq_sqnr_db": round(kernel_db, 2),
+                       "qdq_vs_keras_sqnr_db": round(qdq_db, 2),
+                       "kernels_are_the_cause": bool(kernel_db < qdq_db - KERNEL_MARGIN_DB)}
+    return found
+
+
+def kernel_advice(job: ConvertJob, found: dict) -> str:
+    """The advice for an ONNX INT8 parity failure that this host's kernels, not quantization, cause."""
+    kernel_db, qdq_db = found["kernels_vs_qdq_sqnr_db"], found["qdq_vs_keras_sqnr_db"]
+    measured = (f"ONNX Runtime's integer kernels on this CPU are {kernel_db:.1f} dB from the model's own QDQ "
+                f"arithmetic, which is {qdq_db:.1f} dB from Keras")
+    if job.options.onnx_weight_bits == 8 and u8s8_saturates():
+        return (f"{measured}: x86-64 without VNNI saturates 8-bit weights; convert with --onnx-weight-bits 7 "
+                "(the default), or verify on the ARM/VNNI target this model is for")
+    return f"{measured}: the kernels misbehave here, not the quantization; run the model on its target to compare"
+
+
+__all__ = ["DIAGNOSIS_SAMPLES", "KERNEL_MARGIN_DB", "kernel_advice", "kernel_diagnosis"]

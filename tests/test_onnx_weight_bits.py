@@ -1,0 +1,147 @@
+"""INT8 ONNX weights in 7 bits by default: exact in ORT's integer kernels on every CPU.
+
+ORT's x86-64 U8S8 kernels add pairs of uint8 x int8 products in 16 bits unless the CPU has
+VNNI, so full-range (8-bit) weights saturate there (edgeact.cpu_features). The tiny model here
+is built to saturate: all-positive 1x1 weights (each channel's largest quantizes to 127) over a
+bright input (uint8 near 255), where two products reach 2 x 255 x 127 > 32767.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from converters import ConvertOptions, convert
+from edgeact.config import Format
+from edgeact.cpu_features import cpu_flags, u8s8_saturates
+from edgeact.errors import VerificationError
+from edgeact.preprocess import make_preprocessing
+
+
+@pytest.fixture(scope="module")
+def bright_conv_file(tmp_path_factory):
+    from converters.keras_loader import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 32), name="image")
+    conv = keras.layers.Conv2D(16, 1, name="pointwise")
+    outputs = keras.layers.Flatten(name="features")(conv(inputs))
+    model = keras.Model(inputs, outputs)
+    weights = np.random.default_rng(0).uniform(0.5, 1.0, (1, 1, 32, 16)).astype(np.float32) / 32
+    conv.set_weights([weights, np.zeros(16, np.float32)])
+    path = tmp_path_factory.mktemp("bright") / "bright.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bright_pixels(tmp_path_factory):
+    # Inputs in 0.75..1: every pair of uint8 activations sums past 2 x 191, so with weights at
+    # 127 most pairs pass 32767 on a saturating CPU.
+    x = np.random.default_rng(1).uniform(0.75, 1.0, (48, 8, 8, 32)).astype(np.float32)
+    x[0] = 0.0  # calibration range from 0: the input quantizes with zero point 0, scale 1/255
+    path = tmp_path_factory.mktemp("data") / "bright.npy"
+    np.save(path, x)
+    return path
+
+
+def _convert(model, data, out, bits):
+    options = ConvertOptions(formats=(Format.ONNX,), samples=24, holdout=24, progress=False, force=True,
+                             preprocessing=make_preprocessing("none"), onnx_weight_bits=bits, layer_error="never")
+    try:
+        return convert(model, data, out, options)
+    except VerificationError as exc:
+        return exc.report
+
+
+def _quantized_weights(path) -> np.ndarray:
+    """The int8 conv weight of the written QDQ model (the one int8 initializer with 4 dimensions)."""
+    model = onnx.load(str(path))
+    found = [numpy_helper.to_array(i) for i in model.graph.initializer
+             if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_weights_use_seven_bits_by_default_and_eight_on_request(bright_conv_file, bright_pixels, tmp_path):
+    default = _convert(bright_conv_file, bright_pixels, tmp_path / "seven", 7)
+    full = _convert(bright_conv_file, bright_pixels, tmp_path / "eight", 8)
+    seven_q = _quantized_weights(tmp_path / "seven" / "bright_int8.onnx")
+    eight_q = _quantized_weights(tmp_path / "eight" / "bright_int8.onnx")
+    assert np.abs(seven_q).max() == 64 and np.abs(eight_q).max() == 127
+    quantization = default.formats["onnx"].details["quantization"]
+    assert quantization["weight_bits"] == 7 and "-64..64" in quantization["weights"]
+    assert full.formats["onnx"].details["quantization"]["weight_bits"] == 8
+
+
+def _parity(report):
+    return next(c for c in report.checks if c.kind == "parity" and c.subject == "onnx int8 vs keras")
+
+
+def test_default_weights_verify_on_this_cpu_and_eight_bits_fail_only_where_kernels_saturate(
+        bright_conv_file, bright_pixels, tmp_path):
+    default = _convert(bright_conv_file, bright_pixels, tmp_path / "seven", 7)
+    assert _parity(default).passed, _parity(default).summary
+    full = _convert(bright_conv_file, bright_pixels, tmp_path / "eight", 8)
+    if u8s8_saturates():  # x86-64 without VNNI: the 8-bit model's kernels saturate here
+        check = _parity(full)
+        assert not check.passed
+        assert "--onnx-weight-bits 7" in check.advice and "without VNNI" in check.advice
+        measured = full.formats["onnx"].details["kernels_vs_qdq"]["features"]
+        assert measured["kernels_are_the_cause"]
+        assert measured["kernels_vs_qdq_sqnr_db"] < measured["qdq_vs_keras_sqnr_db"] - 3
+    else:  # ARM or VNNI: 32-bit sums, exact with 8-bit weights too
+        assert _parity(full).passed
+
+
+def test_kernel_diagnosis_blames_kernels_only_when_they_leave_the_qdq_arithmetic(
+        bright_conv_file, bright_pixels, tmp_path):
+    """Recomputed independently of the host: the diagnosis compares the kernel predictions it is
+    given with ORT's QDQ arithmetic, so real predictions are not blamed and corrupted ones are."""
+    from converters.onnx_kernels import kernel_diagnosis
+    from edgeact.runtime.onnx import OnnxRunner
+
+    _convert(bright_conv_file, bright_pixels, tmp_path / "seven", 7)
+    path = tmp_path / "seven" / "bright_int8.onnx"
+    x = {"image": np.random.default_rng(2).uniform(0.75, 1.0, (8, 8, 8, 32)).astype(np.float32)}
+    qdq = OnnxRunner(path, optimization="basic").predict(x)["features"]
+    kernels = OnnxRunner(path).predict(x)["features"]
+    reference = OnnxRunner(tmp_path / "seven" / "bright_fp32.onnx").predict(x)["features"]
+    job = _FakeJob(path, x, {"features": reference}, {"features": kernels})
+    healthy = kernel_diagnosis(job)["features"]
+    assert not healthy["kernels_are_the_cause"]
+    assert healthy["kernels_vs_qdq_sqnr_db"] == pytest.approx(_sqnr(qdq, kernels), abs=0.01)
+    job.predictions["onnx_int8"] = {"features": kernels * 0.5}
+    assert kernel_diagnosis(job)["features"]["kernels_are_the_cause"]
+
+
+def _sqnr(ref, cand):
+    with np.errstate(divide="ignore"):  # identical outputs: inf, as edgeact.metrics.sqnr_db says
+        return round(float(10 * np.log10((ref.astype(np.float64) ** 2).sum() / ((ref - cand) ** 2).sum())), 2)
+
+
+class _FakeJob:
+    """What kernel_diagnosis reads of a ConvertJob."""
+
+    def __init__(self, path, x, reference, kernels):
+        from calibration.sources import SampleSet
+        from edgeact.config import OnnxLayout
+
+        self.int8_files = {"onnx": path}
+        self.predictions = {"onnx_int8": kernels}
+        self.reference_outputs = reference
+        self.output_names = ["features"]
+        self.options = ConvertOptions(onnx_layout=OnnxLayout.NHWC)
+        self.calibration = type("Calibration", (), {"holdout": SampleSet(x)})()
+
+
+def test_cpu_flags_decide_where_u8s8_saturates():
+    text = "processor\t: 0\nflags\t\t: fpu sse4_1 avx2 fma\n"
+    assert cpu_flags(text) == {"fpu", "sse4_1", "avx2", "fma"}
+    assert cpu_flags("processor : 0\n") is None
+    assert u8s8_saturates("x86_64", {"avx2", "sse4_1"}) is True
+    assert u8s8_saturates("x86_64", {"avx2", "avx512f", "avx512_vnni"}) is False
+    assert u8s8_saturates("x86_64", {"avx2", "avx_vnni"}) is False
+    assert u8s8_saturates("aarch64", set()) is False
