@@ -1,6 +1,7 @@
 """What exporters and checks get: the folded model, its signature, the data, the float reference."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,12 @@ class ConvertJob:
     def step(self, description: str, total: int | None = None) -> Iterator[Any]:
         with progress_step(description, self.options.progress, total) as bar:
             yield bar
+
+
+def verify_threads() -> int:
+    """Threads convert runs the exported models with (verification, the timed loop): every core.
+    LiteRT's default is one thread, which made the held-out check of a VGG16 1.6x slower."""
+    return os.cpu_count() or 1
 
 
 def progress_step(description: str, progress: bool | None, total: int | None = None):

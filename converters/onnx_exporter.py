@@ -32,7 +32,7 @@ from edgeact.report import FormatReport
 from edgeact.runtime.onnx import OnnxRunner
 from edgeact.speed_verdict import fast_path_report
 
-from .job import ConvertJob
+from .job import ConvertJob, verify_threads
 from .onnx_check import check_activations, check_graph_shape, check_integer_kernels, count_ops
 from .registry import register_exporter
 from .serving import serving_function
@@ -268,8 +268,9 @@ class OnnxExporter:
         _write_contract(job, [fp32, int8])
         with job.step("onnx: verify"):
             holdout = to_layout(job, job.calibration.holdout)
-            job.predictions["onnx_fp32"] = OnnxRunner(fp32).predict(holdout)
-            int8_runner = OnnxRunner(int8)
+            threads = verify_threads()
+            fp32_runner, int8_runner = OnnxRunner(fp32, threads=threads), OnnxRunner(int8, threads=threads)
+            job.predictions["onnx_fp32"] = fp32_runner.predict(holdout)
             job.predictions["onnx_int8"] = int8_runner.predict(holdout)
             job.int8_files["onnx"] = int8
             method = job.options.calibration_method
@@ -290,7 +291,8 @@ class OnnxExporter:
                 "op_counts": {"fp32": count_ops(fp32), "int8": count_ops(int8)},
                 "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
                 "integer_kernels": check_integer_kernels(int8),
-                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name)),
+                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name), threads=threads,
+                                              runners=(int8_runner, fp32_runner)),
                 "rewrites": rewrites,
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},

@@ -19,7 +19,7 @@ from edgeact.tflite_model import read_tflite
 
 from calibration.adapters import representative_dataset
 
-from .job import ConvertJob
+from .job import ConvertJob, verify_threads
 from .model_metadata import add_tflite_metadata, build_contract
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
 from .registry import register_exporter
@@ -114,7 +114,8 @@ class TFLiteExporter:
         with job.step("tflite: verify"):
             fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
             with native_output_captured():  # the runtime announces its XNNPACK delegate
-                fp32_runner, int8_runner = TFLiteRunner(fp32), TFLiteRunner(int8)
+                threads = verify_threads()
+                fp32_runner, int8_runner = TFLiteRunner(fp32, threads=threads), TFLiteRunner(int8, threads=threads)
             holdout = job.calibration.holdout
             job.predictions["tflite_fp32"] = fp32_runner.predict(holdout)
             # A pixel-in model is verified the way a camera feeds it: uint8 pixels, not floats.
@@ -131,5 +132,6 @@ class TFLiteExporter:
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},
             "integer_only": check_integer_only(int8_info, float_io=job.options.io_type is IOType.FLOAT),
-            "fast_path": fast_path_report(int8, fp32, "tflite", (int8_name, fp32_name)),
+            "fast_path": fast_path_report(int8, fp32, "tflite", (int8_name, fp32_name), threads=threads,
+                                          runners=(int8_runner, fp32_runner)),
         }

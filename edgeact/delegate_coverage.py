@@ -134,15 +134,17 @@ def _tflite_reason(op: dict, tensors: dict[int, dict], constant: set[int]) -> st
 
 
 def tflite_coverage(path: str | Path, delegate: str = "xnnpack", threads: int | None = None,
-                    runtime: str | None = None) -> Coverage:
+                    runtime: str | None = None, runner=None) -> Coverage:
     """Delegate coverage of a .tflite model, read from the interpreter after delegation.
+
+    `runner`: a TFLiteRunner of this model already open with this delegate (not opened again).
 
     Raises:
         RuntimeUnavailableError: the runtime does not list its ops (tflite-runtime before 2.5).
     """
     from .runtime.tflite import TFLiteRunner
 
-    runner = TFLiteRunner(path, runtime=runtime, threads=threads, delegate=delegate)
+    runner = runner or TFLiteRunner(path, runtime=runtime, threads=threads, delegate=delegate)
     interpreter = runner.interpreter
     if not hasattr(interpreter, "_get_ops_details"):
         raise RuntimeUnavailableError(f"{runner.runtime} {runner.runtime_version} does not list its ops; "

@@ -34,6 +34,7 @@ class SpeedVerdict:
     op_times: dict | None = None  # OpTimes.to_dict() of the INT8 model: what the left ops cost
     device: str | None = None
     notes: list[str] = field(default_factory=list)
+    runs: dict | None = None  # convert's timed loop: calls timed per model ({"int8": n, "float": n})
 
     @property
     def speedup(self) -> float:
@@ -68,6 +69,19 @@ class SpeedVerdict:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "speedup": self.speedup, "slower": self.slower}
+
+
+# Below this speed-up on a CPU without an 8-bit dot product, the verdict says the CPU is why.
+MODEST_SPEEDUP = 1.5
+
+
+def add_cpu_note(verdict: SpeedVerdict) -> None:
+    """A host verdict with a modest INT8 gain, on a CPU that explains it (edgeact.cpu_features)."""
+    from .cpu_features import slow_int8_note
+
+    note = slow_int8_note() if verdict.speedup < MODEST_SPEEDUP else None
+    if note:
+        verdict.notes.append(note)
 
 
 def is_int8_model(path: str | Path) -> bool:
@@ -154,6 +168,8 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
                 verdict.notes.append(f"coverage not measured: {exc}")
             if verdict.device:
                 verdict.notes.append("coverage measured with this host's runtime, not the device's")
+        if not verdict.device:
+            add_cpu_note(verdict)
         verdicts.append(verdict)
     return verdicts
 
@@ -175,13 +191,25 @@ def render_speed(report: dict) -> str:
     return ("\n" + "\n".join(lines)) if lines else ""
 
 
+# convert's timed loop: at most this long per model once warm (VGG16 takes 0.2 s a call, so 20
+# calls of each model were 9 s of a 2-minute conversion), never fewer than MIN_RUNS calls.
+TIMED_BUDGET_S = 1.5
+MIN_RUNS = 5
+
+
 def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, runs: int = 20, warmup: int = 3,
-                       threads: int | None = None) -> SpeedVerdict:
+                       threads: int | None = None, runners: tuple | None = None,
+                       budget_s: float = TIMED_BUDGET_S) -> SpeedVerdict:
     """A short timed loop of an INT8 model and its float sibling (for `convert`), plus the INT8 coverage.
 
     `fmt` ("tflite" or "onnx") is given because convert's staged files carry no model suffix.
-    Both run on one random input of their own shape; the medians of `runs` invocations each.
+    Both run on one random input of their own shape; the medians of up to `runs` invocations
+    each, fewer (not under MIN_RUNS) where the warm-up calls say `runs` would take over `budget_s`.
+    `runners`: the (INT8, float) runners convert already opened with these threads, reused
+    rather than opened (and their weights packed) again.
     """
+    import time
+
     import numpy as np
 
     from .delegate_coverage import onnx_coverage, tflite_coverage
@@ -191,16 +219,25 @@ def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, 
         from .runtime.tflite import TFLiteRunner as runner_class
     else:
         from .runtime.onnx import OnnxRunner as runner_class
-    medians = []
-    for path in (int8_path, float_path):
-        runner = runner_class(path, threads=threads)
+    given = runners or (None, None)
+    medians, counts, opened = [], [], []
+    for path, runner in zip((int8_path, float_path), given):
+        runner = runner or runner_class(path, threads=threads)
+        opened.append(runner)
         shape = runner.inputs[0].shape
         sample = np.random.default_rng(0).uniform(0, 1, (1, *shape[1:])).astype(np.float32)
         prepared = runner.prepare(sample)
+        start = time.perf_counter()
         time_invocations(runner, prepared, 0, warmup)
-        medians.append(float(np.median(time_invocations(runner, prepared, runs))))
+        per_call = (time.perf_counter() - start) / max(warmup, 1)
+        count = max(MIN_RUNS, min(runs, int(budget_s / per_call) if per_call > 0 else runs))
+        medians.append(float(np.median(time_invocations(runner, prepared, count))))
+        counts.append(count)
     verdict = SpeedVerdict(str(int8_path), str(float_path), fmt, *medians)
-    coverage = tflite_coverage(int8_path, threads=threads) if fmt == "tflite" else onnx_coverage(int8_path)
+    verdict.runs = {"int8": counts[0], "float": counts[1]}
+    add_cpu_note(verdict)
+    coverage = tflite_coverage(int8_path, threads=threads, runner=opened[0]) if fmt == "tflite" \
+        else onnx_coverage(int8_path)
     verdict.coverage = coverage.to_dict()
     # The INT8 median just measured is the whole-model time the TFLite shares divide by; ORT's
     # profiler times its own runs (10: convert's time matters more than a tight figure).
@@ -210,19 +247,21 @@ def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, 
 
 
 def fast_path_report(int8_path: str | Path, float_path: str | Path, fmt: str, names: tuple[str, str],
-                     threads: int | None = None) -> dict:
+                     threads: int | None = None, runners: tuple | None = None) -> dict:
     """The "fast_path" section of convert's report for one format: coverage, timings and the verdict.
 
     Args:
         int8_path, float_path: the (staged) model files.
         names: the final file names, shown instead of the staged ones.
+        runners: the (INT8, float) runners convert verified them with, reused for the timing.
     """
     try:
-        verdict = measure_speed_pair(int8_path, float_path, fmt, threads=threads)
+        verdict = measure_speed_pair(int8_path, float_path, fmt, threads=threads, runners=runners)
     except EdgeactError as exc:  # a runtime without op details must not fail the conversion
         return {"error": str(exc), "text": f"speed: not measured ({exc})"}
     verdict.int8, verdict.float = names
-    return {**verdict.to_dict(), "text": verdict.text(), "runs": 20,
+    text = "\n".join([verdict.text(), *(f"  note: {n}" for n in verdict.notes)])
+    return {**verdict.to_dict(), "text": text, "threads": threads,
             "note": "a short timed loop at convert time on one random input; use edgeact profile for figures"}
 
 

@@ -367,3 +367,22 @@ def test_dense_on_a_feature_map_becomes_a_pointwise_conv_and_stays_in_one_partit
     assert tflite_coverage(files["without"]).partitions > 1
     with_pass = tflite_coverage(files["with"])
     assert with_pass.partitions == 1 and not [op for op in with_pass.left if op.type != "SOFTMAX"]
+
+
+def test_a_modest_int8_gain_on_a_cpu_without_vnni_says_the_cpu_is_why(monkeypatch):
+    """x86-64 without VNNI multiplies int8 in 16-bit lanes: a modest gain there is the CPU's doing,
+    and the verdict says so (and says nothing on a CPU with an 8-bit dot product)."""
+    from edgeact import cpu_features
+
+    report = {"models": [_row("a_int8.tflite", 1.0), _row("a_fp32.tflite", 1.2),
+                         _row("b_int8.tflite", 0.5), _row("b_fp32.tflite", 1.5)]}
+    for flags, expected in (({"avx2", "fma"}, True), ({"avx2", "avx512_vnni"}, False)):
+        monkeypatch.setattr(cpu_features.platform, "machine", lambda: "x86_64")
+        monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None, flags=flags: set(flags))
+        verdicts = {v.int8: v for v in speed_verdicts(report, coverage=None)}
+        modest, large = verdicts["a_int8.tflite"], verdicts["b_int8.tflite"]  # 1.2x and 3x
+        assert any("no VNNI" in n for n in modest.notes) is expected
+        assert not large.notes
+        if expected:
+            report["speed"] = [modest.to_dict()]
+            assert "note: this x86-64 CPU has no VNNI" in render_speed(report)
