@@ -293,7 +293,12 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
     if keras_model is not None:
         from .layer_error_keras import add_own_errors
 
-        add_own_errors(report, keras_model, samples)
+        levels = {}
+        if onnx is not None:
+            from .layer_error_onnx import weight_levels
+
+            levels["onnx"] = weight_levels(onnx[1])
+        add_own_errors(report, keras_model, samples, weight_levels=levels)
     return report
 
 

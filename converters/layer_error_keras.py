@@ -34,17 +34,21 @@ _KERNELS = {
 }
 
 
-def quantize_kernel(kernel: np.ndarray, axis: int | None) -> np.ndarray:
-    """Symmetric int8 ([-127, 127]) per channel along `axis` (per tensor when None), dequantized."""
-    kernel = np.asarray(kernel, np.float64)
+def quantize_kernel(kernel: np.ndarray, axis: int | None, levels: int = 127) -> np.ndarray:
+    """Symmetric int8 ([-levels, levels]: 127, or 64 for ONNX's 7-bit weights) per channel along
+    `axis` (per tensor when None), dequantized. In float32, as the converters round."""
+    kernel = np.asarray(kernel, np.float32)
     if axis is None:
         peak = np.max(np.abs(kernel))
     else:
         axis = axis % kernel.ndim
         reduce = tuple(i for i in range(kernel.ndim) if i != axis)
         peak = np.max(np.abs(kernel), axis=reduce, keepdims=True)
-    scale = np.where(peak > 0, peak / 127.0, 1.0)
-    return (np.clip(np.round(kernel / scale), -127, 127) * scale).astype(np.float32)
+    scale = np.where(peak > 0, peak / np.float32(levels), np.float32(1)).astype(np.float32)
+    q = np.rint(kernel / scale)
+    np.clip(q, -levels, levels, out=q)
+    q *= scale
+    return q
 
 
 def minmax_grid(x: np.ndarray) -> QuantGrid:
@@ -54,14 +58,15 @@ def minmax_grid(x: np.ndarray) -> QuantGrid:
     return QuantGrid(scale, int(round(-128 - low / scale)), -128, 127)
 
 
-def quantized_weights(layer) -> list[np.ndarray]:
+def quantized_weights(layer, levels: int = 127) -> list[np.ndarray]:
     """The layer's weights with its kernels rounded as the converters round them.
 
     A BatchNorm folded into the kernel before rounding changes nothing here: per-channel
     symmetric rounding commutes with scaling a channel.
     """
     axes = _KERNELS.get(type(layer).__name__, {})
-    return [quantize_kernel(w.numpy(), axes[w.name]) if w.name in axes else w.numpy() for w in layer.weights]
+    return [quantize_kernel(w.numpy(), axes[w.name], levels) if w.name in axes else w.numpy()
+            for w in layer.weights]
 
 
 def _single_input_layer(layer):
@@ -160,62 +165,79 @@ def _fake_quantize(x, grid: QuantGrid):
     return q * grid.scale
 
 
-def _run_chain(chain, x):
+def _run_chain(chain, x, rounded: dict):
+    """The chain on x, each layer with a kernel computing with its rounded weights (`rounded`:
+    layer name -> values in the order of `layer.weights`) through Keras' `stateless_call`, which
+    leaves the model's variables alone (assigning VGG16's 553 MB there and back with set_weights
+    took three times the simulation)."""
     y = x
     for layer in chain:
-        y = layer(y, training=False)
+        if layer.name not in rounded:
+            y = layer(y, training=False)
+            continue
+        by_variable = {id(v): value for v, value in zip(layer.weights, rounded[layer.name])}
+        y, _ = layer.stateless_call([by_variable[id(v)] for v in layer.trainable_variables],
+                                    [by_variable[id(v)] for v in layer.non_trainable_variables], y)
     return y
 
 
 def _simulate(chains: list, pairs: list[tuple[int, int]], grids: list[tuple[QuantGrid, QuantGrid]],
-              values: list) -> np.ndarray:
+              values: list, rounded: dict) -> np.ndarray:
     """[signal, noise, low, high] of each chain's float output against its simulation, on one batch
-    of taps (the layers hold their rounded weights)."""
+    of taps, the layers' kernels rounded as `rounded` gives them."""
     import tensorflow as tf
 
     found = []
     for chain, (x_at, y_at), (in_grid, out_grid) in zip(chains, pairs, grids):
         y = values[y_at]
-        simulated = _fake_quantize(_run_chain(chain, _fake_quantize(values[x_at], in_grid)), out_grid)
+        simulated = _fake_quantize(_run_chain(chain, _fake_quantize(values[x_at], in_grid), rounded), out_grid)
         found.append(tf.stack([tf.reduce_sum(tf.square(y)), tf.reduce_sum(tf.square(y - simulated)),
                                tf.reduce_min(y), tf.reduce_max(y)]))
     return tf.stack(found).numpy().astype(np.float64)
 
 
-def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray, batch: int = BATCH) -> None:
+def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray, batch: int = BATCH,
+                   weight_levels: dict[str, int] | None = None) -> None:
     """Fill `own_sqnr_db` of the last row of each Keras layer that ends a chain, per format.
+
+    `weight_levels`: each format's symmetric weight range (127 unless given; 64 for an ONNX model
+    with 7-bit weights), so each format's kernels are rounded as its model rounds them.
 
     Eagerly, a batch at a time, the simulation in TensorFlow: only four numbers per chain and
     batch come back to numpy (copying every tap out and rounding it in numpy cost three times
     the simulation on MobileNetV2), and for the few batches a convert report measures, tracing
     a compiled function would cost more than it saves.
     """
-    jobs = [job for fmt in report.formats() for job in layer_chains(keras_model, report.of_format(fmt))]
+    levels_of = {fmt: (weight_levels or {}).get(fmt, 127) for fmt in report.formats()}
+    tagged = [(levels_of[fmt], job) for fmt in report.formats() for job in layer_chains(keras_model, report.of_format(fmt))]
+    jobs = [job for _, job in tagged]
     if not jobs:
         return
     tap, pairs = _tap_model(keras_model, [chain for _, chain, _ in jobs])
-    layers = list(dict.fromkeys(layer for _, chain, _ in jobs for layer in chain))
-    float_weights = {layer.name: layer.get_weights() for layer in layers}
-    rounded = {layer.name: quantized_weights(layer) for layer in layers}
+    import tensorflow as tf
+
+    # One rounding per weight range: the jobs of the formats that round their weights alike.
+    groups = {levels: [i for i, (lv, _) in enumerate(tagged) if lv == levels] for levels, _ in tagged}
+    rounded = {}
+    for levels, members in groups.items():
+        with_kernels = dict.fromkeys(layer for i in members for layer in jobs[i][1]
+                                     if type(layer).__name__ in _KERNELS)
+        rounded[levels] = {layer.name: [tf.convert_to_tensor(w) for w in quantized_weights(layer, levels)]
+                           for layer in with_kernels}
     # The model input's grid: min/max over the samples, as both converters calibrate it.
     input_grid = minmax_grid(samples)
     grids = [(_grid(boundary) if boundary else input_grid, _grid(row)) for row, _, boundary in jobs]
     totals = np.zeros((len(jobs), 4))  # signal, noise, then the float range: low, high
     totals[:, 2], totals[:, 3] = np.inf, -np.inf
-    try:
-        for start in range(0, len(samples), batch):
-            values = tap([samples[start:start + batch]], training=False)  # the structure of model.inputs
-            values = list(values) if isinstance(values, (list, tuple)) else [values]
-            for layer in layers:
-                layer.set_weights(rounded[layer.name])
-            found = _simulate([chain for _, chain, _ in jobs], pairs, grids, values)
-            totals[:, :2] += found[:, :2]
-            totals[:, 2], totals[:, 3] = np.minimum(totals[:, 2], found[:, 2]), np.maximum(totals[:, 3], found[:, 3])
-            for layer in layers:
-                layer.set_weights(float_weights[layer.name])
-    finally:
-        for layer in layers:
-            layer.set_weights(float_weights[layer.name])
+    for start in range(0, len(samples), batch):
+        values = tap([samples[start:start + batch]], training=False)  # the structure of model.inputs
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        for levels, members in groups.items():
+            found = _simulate([jobs[i][1] for i in members], [pairs[i] for i in members],
+                              [grids[i] for i in members], values, rounded[levels])
+            totals[members, :2] += found[:, :2]
+            totals[members, 2] = np.minimum(totals[members, 2], found[:, 2])
+            totals[members, 3] = np.maximum(totals[members, 3], found[:, 3])
     for (row, _, _), (signal, noise, low, high) in zip(jobs, totals):
         if _same_range(low, high, row):
             row.own_sqnr_db = round(sqnr_db(signal, noise), 3)

@@ -105,6 +105,18 @@ def _load(path: str | Path):
         raise ModelLoadError(f"cannot read {path} as ONNX: {first_line(exc)}") from None
 
 
+def weight_levels(int8_path: str | Path) -> int:
+    """The symmetric range of a QDQ model's int8 weights: 64 for ORT's 7-bit `reduce_range`
+    (edgeact's default), 127 for full range. Per-channel symmetric rounding puts each channel's
+    largest weight on the edge of the range, so the largest magnitude is the range."""
+    from onnx import TensorProto, numpy_helper
+
+    model = _load(int8_path)
+    peaks = [int(np.abs(numpy_helper.to_array(t).astype(np.int16)).max()) for t in model.graph.initializer
+             if t.data_type == TensorProto.INT8 and len(t.dims) >= 2]
+    return 64 if peaks and max(peaks) <= 64 else 127
+
+
 def fit_layout(samples: np.ndarray, model) -> np.ndarray:
     """NHWC samples as the model takes them: transposed to NCHW when its input is channels-first."""
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:]

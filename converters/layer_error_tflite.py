@@ -9,6 +9,7 @@ the INT8 model converted from the same Keras model, so tensors are matched by na
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,16 @@ _SKIPPED_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
 
 
 def open_interpreter(model: str | Path | bytes):
-    """A LiteRT interpreter that keeps every intermediate tensor readable after invoke()."""
+    """A LiteRT interpreter that keeps every intermediate tensor readable after invoke().
+
+    On every core: the builtin kernels (ruy's GEMM under CONV_2D, FULLY_CONNECTED) split their
+    work over the interpreter's threads, and LiteRT's default is one.
+    """
     from edgeact.runtime.tflite import tflite_backend
 
     backend = tflite_backend()
     kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    kwargs["num_threads"] = os.cpu_count() or 1
     if backend.op_resolver is not None:
         kwargs["experimental_op_resolver_type"] = backend.op_resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:

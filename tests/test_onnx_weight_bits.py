@@ -74,6 +74,15 @@ def test_weights_use_seven_bits_by_default_and_eight_on_request(bright_conv_file
     quantization = default.formats["onnx"].details["quantization"]
     assert quantization["weight_bits"] == 7 and "-64..64" in quantization["weights"]
     assert full.formats["onnx"].details["quantization"]["weight_bits"] == 8
+    # The per-layer own column rounds each format's kernels as its file does.
+    from converters.layer_error_keras import quantize_kernel
+    from converters.layer_error_onnx import weight_levels
+
+    assert weight_levels(tmp_path / "seven" / "bright_int8.onnx") == 64
+    assert weight_levels(tmp_path / "eight" / "bright_int8.onnx") == 127
+    kernel = np.random.default_rng(3).standard_normal((1, 1, 32, 16)).astype(np.float32)
+    steps = quantize_kernel(kernel, -1, 64) / (np.abs(kernel).max(axis=(0, 1, 2)) / 64)
+    assert np.allclose(steps, np.round(steps), atol=1e-3) and np.abs(np.round(steps)).max() == 64
 
 
 def _parity(report):
