@@ -32,7 +32,7 @@ from edgeact.report import FormatReport
 from edgeact.runtime.onnx import OnnxRunner
 from edgeact.speed_verdict import fast_path_report
 
-from .job import ConvertJob, verify_threads
+from .job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
 from .onnx_check import check_activations, check_graph_shape, check_integer_kernels, count_ops
 from .registry import register_exporter
 from .serving import serving_function
@@ -270,7 +270,7 @@ class OnnxExporter:
             holdout = to_layout(job, job.calibration.holdout)
             threads = verify_threads()
             fp32_runner, int8_runner = OnnxRunner(fp32, threads=threads), OnnxRunner(int8, threads=threads)
-            job.predictions["onnx_fp32"] = fp32_runner.predict(holdout)
+            job.predictions["onnx_fp32"] = fp32_runner.predict({k: v[:FLOAT_CHECK_SAMPLES] for k, v in holdout.items()})
             job.predictions["onnx_int8"] = int8_runner.predict(holdout)
             job.int8_files["onnx"] = int8
             method = job.options.calibration_method

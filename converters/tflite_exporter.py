@@ -19,7 +19,7 @@ from edgeact.tflite_model import read_tflite
 
 from calibration.adapters import representative_dataset
 
-from .job import ConvertJob, verify_threads
+from .job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
 from .model_metadata import add_tflite_metadata, build_contract
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
 from .registry import register_exporter
@@ -117,7 +117,7 @@ class TFLiteExporter:
                 threads = verify_threads()
                 fp32_runner, int8_runner = TFLiteRunner(fp32, threads=threads), TFLiteRunner(int8, threads=threads)
             holdout = job.calibration.holdout
-            job.predictions["tflite_fp32"] = fp32_runner.predict(holdout)
+            job.predictions["tflite_fp32"] = fp32_runner.predict(holdout.head(FLOAT_CHECK_SAMPLES))
             # A pixel-in model is verified the way a camera feeds it: uint8 pixels, not floats.
             int8_input = to_pixels(job.options.preprocessing, holdout.arrays[job.input_name]) if pixel_in else holdout
             job.predictions["tflite_int8"] = int8_runner.predict(int8_input)

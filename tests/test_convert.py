@@ -179,3 +179,26 @@ def test_savedmodel_folder_converts_to_tflite(small_cnn, pixels_npy, tmp_path):
     assert (tmp_path / "out" / "exported_int8.tflite").exists()
     fusion = report.formats["tflite"].details["fusion"]["int8"]
     assert fusion["passed"] and fusion["fused"]["CONV_2D"] == {"RELU": 1}
+
+
+def test_float_exports_are_checked_on_the_first_held_out_samples_int8_on_all(small_cnn_file, small_cnn, pixels_npy,
+                                                                           tmp_path):
+    """The float check runs FLOAT_CHECK_SAMPLES of the held-out samples (a semantic error shows on any
+    input), the INT8 checks every one; both recomputed here on the same samples."""
+    from calibration import read_calibration
+    from calibration.sources import ModelInput
+    from converters.job import FLOAT_CHECK_SAMPLES
+    from edgeact.preprocess import make_preprocessing
+
+    holdout = FLOAT_CHECK_SAMPLES + 8
+    report = convert(small_cnn_file, pixels_npy, tmp_path, ConvertOptions(samples=20, holdout=holdout, progress=False))
+    data = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 20, holdout, 0)
+    first = data.holdout.head(FLOAT_CHECK_SAMPLES)
+    name = report.outputs[0].name
+    expected = small_cnn.predict(first.arrays["image"], verbose=0)
+    got = open_runner(tmp_path / "small_cnn_fp32.tflite").predict(first)[name]
+    checks = {c.subject: c for c in report.checks_of("parity")}
+    assert checks["tflite fp32 vs keras"].metrics["samples"] == FLOAT_CHECK_SAMPLES
+    assert checks["tflite fp32 vs keras"].metrics["max_abs_diff"] == pytest.approx(np.abs(expected - got).max(),
+                                                                                  rel=1e-5, abs=1e-9)
+    assert checks["tflite int8 vs keras"].metrics["samples"] == holdout
