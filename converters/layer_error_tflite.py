@@ -9,7 +9,6 @@ the INT8 model converted from the same Keras model, so tensors are matched by na
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from edgeact.errors import InputError, ModelLoadError, first_line
 from edgeact.quiet import native_output_captured
 
+from .job import verify_threads
 from .layer_error import ErrorAccumulator, LayerError, QuantGrid, dequantize, keras_layer_name, make_layer_error
 
 _INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int16): (-32768, 32767)}
@@ -34,7 +34,7 @@ def open_interpreter(model: str | Path | bytes):
 
     backend = tflite_backend()
     kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    kwargs["num_threads"] = os.cpu_count() or 1
+    kwargs["num_threads"] = verify_threads()
     if backend.op_resolver is not None:
         kwargs["experimental_op_resolver_type"] = backend.op_resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:

@@ -55,6 +55,9 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     formats = tuple(dict.fromkeys(Format(f) for f in options.formats))
     if not formats:
         raise InputError("no output format chosen; pass --format tflite and/or --format onnx")
+    if options.onnx_weight_bits not in (7, 8):
+        raise InputError(f"onnx_weight_bits {options.onnx_weight_bits!r} is not 7 or 8; give 7 (exact on every CPU) "
+                         "or 8 (ARM/VNNI targets)")
     output_dir = Path(output_dir)
     check_output_folder(output_dir)
     if isinstance(model, (str, Path)):

@@ -74,7 +74,7 @@ def test_weights_use_seven_bits_by_default_and_eight_on_request(bright_conv_file
     quantization = default.formats["onnx"].details["quantization"]
     assert quantization["weight_bits"] == 7 and "-64..64" in quantization["weights"]
     assert full.formats["onnx"].details["quantization"]["weight_bits"] == 8
-    # The per-layer own column rounds each format's kernels as its file does.
+    # What the per-layer own column rounds each format's kernels with: the range read from the file.
     from converters.layer_error_keras import quantize_kernel
     from converters.layer_error_onnx import weight_levels
 
@@ -100,9 +100,20 @@ def test_default_weights_verify_on_this_cpu_and_eight_bits_fail_only_where_kerne
         assert "--onnx-weight-bits 7" in check.advice and "without VNNI" in check.advice
         measured = full.formats["onnx"].details["kernels_vs_qdq"]["features"]
         assert measured["kernels_are_the_cause"]
-        assert measured["kernels_vs_qdq_sqnr_db"] < measured["qdq_vs_keras_sqnr_db"] - 3
-    else:  # ARM or VNNI: 32-bit sums, exact with 8-bit weights too
+        assert measured["kernels_vs_keras_sqnr_db"] <= measured["qdq_vs_keras_sqnr_db"] - 10
+    elif u8s8_saturates() is False:  # ARM or VNNI: 32-bit sums, exact with 8-bit weights too
         assert _parity(full).passed
+    else:  # flags unreadable (not Linux): whatever the verdict, a failure must be blamed on the kernels
+        assert _parity(full).passed or full.formats["onnx"].details["kernels_vs_qdq"]["features"]["kernels_are_the_cause"]
+
+
+def test_onnx_weight_bits_other_than_seven_or_eight_are_refused(bright_conv_file, bright_pixels, tmp_path):
+    from edgeact.errors import InputError
+
+    with pytest.raises(InputError, match="not 7 or 8"):
+        convert(bright_conv_file, bright_pixels, tmp_path, ConvertOptions(formats=(Format.ONNX,), onnx_weight_bits=6,
+                                                                          progress=False))
+    assert not any(tmp_path.iterdir())
 
 
 def test_kernel_diagnosis_blames_kernels_only_when_they_leave_the_qdq_arithmetic(
