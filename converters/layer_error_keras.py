@@ -11,7 +11,8 @@ BatchNormalization -> ReLU, which the converters fold into one op), on the same 
 Q_out is the grid the converted model gives the tensor (the row's scale and zero point), Q_in
 the grid of the tensor C reads in that format (the row of the layer feeding it; for the model
 input an INT8 min/max grid of the float input, as both converters calibrate). Kernels are
-rounded as TFLite and edgeact's ONNX settings round them (int8, per output channel); biases
+rounded as each format's model rounds them (int8 per output channel, symmetric: -127..127 for
+TFLite, the ONNX file's range, -64..64 with edgeact's 7-bit default); biases
 stay float (int32 in the converted models, a rounding far below the activations'). This is a
 simulation in Keras, not a run of the INT8 kernel: integer requantization can differ from it
 by a rounding step, and the tests hold it to 0.5 dB of the real kernel.
@@ -209,7 +210,8 @@ def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray, b
     a compiled function would cost more than it saves.
     """
     levels_of = {fmt: (weight_levels or {}).get(fmt, 127) for fmt in report.formats()}
-    tagged = [(levels_of[fmt], job) for fmt in report.formats() for job in layer_chains(keras_model, report.of_format(fmt))]
+    tagged = [(levels_of[fmt], job) for fmt in report.formats()
+              for job in layer_chains(keras_model, report.of_format(fmt))]
     jobs = [job for _, job in tagged]
     if not jobs:
         return

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeact.config import ONNX_WEIGHT_LEVELS
 from edgeact.errors import InputError, ModelLoadError, first_line
 
 from .layer_error import ErrorAccumulator, LayerError, QuantGrid, keras_layer_name, make_layer_error
@@ -106,15 +107,17 @@ def _load(path: str | Path):
 
 
 def weight_levels(int8_path: str | Path) -> int:
-    """The symmetric range of a QDQ model's int8 weights: 64 for ORT's 7-bit `reduce_range`
-    (edgeact's default), 127 for full range. Per-channel symmetric rounding puts each channel's
-    largest weight on the edge of the range, so the largest magnitude is the range."""
+    """The symmetric range of a QDQ model's int8 weights, one of edgeact.config.ONNX_WEIGHT_LEVELS:
+    64 for ORT's 7-bit `reduce_range` (edgeact's default), 127 for full range. Per-channel
+    symmetric rounding puts each channel's largest weight on the edge of the range, so the
+    largest magnitude is the range."""
     from onnx import TensorProto, numpy_helper
 
+    seven, full = ONNX_WEIGHT_LEVELS[7], ONNX_WEIGHT_LEVELS[8]
     model = _load(int8_path)
     peaks = [int(np.abs(numpy_helper.to_array(t).astype(np.int16)).max()) for t in model.graph.initializer
              if t.data_type == TensorProto.INT8 and len(t.dims) >= 2]
-    return 64 if peaks and max(peaks) <= 64 else 127
+    return seven if peaks and max(peaks) <= seven else full
 
 
 def fit_layout(samples: np.ndarray, model) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.adapters import OrtCalibrationReader
-from edgeact.config import CalibrationMethod, Format, OnnxLayout
+from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, OnnxLayout
 from edgeact.errors import ConversionError, first_line
 from edgeact.fileio import StagedOutputs, write_error
 from edgeact.quiet import last_error_line, native_output_captured
@@ -300,8 +300,9 @@ class OnnxExporter:
 
 
 def weight_range(bits: int) -> str:
-    """The range quantize_static gives per-channel int8 weights: ORT's reduce_range is -64..64."""
-    return "7-bit range -64..64" if bits == 7 else "full range -127..127"
+    """The range quantize_static gives per-channel int8 weights (edgeact.config.ONNX_WEIGHT_LEVELS)."""
+    levels = ONNX_WEIGHT_LEVELS[bits]
+    return f"{bits}-bit range -{levels}..{levels}"
 
 
 def _size_or_zero(path: Path) -> int:

@@ -32,9 +32,7 @@ class ConvertOptions:
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
     percentile: float = 99.999
     onnx_layout: OnnxLayout = OnnxLayout.NHWC
-    # ONNX weights in 7 bits (-64..64, ORT's reduce_range): exact in ORT's integer kernels on every
-    # CPU; 8 bits saturate on x86-64 without VNNI (edgeact.cpu_features). 8 is for ARM/VNNI targets.
-    onnx_weight_bits: int = 7
+    onnx_weight_bits: int = 7  # a key of edgeact.config.ONNX_WEIGHT_LEVELS: 7 (every CPU) or 8 (ARM/VNNI)
     opset: int = 17
     input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
     output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeact import __version__
-from edgeact.config import Format
+from edgeact.config import ONNX_WEIGHT_LEVELS, Format
 from edgeact.errors import ConversionError, InputError, VerificationError, first_line
 from edgeact.fileio import check_output_folder, check_writable, sha256_of, staged_outputs
 from edgeact.model_report import REPORT_SUFFIX
@@ -55,7 +55,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     formats = tuple(dict.fromkeys(Format(f) for f in options.formats))
     if not formats:
         raise InputError("no output format chosen; pass --format tflite and/or --format onnx")
-    if options.onnx_weight_bits not in (7, 8):
+    if options.onnx_weight_bits not in ONNX_WEIGHT_LEVELS:
         raise InputError(f"onnx_weight_bits {options.onnx_weight_bits!r} is not 7 or 8; give 7 (exact on every CPU) "
                          "or 8 (ARM/VNNI targets)")
     output_dir = Path(output_dir)

@@ -12,7 +12,7 @@ import click
 
 from . import __version__
 from .cli_options import budget_options, floats, json_option, preprocess_options, print_warnings
-from .config import CalibrationMethod, Format, IOType, OnnxLayout, choices
+from .config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, IOType, OnnxLayout, choices
 from .errors import EdgeactError, EdgeactWarning, InputError, first_line
 from .fileio import dumps_json
 from .preprocess import make_preprocessing
@@ -76,7 +76,8 @@ def cli(verbose: bool) -> None:
               help="Percentile for --calibration-method percentile, in (0, 100].")
 @click.option("--onnx-layout", type=click.Choice(choices(OnnxLayout)), default="nhwc", show_default=True,
               help="Input layout of the ONNX models.")
-@click.option("--onnx-weight-bits", type=click.Choice(["7", "8"]), default="7", show_default=True,
+@click.option("--onnx-weight-bits", type=click.Choice([str(b) for b in ONNX_WEIGHT_LEVELS]), default="7",
+              show_default=True,
               help="ONNX INT8 weight range: 7 bits are exact in ONNX Runtime on every CPU; 8 bits saturate on "
                    "x86-64 without VNNI, for ARM (Raspberry Pi) or VNNI targets only.")
 @click.option("--opset", type=click.IntRange(min=13, max=18), default=17, show_default=True,
@@ -125,7 +126,8 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         samples=samples, holdout=holdout, seed=seed, passes=() if no_fuse else None,
         labels=_read_labels(labels) if labels else None, name=name, force=force,
         calibration_method=CalibrationMethod(calibration_method), percentile=percentile,
-        onnx_layout=OnnxLayout(onnx_layout), onnx_weight_bits=int(onnx_weight_bits), opset=opset, input_shapes=parse_input_shapes(input_shapes),
+        onnx_layout=OnnxLayout(onnx_layout), onnx_weight_bits=int(onnx_weight_bits), opset=opset,
+        input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
         layer_error=layer_error, budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),
         eval_data=eval_data,

@@ -31,6 +31,12 @@ class CalibrationMethod(str, enum.Enum):
     ENTROPY = "entropy"
 
 
+# ONNX INT8 weight bits -> the symmetric range quantize_static gives per-channel weights: 7 is ORT's
+# reduce_range, exact in its integer kernels on every CPU; 8 saturates on x86-64 without VNNI and is
+# for ARM/VNNI targets (edgeact.cpu_features).
+ONNX_WEIGHT_LEVELS = {7: 64, 8: 127}
+
+
 class OnnxLayout(str, enum.Enum):
     """Input layout of the exported ONNX model."""
 
