@@ -25,6 +25,7 @@ from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_qua
 from .registry import register_exporter
 from .serving import dict_output_model
 from .tflite_check import check_fusion, check_integer_only
+from .tflite_ranges import calibrate_converter, quantize_calibrated
 
 
 def _converter(job: ConvertJob, keras_model=None):
@@ -61,8 +62,9 @@ def pixel_in_plan(job: ConvertJob) -> PixelIn | None:
     return plan_pixel_in(job.options.preprocessing, job.input_shape[-1])
 
 
-def export_int8(job: ConvertJob, progress=None) -> bytes:
-    """The INT8 model; with `--io uint8`, one that takes uint8 pixels (see converters.pixel_in)."""
+def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
+    """The INT8 model (with `--io uint8`, one that takes uint8 pixels, see converters.pixel_in),
+    and what the calibration's in-place guard did (converters.tflite_ranges.CalibrationGuard)."""
     import tensorflow as tf
 
     pixel_in = pixel_in_plan(job)
@@ -82,10 +84,13 @@ def export_int8(job: ConvertJob, progress=None) -> bytes:
     io_types = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}
     converter.inference_input_type = io_types[job.options.io_type]
     converter.inference_output_type = io_types[job.options.io_type]
-    model = _run_converter(converter, "INT8")
+    # Calibrated, then quantized as the converter would, but without its in-place range error
+    # (converters.tflite_ranges: an element-wise op's output recorded as its input's range).
+    calibrated, guard = calibrate_converter(converter, "the INT8 model")
+    model = quantize_calibrated(calibrated, job.options.io_type)
     if pixel_in is not None:
         model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
-    return model
+    return model, guard.to_dict()
 
 
 def _with_metadata(job: ConvertJob, model: bytes, io_type: IOType, pixel_in: PixelIn | None) -> bytes:
@@ -109,8 +114,8 @@ class TFLiteExporter:
             fp32 = staged.write_bytes(job.output_dir / fp32_name,
                                       _with_metadata(job, export_float(job), IOType.FLOAT, None))
         with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
-            int8 = staged.write_bytes(job.output_dir / int8_name,
-                                      _with_metadata(job, export_int8(job, bar), io_type, pixel_in))
+            int8_model, calibration = export_int8(job, bar)
+            int8 = staged.write_bytes(job.output_dir / int8_name, _with_metadata(job, int8_model, io_type, pixel_in))
         with job.step("tflite: verify"):
             fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
             with native_output_captured():  # the runtime announces its XNNPACK delegate
@@ -128,6 +133,7 @@ class TFLiteExporter:
         report.outputs = [s.to_dict() for s in int8_runner.outputs]
         report.details = {
             "io_type": job.options.io_type.value,
+            "calibration": calibration,
             "pixel_in": pixel_in.to_dict() if pixel_in else None,
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},

@@ -11,10 +11,20 @@ around them, the float fallback of last resort.
     calibrated = calibrate_tflite(keras_model, samples, IOType.INT8)
     values = observed_values(calibrated, samples)
     int8 = quantize_calibrated(set_ranges(calibrated, percentile_ranges(values, 99.99)), IOType.INT8)
+
+Calibration here never records an op's output as its input's range (`kept_outputs_calibration`):
+TF's calibrator logs each op's inputs a second time after the kernel ran, and the LiteRT it
+runs computes element-wise ops (ADD, MUL, ...) in place, over an input no other op reads. The
+second log then reads the op's output from the input's buffer, and the input's recorded range
+becomes the union of both. Measured: hard-swish written as x * ReLU6(x + 3) recorded its
+ReLU6 output, which lies in [0, 6], as [-2.3, 28.4], the product's range (MobileNetV3Small's
+first block; INT8 scale 0.12 instead of 6/255); a residual ADD's inputs take the sum's range.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
+import threading
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -41,6 +51,107 @@ def _io_dtype(io_type: IOType):
     return {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}[io_type]
 
 
+_CALIBRATOR_LOCK = threading.Lock()  # the converter's calibrator class is swapped while one calibrates
+
+
+def _ops_outputs(subgraph) -> list[int]:
+    listed = {int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])}
+    extra: list[int] = []
+    for op in subgraph.operators or []:
+        for i in (op.outputs if op.outputs is not None else []):
+            if int(i) >= 0 and int(i) not in listed:
+                listed.add(int(i))
+                extra.append(int(i))
+    return extra
+
+
+def _with_outputs(model: bytes, count: int | None) -> tuple[bytes, int]:
+    """The model with every op output of its main subgraph listed as a subgraph output (count=None),
+    or with the last `count` listed outputs removed again; and how many were added/removed."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = _model_object(model)
+    graph = obj.subgraphs[0]  # the others are bodies of control-flow ops, whose outputs are fixed
+    outputs = [int(i) for i in (graph.outputs if graph.outputs is not None else [])]
+    if count is None:
+        extra = _ops_outputs(graph)
+        graph.outputs, count = np.array(outputs + extra, np.int32), len(extra)
+    else:
+        graph.outputs = np.array(outputs[:len(outputs) - count], np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj)), count
+
+
+class CalibrationGuard:
+    """What `kept_outputs_calibration` did: how many calibrations ran with how many outputs kept."""
+
+    def __init__(self) -> None:
+        self.calibrations = 0
+        self.kept_outputs = 0
+
+    def to_dict(self) -> dict:
+        return {"in_place_guard": self.calibrations > 0, "kept_outputs": self.kept_outputs}
+
+
+@contextlib.contextmanager
+def kept_outputs_calibration():
+    """Inside it, the TFLite converter calibrates with every op output kept alive (module docstring).
+
+    A tensor listed as a subgraph output is never overwritten in place, so each op's recorded
+    inputs are its inputs. The extra outputs are removed from the calibrated model, which must
+    be asked for with `_experimental_calibrate_only` (quantize it with `quantize_calibrated`).
+    Costs the memory of every activation of one sample at once, as `observed_values` does.
+    """
+    from tensorflow.lite.python.optimize import calibrator as tf_calibrator
+
+    guard = CalibrationGuard()
+    original = tf_calibrator.Calibrator
+
+    class KeptOutputsCalibrator(original):
+        def __init__(self, model_content, *args, **kwargs):
+            model_content, self._edgeact_kept = _with_outputs(model_content, None)
+            super().__init__(model_content, *args, **kwargs)
+
+        def calibrate(self, dataset_gen):
+            calibrated, _ = _with_outputs(super().calibrate(dataset_gen), self._edgeact_kept)
+            guard.calibrations += 1
+            guard.kept_outputs += self._edgeact_kept
+            return calibrated
+
+        def calibrate_and_quantize(self, *args, **kwargs):
+            raise ConversionError("edgeact calibrates with _experimental_calibrate_only and quantizes "
+                                  "the calibrated model itself (converters.tflite_ranges)")
+
+    with _CALIBRATOR_LOCK:
+        tf_calibrator.Calibrator = KeptOutputsCalibrator
+        try:
+            yield guard
+        finally:
+            tf_calibrator.Calibrator = original
+
+
+def calibrate_converter(converter, what: str = "the model") -> tuple[bytes, CalibrationGuard]:
+    """The converter's calibrated float model (module docstring), with what the guard did.
+
+    The converter must be set up for full-integer post-training quantization.
+    """
+    converter._experimental_calibrate_only = True  # noqa: SLF001  (the QuantizationDebugger's entry)
+    try:
+        with native_output_captured() as captured, kept_outputs_calibration() as guard:
+            calibrated = converter.convert()
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"TFLiteConverter could not calibrate {what}: "
+                              f"{last_error_line(captured.text) or first_line(exc)}") from None
+    if guard.calibrations != 1:
+        import tensorflow as tf
+
+        raise ConversionError(f"TFLiteConverter calibrated {what} {guard.calibrations} times through "
+                              f"edgeact's in-place guard, not once: TensorFlow {tf.__version__} calibrates "
+                              "in a way edgeact does not know; install tensorflow 2.21, which it is tested with")
+    return calibrated, guard
+
+
 def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.INT8,
                      output_names: list[str] | None = None) -> bytes:
     """The float .tflite with each activation's calibrated min/max, not yet quantized.
@@ -55,13 +166,7 @@ def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.
     converter.representative_dataset = lambda: ([np.asarray(s[None], np.float32)] for s in samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
-    converter._experimental_calibrate_only = True  # noqa: SLF001  (the QuantizationDebugger's entry)
-    try:
-        with native_output_captured() as captured:
-            return converter.convert()
-    except Exception as exc:
-        raise ConversionError(f"TFLiteConverter could not calibrate the model: "
-                              f"{last_error_line(captured.text) or first_line(exc)}") from None
+    return calibrate_converter(converter)[0]
 
 
 def named_model(keras_model, output_names: list[str] | None):
@@ -114,12 +219,15 @@ def quantize_calibrated(calibrated: bytes, io_type: IOType = IOType.INT8,
     """Quantize a calibrated model as the converter does; ops writing `float_nodes` stay float."""
     from tensorflow.lite.python.convert import mlir_quantize
 
+    from tensorflow.lite.python.convert import deduplicate_readonly_buffers
+
     float_nodes = list(float_nodes)
     dtype = _io_dtype(io_type)
     try:
         with native_output_captured() as captured:
-            return mlir_quantize(calibrated, input_data_type=dtype, output_data_type=dtype,
-                                 denylisted_nodes=float_nodes or None)
+            quantized = mlir_quantize(calibrated, input_data_type=dtype, output_data_type=dtype,
+                                      denylisted_nodes=float_nodes or None)
+            return bytes(deduplicate_readonly_buffers(quantized))  # as the converter finishes
     except Exception as exc:
         raise ConversionError(f"TFLite's quantizer refused the calibrated model: "
                               f"{last_error_line(captured.text) or first_line(exc)}") from None
