@@ -107,17 +107,11 @@ def _load(path: str | Path):
 
 
 def weight_levels(int8_path: str | Path) -> int:
-    """The symmetric range of a QDQ model's int8 weights, one of edgeact.config.ONNX_WEIGHT_LEVELS:
-    64 for ORT's 7-bit `reduce_range` (edgeact's default), 127 for full range. Per-channel
-    symmetric rounding puts each channel's largest weight on the edge of the range, so the
-    largest magnitude is the range."""
-    from onnx import TensorProto, numpy_helper
+    """The symmetric range of a QDQ model's int8 weights (edgeact.onnx_model.weight_levels);
+    full range for a model with none."""
+    from edgeact.onnx_model import weight_levels as levels
 
-    seven, full = ONNX_WEIGHT_LEVELS[7], ONNX_WEIGHT_LEVELS[8]
-    model = _load(int8_path)
-    peaks = [int(np.abs(numpy_helper.to_array(t).astype(np.int16)).max()) for t in model.graph.initializer
-             if t.data_type == TensorProto.INT8 and len(t.dims) >= 2]
-    return seven if peaks and max(peaks) <= seven else full
+    return levels(_load(int8_path)) or ONNX_WEIGHT_LEVELS[8]
 
 
 def fit_layout(samples: np.ndarray, model) -> np.ndarray:

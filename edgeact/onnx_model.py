@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
+from .config import ONNX_WEIGHT_LEVELS
 from .errors import RuntimeUnavailableError
 from .validate_onnx import load_checked
 
@@ -27,6 +30,38 @@ def _dtype_name(onnx, elem_type: int) -> str:
     except (KeyError, ValueError, TypeError):
         return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type in onnx.TensorProto.DataType.values() \
             else f"type_{elem_type}"
+
+
+def weight_levels(model) -> int | None:
+    """The symmetric range of a QDQ model's int8 weights, one of config.ONNX_WEIGHT_LEVELS: 64 for
+    ORT's 7-bit `reduce_range` (convert's default), 127 for full range; None without int8 weights.
+    Per-channel symmetric rounding puts each channel's largest weight on the edge of the range, so
+    the largest magnitude is the range. `model` is an onnx ModelProto."""
+    from onnx import TensorProto, numpy_helper
+
+    seven, full = ONNX_WEIGHT_LEVELS[7], ONNX_WEIGHT_LEVELS[8]
+    peaks = [int(np.abs(numpy_helper.to_array(t).astype(np.int16)).max()) for t in model.graph.initializer
+             if t.data_type == TensorProto.INT8 and len(t.dims) >= 2 and np.prod(t.dims) > 0]
+    if not peaks:
+        return None
+    return seven if max(peaks) <= seven else full
+
+
+def saturation_note(path: str | Path) -> str | None:
+    """A note when ONNX Runtime on this host computes `path` wrongly: full-range int8 weights on an
+    x86-64 CPU without VNNI, where ORT's U8S8 kernels saturate (edgeact.cpu_features). None when
+    the model is exact here, or when the `onnx` package or the CPU flags are missing to tell."""
+    from .cpu_features import u8s8_saturates
+    from .validate_onnx import onnx_available
+
+    if not u8s8_saturates() or not onnx_available():
+        return None
+    if weight_levels(load_checked(Path(path))) != ONNX_WEIGHT_LEVELS[8]:
+        return None
+    return (f"{Path(path).name} has full-range int8 weights, which ONNX Runtime's U8S8 kernels saturate on "
+            "this x86-64 CPU without VNNI: its accuracy here is lower than on an ARM device or a VNNI CPU. "
+            "Convert with --onnx-weight-bits 7 (the default) for a model exact everywhere, or set ORT's "
+            "session option session.x64quantprecision=1 to compute it exactly here")
 
 
 def read_onnx(path: str | Path) -> dict:

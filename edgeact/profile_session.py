@@ -26,6 +26,7 @@ from .isolated import run_isolated
 from .limits import check_sample_shape
 from .metrics import agreement, topk_accuracy
 from .model_report import ModelReport, find_report, report_path
+from .onnx_model import saturation_note
 from .preprocess import Preprocessing
 from .profile_row import PROFILE_SCHEMA_VERSION, ProfileRow
 from .profiler import LoopSettings, ModelProfile, profile_model
@@ -138,6 +139,9 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         # The summary came from another process or a device: typed and checked before any use.
         rows.append(ProfileRow.from_dict(row, f"the profile of {plan.path.name}").to_dict())
     notes = [n for n in (host_note(target),) if n and not options.devices]
+    if not options.devices:  # ORT on this host may compute a full-range model wrongly; a device does not
+        notes += [n for n in (saturation_note(plan.path) for plan, _, _ in measured
+                              if model_format(plan.path) == "onnx") if n]
     notes += [f"device {run.device} reported throttling after the run ({run.summary()['throttle_flags']}): "
               "its numbers are not steady-state" for run in device_runs if run.summary()["throttled"]]
     if data is None:

@@ -166,3 +166,25 @@ def test_cpu_flags_decide_where_u8s8_saturates():
     assert u8s8_saturates("x86_64", {"avx2", "avx512f", "avx512_vnni"}) is False
     assert u8s8_saturates("x86_64", {"avx2", "avx_vnni"}) is False
     assert u8s8_saturates("aarch64", set()) is False
+
+
+@pytest.mark.parametrize("saturates", [True, False])
+def test_profile_notes_a_full_range_model_only_where_the_kernels_saturate(
+        bright_conv_file, bright_pixels, tmp_path, monkeypatch, saturates):
+    """The note rides on what profile cannot fix: ORT's own kernels on this host. The CPU is
+    patched both ways; the range is read from each written file."""
+    from edgeact import cpu_features
+    from edgeact.profile_session import ProfileOptions, profile_models
+
+    _convert(bright_conv_file, bright_pixels, tmp_path / "seven", 7)
+    _convert(bright_conv_file, bright_pixels, tmp_path / "eight", 8)
+    monkeypatch.setattr(cpu_features, "u8s8_saturates", lambda *a, **k: saturates)
+    paths = [tmp_path / "seven" / "bright_int8.onnx", tmp_path / "eight" / "bright_int8.onnx"]
+    notes = profile_models(paths, ProfileOptions(runs=2, warmup=1, progress=False))["notes"]
+    flagged = [n for n in notes if "full-range int8 weights" in n]
+    if saturates:
+        assert len(flagged) == 1 and flagged[0].startswith("bright_int8.onnx has full-range"), notes
+        assert "--onnx-weight-bits 7" in flagged[0] and "session.x64quantprecision=1" in flagged[0]
+        assert str(tmp_path / "eight") not in flagged[0]  # names the file, not a path
+    else:
+        assert flagged == [], notes
