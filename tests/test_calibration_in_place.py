@@ -124,3 +124,29 @@ def test_convert_uses_the_guard_and_says_so(keras, in_place_net, tmp_path):
     (scale,) = [d["quantization"][0] for d in interpreter.get_tensor_details()
                 if "/t_relu6_1/" in d["name"].split(";")[0] + "/"]
     assert scale == pytest.approx(6.0 / 255, rel=1e-3)
+
+
+def test_outputs_are_added_for_calibration_and_removed_after(keras, in_place_net):
+    """The byte-level edit (converters.tflite_ranges.keep_all_outputs / drop_last_outputs) gives
+    a model LiteRT loads, with every op output listed, then the original outputs again."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.tflite_ranges import drop_last_outputs, keep_all_outputs
+
+    model, data = in_place_net
+    plain = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    kept, added = keep_all_outputs(plain)
+    original = Interpreter(model_content=plain)
+    widened = Interpreter(model_content=kept)
+    op_outputs = {i for op in original._get_ops_details() for i in op["outputs"]}
+    listed = [d["index"] for d in widened.get_output_details()]
+    assert added == len(op_outputs) - 1 and sorted(listed) == sorted(op_outputs)
+    restored = Interpreter(model_content=drop_last_outputs(kept, added))
+    assert [d["index"] for d in restored.get_output_details()] == [d["index"] for d in original.get_output_details()]
+    for interpreter in (original, restored):
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], data[:1])
+        interpreter.invoke()
+    assert np.array_equal(restored.get_tensor(restored.get_output_details()[0]["index"]),
+                          original.get_tensor(original.get_output_details()[0]["index"]))
