@@ -293,10 +293,13 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
     """A small MobileNetV3-style net (hard-swish, squeeze-excite) trained on MNIST: INT8 accuracy on
     2,000 test images before and after decompose_hard_swish.
 
-    ONNX: the same within 0.5 points. TFLite: within 3 points, the calibration scatter of one
-    INT8 conversion: two training runs gave 90.2 -> 88.3 % and 90.3 -> 91.0 %, and 15 paired
-    conversions (bench/bench_hard_swish_accuracy.py) moved by +0.66 points on average (standard
-    error 0.82), while the calibration set alone moves one model by 0.7-3.8 points."""
+    ONNX: the same within 0.5 points. TFLite: at most 1.5 points lower. With TF's own
+    calibration the rewrite scattered by several points (sd 1.86 over 15 paired conversions in
+    bench/bench_hard_swish_accuracy.py), because TF's calibrator gave the ReLU6(x + 3) tensor the
+    product's range; with edgeact's (converters.tflite_ranges) the same 15 pairs moved by +0.11
+    points, sd 0.31. The calibration subset this test draws is the least kind seen: -0.82 points
+    on all 10,000 test images, -1.1 on the 2,000 scored here, where four other subsets of the
+    same 300 images gave +0.09 to +0.27."""
 
     from converters import ConvertOptions, convert
     from edgeact.config import Format
@@ -325,7 +328,7 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
             accuracy[(variant, fmt)] = float(np.mean(scores.argmax(1) == y_eval))
     assert float_acc > 0.85, float_acc  # it learned something: the comparison means something
     assert abs(accuracy[("after", "onnx")] - accuracy[("before", "onnx")]) <= 0.005, accuracy
-    assert accuracy[("after", "tflite")] >= accuracy[("before", "tflite")] - 0.03, (accuracy, parity)
+    assert accuracy[("after", "tflite")] >= accuracy[("before", "tflite")] - 0.015, (accuracy, parity)
     assert accuracy[("after", "tflite")] >= float_acc - 0.04, (accuracy, float_acc)
     assert model_coverage(tmp_path / "m_after_int8.tflite").partitions == 1
 
