@@ -21,7 +21,7 @@ from edgeact.report import FormatReport
 from edgeact.speed_verdict import fast_path_report
 
 from .fallback import SearchResult
-from .job import ConvertJob
+from .job import ConvertJob, verify_threads
 from .model_metadata import build_contract
 
 
@@ -55,8 +55,10 @@ def rewrite_tflite(job: ConvertJob, section: FormatReport, staged, result: Searc
     int8, fp32 = _staged(staged, section, "int8"), _staged(staged, section, "fp32")
     int8.write_bytes(add_tflite_metadata(result.model, build_contract(job, io_type.value, None, _source_sha(job))))
     info = read_tflite(int8)
+    threads = verify_threads()
     with native_output_captured():
-        runner = TFLiteRunner(int8)
+        runner = TFLiteRunner(int8, threads=threads)
+        fp32_runner = TFLiteRunner(fp32, threads=threads)
     job.predictions["tflite_int8"] = runner.predict(job.calibration.holdout)
     section.size_bytes["int8"] = info.size_bytes
     details = section.details
@@ -66,7 +68,8 @@ def rewrite_tflite(job: ConvertJob, section: FormatReport, staged, result: Searc
     details["ranges"] = result.best.ranges
     details["budget_attempt"] = result.best.attempt
     details["fast_path"] = fast_path_report(int8, fp32, "tflite", (Path(section.files["int8"]).name,
-                                                                   Path(section.files["fp32"]).name))
+                                                                   Path(section.files["fp32"]).name),
+                                            threads=threads, runners=(runner, fp32_runner))
 
 
 def rewrite_onnx(job: ConvertJob, section: FormatReport, staged, result: SearchResult) -> None:
