@@ -25,7 +25,7 @@ from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_qua
 from .registry import register_exporter
 from .serving import dict_output_model
 from .tflite_check import check_fusion, check_integer_only
-from .tflite_ranges import calibrate_converter, quantize_calibrated
+from .tflite_ranges import convert_guarded
 
 
 def _converter(job: ConvertJob, keras_model=None):
@@ -84,10 +84,9 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
     io_types = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}
     converter.inference_input_type = io_types[job.options.io_type]
     converter.inference_output_type = io_types[job.options.io_type]
-    # Calibrated, then quantized as the converter would, but without its in-place range error
-    # (converters.tflite_ranges: an element-wise op's output recorded as its input's range).
-    calibrated, guard = calibrate_converter(converter, "the INT8 model")
-    model = quantize_calibrated(calibrated, job.options.io_type)
+    # Without TF's in-place range error (converters.tflite_ranges: an element-wise op's output
+    # recorded as its input's range).
+    model, guard = convert_guarded(converter, "the INT8 model")
     if pixel_in is not None:
         model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
     return model, guard.to_dict()

@@ -135,9 +135,9 @@ def kept_outputs_calibration():
     """Inside it, the TFLite converter calibrates with every op output kept alive (module docstring).
 
     A tensor listed as a subgraph output is never overwritten in place, so each op's recorded
-    inputs are its inputs. The extra outputs are removed from the calibrated model, which must
-    be asked for with `_experimental_calibrate_only` (quantize it with `quantize_calibrated`).
-    Costs the memory of every activation of one sample at once, as `observed_values` does.
+    inputs are its inputs. The extra outputs are removed from the calibrated model before the
+    converter quantizes it (or returns it, with `_experimental_calibrate_only`). Costs the
+    memory of every activation of one sample at once, as `observed_values` does.
     """
     from tensorflow.lite.python.optimize import calibrator as tf_calibrator
 
@@ -167,19 +167,24 @@ def kept_outputs_calibration():
             tf_calibrator.Calibrator = original
 
 
-def calibrate_converter(converter, what: str = "the model") -> tuple[bytes, CalibrationGuard]:
-    """The converter's calibrated float model (module docstring), with what the guard did.
+def convert_guarded(converter, what: str = "the model", calibrate_only: bool = False) -> tuple[bytes, CalibrationGuard]:
+    """`converter.convert()` with calibration through `kept_outputs_calibration`, and what it did.
 
-    The converter must be set up for full-integer post-training quantization.
+    The converter must be set up for full-integer post-training quantization. With
+    `calibrate_only`, the calibrated float model (quantize it with `quantize_calibrated`);
+    without, the converter's own INT8 model: it quantizes the guarded calibration with its MLIR
+    quantizer and finishes as it always does. (Calibrate-only also has the converter deduplicate
+    the float model's buffers through TF's object API: 20-40 s on VGG16's 553 MB.)
     """
-    converter._experimental_calibrate_only = True  # noqa: SLF001  (the QuantizationDebugger's entry)
+    converter._experimental_calibrate_only = calibrate_only  # noqa: SLF001  (the QuantizationDebugger's entry)
+    verb = "calibrate" if calibrate_only else "write"
     try:
         with native_output_captured() as captured, kept_outputs_calibration() as guard:
-            calibrated = converter.convert()
+            model = converter.convert()
     except ConversionError:
         raise
     except Exception as exc:
-        raise ConversionError(f"TFLiteConverter could not calibrate {what}: "
+        raise ConversionError(f"TFLiteConverter could not {verb} {what}: "
                               f"{last_error_line(captured.text) or first_line(exc)}") from None
     if guard.calibrations != 1:
         import tensorflow as tf
@@ -187,7 +192,7 @@ def calibrate_converter(converter, what: str = "the model") -> tuple[bytes, Cali
         raise ConversionError(f"TFLiteConverter calibrated {what} {guard.calibrations} times through "
                               f"edgeact's in-place guard, not once: TensorFlow {tf.__version__} calibrates "
                               "in a way edgeact does not know; install tensorflow 2.21, which it is tested with")
-    return calibrated, guard
+    return model, guard
 
 
 def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.INT8,
@@ -204,7 +209,7 @@ def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.
     converter.representative_dataset = lambda: ([np.asarray(s[None], np.float32)] for s in samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
-    return calibrate_converter(converter)[0]
+    return convert_guarded(converter, calibrate_only=True)[0]
 
 
 def named_model(keras_model, output_names: list[str] | None):
