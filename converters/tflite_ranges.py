@@ -51,7 +51,10 @@ def _io_dtype(io_type: IOType):
     return {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}[io_type]
 
 
-_CALIBRATOR_LOCK = threading.Lock()  # the converter's calibrator class is swapped while one calibrates
+# The converter's calibrator class is swapped while one calibrates; reentrant, so a guarded
+# conversion inside another (which wraps the wrapper) does not deadlock.
+_CALIBRATOR_LOCK = threading.RLock()
+_OFFSET_LIMIT = 2 ** 31  # flatbuffer offsets are 32-bit; a model past 2 GB keeps TF's own calibration
 
 
 def _main_subgraph(model: bytes):
@@ -69,7 +72,7 @@ def _outputs_field(graph) -> tuple[int, np.ndarray]:
     from edgeact.tflite_schema import SLOTS
 
     slot = SLOTS["SubGraph"]["Outputs"]
-    at = graph._field(slot)  # noqa: SLF001
+    at = graph.field_at(slot)
     outputs = graph.numbers(slot, "i32", "subgraph outputs")
     if at is None or outputs is None:
         raise ConversionError("the converter's float model lists no subgraph outputs")
@@ -80,7 +83,8 @@ def keep_all_outputs(model: bytes) -> tuple[bytes, int]:
     """The model with every op output of its main subgraph also listed as a subgraph output, and
     how many were added. A flatbuffer offset points forward, so the longer outputs vector is
     appended to the end of the file and the subgraph's offset to it rewritten: one copy of the
-    file, where rebuilding it through TF's object API took 18 s and 4 GB on VGG16."""
+    file (none past 2 GB: offsets are 32-bit), where rebuilding it through TF's object API took
+    18 s and 4 GB on VGG16."""
     from edgeact.tflite_schema import SLOTS
 
     graph = _main_subgraph(model)
@@ -93,15 +97,15 @@ def keep_all_outputs(model: bytes) -> tuple[bytes, int]:
             if int(i) >= 0 and int(i) not in listed:
                 listed.add(int(i))
                 extra.append(int(i))
-    if not extra or len(model) + 4 * (len(listed) + 2) >= 2 ** 31:  # offsets are 32-bit: a model
-        return model, 0  # past 2 GB keeps TF's own calibration, and the report's kept_outputs says 0
-    data = bytearray(model)
-    data += bytes(-len(data) % 4)  # the vector's length and items are 4-byte aligned
-    vector = len(data)
+    if not extra or len(model) + 4 * (len(listed) + 2) >= _OFFSET_LIMIT:
+        return model, 0
+    pad = bytes(-len(model) % 4)  # the vector's length and items are 4-byte aligned
+    vector = len(model) + len(pad)
     items = np.concatenate([outputs, np.array(extra, np.int32)]).astype("<i4")
-    data += np.array([len(items)], "<u4").tobytes() + items.tobytes()
-    data[field:field + 4] = np.array([vector - field], "<u4").tobytes()
-    return bytes(data), len(extra)
+    view = memoryview(model)
+    patched = b"".join([view[:field], np.array([vector - field], "<u4").tobytes(), view[field + 4:], pad,
+                        np.array([len(items)], "<u4").tobytes(), items.tobytes()])  # one copy of the file
+    return patched, len(extra)
 
 
 def drop_last_outputs(model: bytes, count: int) -> bytes:
@@ -113,21 +117,26 @@ def drop_last_outputs(model: bytes, count: int) -> bytes:
     field, outputs = _outputs_field(graph)
     if len(outputs) < count:
         raise ConversionError("the calibrated model lost outputs edgeact added for calibration")
-    data = bytearray(model)
-    vector = field + int(np.frombuffer(data, "<u4", 1, field)[0])
-    data[vector:vector + 4] = np.array([len(outputs) - count], "<u4").tobytes()
-    return bytes(data)
+    vector = field + int(np.frombuffer(model, "<u4", 1, field)[0])
+    view = memoryview(model)
+    return b"".join([view[:vector], np.array([len(outputs) - count], "<u4").tobytes(), view[vector + 4:]])
 
 
 class CalibrationGuard:
-    """What `kept_outputs_calibration` did: how many calibrations ran with how many outputs kept."""
+    """What `kept_outputs_calibration` did: how many calibrations ran with how many outputs kept,
+    and whether one had to keep TF's own calibration (a model past 2 GB)."""
 
     def __init__(self) -> None:
         self.calibrations = 0
         self.kept_outputs = 0
+        self.unguarded = 0
 
     def to_dict(self) -> dict:
-        return {"in_place_guard": self.calibrations > 0, "kept_outputs": self.kept_outputs}
+        found = {"in_place_guard": self.calibrations > 0 and not self.unguarded, "kept_outputs": self.kept_outputs}
+        if self.unguarded:
+            found["note"] = ("the float model is past 2 GB, beyond a flatbuffer offset: TF's own calibration, "
+                             "whose ranges an in-place op can widen")
+        return found
 
 
 @contextlib.contextmanager
@@ -143,21 +152,33 @@ def kept_outputs_calibration():
 
     guard = CalibrationGuard()
     original = tf_calibrator.Calibrator
+    owner = threading.get_ident()  # a conversion in another thread meanwhile is left as TF runs it
 
     class KeptOutputsCalibrator(original):
+        # Per guard: a nested guard's class derives from this one and shares the instance.
         def __init__(self, model_content, *args, **kwargs):
-            model_content, self._edgeact_kept = keep_all_outputs(bytes(model_content))
+            kept = None  # None: another thread's calibration, left as TF runs it
+            if threading.get_ident() == owner:
+                model_content = bytes(model_content)
+                too_large = len(model_content) >= _OFFSET_LIMIT
+                model_content, kept = keep_all_outputs(model_content)
+                guard.unguarded += int(too_large)
+            vars(self).setdefault("_edgeact_kept", {})[id(guard)] = kept
             super().__init__(model_content, *args, **kwargs)
 
         def calibrate(self, dataset_gen):
-            calibrated = drop_last_outputs(bytes(super().calibrate(dataset_gen)), self._edgeact_kept)
+            calibrated = super().calibrate(dataset_gen)
+            kept = self._edgeact_kept[id(guard)]
+            if kept is None:
+                return calibrated
             guard.calibrations += 1
-            guard.kept_outputs += self._edgeact_kept
-            return calibrated
+            guard.kept_outputs += kept
+            return drop_last_outputs(bytes(calibrated), kept)
 
         def calibrate_and_quantize(self, *args, **kwargs):
-            raise ConversionError("edgeact calibrates with _experimental_calibrate_only and quantizes "
-                                  "the calibrated model itself (converters.tflite_ranges)")
+            raise ConversionError("TFLiteConverter took its old quantizer path (calibrate_and_quantize), which "
+                                  "edgeact's calibration guard does not cover; leave experimental_new_quantizer on "
+                                  "and use int8 activations")
 
     with _CALIBRATOR_LOCK:
         tf_calibrator.Calibrator = KeptOutputsCalibrator
@@ -260,9 +281,7 @@ def set_ranges(calibrated: bytes, ranges: RangeMap) -> bytes:
 def quantize_calibrated(calibrated: bytes, io_type: IOType = IOType.INT8,
                         float_nodes: Iterable[str] = ()) -> bytes:
     """Quantize a calibrated model as the converter does; ops writing `float_nodes` stay float."""
-    from tensorflow.lite.python.convert import mlir_quantize
-
-    from tensorflow.lite.python.convert import deduplicate_readonly_buffers
+    from tensorflow.lite.python.convert import deduplicate_readonly_buffers, mlir_quantize
 
     float_nodes = list(float_nodes)
     dtype = _io_dtype(io_type)
@@ -270,10 +289,14 @@ def quantize_calibrated(calibrated: bytes, io_type: IOType = IOType.INT8,
         with native_output_captured() as captured:
             quantized = mlir_quantize(calibrated, input_data_type=dtype, output_data_type=dtype,
                                       denylisted_nodes=float_nodes or None)
-            return bytes(deduplicate_readonly_buffers(quantized))  # as the converter finishes
     except Exception as exc:
         raise ConversionError(f"TFLite's quantizer refused the calibrated model: "
                               f"{last_error_line(captured.text) or first_line(exc)}") from None
+    try:
+        return bytes(deduplicate_readonly_buffers(quantized))  # as the converter finishes a model
+    except Exception as exc:
+        raise ConversionError(f"TensorFlow could not deduplicate the quantized model's buffers: "
+                              f"{first_line(exc)}") from None
 
 
 def observed_values(calibrated: bytes, samples: np.ndarray, names: Iterable[str] | None = None,

@@ -63,6 +63,10 @@ class Table:
         offset = self.buf.scalar("u16", self.vtable + slot)
         return self.pos + offset if offset else None
 
+    def field_at(self, slot: int) -> int | None:
+        """The byte position of a field's value in the buffer, None when the field is absent."""
+        return self._field(slot)
+
     def scalar(self, slot: int, kind: str, default=0):
         at = self._field(slot)
         return default if at is None else self.buf.scalar(kind, at)

@@ -58,7 +58,7 @@ def saturation_note(path: str | Path) -> str | None:
         return None
     if weight_levels(load_checked(Path(path))) != ONNX_WEIGHT_LEVELS[8]:
         return None
-    return (f"{Path(path).name} has full-range int8 weights, which ONNX Runtime's U8S8 kernels saturate on "
+    return (f"{path} has full-range int8 weights, which ONNX Runtime's U8S8 kernels saturate on "
             "this x86-64 CPU without VNNI: its accuracy here is lower than on an ARM device or a VNNI CPU. "
             "Convert with --onnx-weight-bits 7 (the default) for a model exact everywhere, or set ORT's "
             "session option session.x64quantprecision=1 to compute it exactly here")

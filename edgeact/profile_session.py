@@ -139,9 +139,12 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         # The summary came from another process or a device: typed and checked before any use.
         rows.append(ProfileRow.from_dict(row, f"the profile of {plan.path.name}").to_dict())
     notes = [n for n in (host_note(target),) if n and not options.devices]
-    if not options.devices:  # ORT on this host may compute a full-range model wrongly; a device does not
-        notes += [n for n in (saturation_note(plan.path) for plan, _, _ in measured
-                              if model_format(plan.path) == "onnx") if n]
+    # ORT's CPU kernels on this host may compute a full-range model wrongly (measured here, or with
+    # --device local); another device reads its own flags, which this host cannot.
+    if not options.devices or "local" in options.devices:  # edgeact.remote.fleet.LOCAL
+        onnx_on_cpu = {plan.path for plan, _, _ in measured
+                       if model_format(plan.path) == "onnx" and plan.delegate in ("xnnpack", "none")}
+        notes += [n for n in (saturation_note(path) for path in sorted(onnx_on_cpu)) if n]
     notes += [f"device {run.device} reported throttling after the run ({run.summary()['throttle_flags']}): "
               "its numbers are not steady-state" for run in device_runs if run.summary()["throttled"]]
     if data is None:

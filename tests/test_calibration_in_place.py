@@ -150,3 +150,64 @@ def test_outputs_are_added_for_calibration_and_removed_after(keras, in_place_net
         interpreter.invoke()
     assert np.array_equal(restored.get_tensor(restored.get_output_details()[0]["index"]),
                           original.get_tensor(original.get_output_details()[0]["index"]))
+
+
+def _int8_converter(model, data):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s[None]] for s in data)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def test_a_model_past_the_offset_limit_keeps_tf_calibration_and_says_so(keras, in_place_net, monkeypatch):
+    from converters import tflite_ranges
+
+    model, data = in_place_net
+    monkeypatch.setattr(tflite_ranges, "_OFFSET_LIMIT", 1000)  # every model is "too large"
+    converter = _int8_converter(model, data)
+    converter._experimental_calibrate_only = True  # noqa: SLF001
+    calibrated, guard = tflite_ranges.convert_guarded(converter, calibrate_only=True)
+    found = guard.to_dict()
+    assert found["in_place_guard"] is False and found["kept_outputs"] == 0 and "2 GB" in found["note"]
+    assert _tensor(calibrated_ranges(calibrated), "t_relu6")[1] > 6.0  # TF's own, widened range
+
+
+def test_a_conversion_that_never_calibrates_is_refused(keras, in_place_net):
+    import tensorflow as tf
+
+    from converters.tflite_ranges import convert_guarded
+    from edgeact.errors import ConversionError
+
+    model, _ = in_place_net
+    with pytest.raises(ConversionError, match="calibrated the float model 0 times"):
+        convert_guarded(tf.lite.TFLiteConverter.from_keras_model(model), "the float model")
+
+
+def test_guards_nest_and_leave_other_threads_alone(keras, in_place_net):
+    import threading
+
+    from converters.tflite_ranges import kept_outputs_calibration
+
+    model, data = in_place_net
+    want = _keras_ranges(keras, model, data)["t_relu6"]
+    other: dict = {}
+
+    def convert_elsewhere():
+        converter = _int8_converter(model, data)
+        converter._experimental_calibrate_only = True  # noqa: SLF001
+        other["ranges"] = calibrated_ranges(converter.convert())
+
+    with kept_outputs_calibration() as outer, kept_outputs_calibration() as inner:
+        thread = threading.Thread(target=convert_elsewhere)
+        thread.start()
+        thread.join()
+        converter = _int8_converter(model, data)
+        converter._experimental_calibrate_only = True  # noqa: SLF001
+        mine = calibrated_ranges(converter.convert())
+    assert (outer.calibrations, inner.calibrations) == (1, 1)  # the other thread's was not counted
+    assert inner.kept_outputs > 5 and outer.kept_outputs == 0  # the inner wrapper kept them all
+    assert _tensor(mine, "t_relu6") == pytest.approx(want, abs=1e-4)
+    assert _tensor(other["ranges"], "t_relu6")[1] > 6.0  # the other thread ran TF's own calibration
