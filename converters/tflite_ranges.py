@@ -79,12 +79,12 @@ def _outputs_field(graph) -> tuple[int, np.ndarray]:
     return at, outputs
 
 
-def keep_all_outputs(model: bytes) -> tuple[bytes, int]:
+def keep_all_outputs(model: bytes) -> tuple[bytes, int | None]:
     """The model with every op output of its main subgraph also listed as a subgraph output, and
-    how many were added. A flatbuffer offset points forward, so the longer outputs vector is
-    appended to the end of the file and the subgraph's offset to it rewritten: one copy of the
-    file (none past 2 GB: offsets are 32-bit), where rebuilding it through TF's object API took
-    18 s and 4 GB on VGG16."""
+    how many were added; None and the model as it is past 2 GB (offsets are 32-bit). A flatbuffer
+    offset points forward, so the longer outputs vector is appended to the end of the file and the
+    subgraph's offset to it rewritten: one copy of the file, where rebuilding it through TF's
+    object API took 18 s and 4 GB on VGG16."""
     from edgeact.tflite_schema import SLOTS
 
     graph = _main_subgraph(model)
@@ -97,7 +97,9 @@ def keep_all_outputs(model: bytes) -> tuple[bytes, int]:
             if int(i) >= 0 and int(i) not in listed:
                 listed.add(int(i))
                 extra.append(int(i))
-    if not extra or len(model) + 4 * (len(listed) + 2) >= _OFFSET_LIMIT:
+    if len(model) + 4 * (len(listed) + 2) >= _OFFSET_LIMIT:
+        return model, None
+    if not extra:
         return model, 0
     pad = bytes(-len(model) % 4)  # the vector's length and items are 4-byte aligned
     vector = len(model) + len(pad)
@@ -159,10 +161,10 @@ def kept_outputs_calibration():
         def __init__(self, model_content, *args, **kwargs):
             kept = None  # None: another thread's calibration, left as TF runs it
             if threading.get_ident() == owner:
-                model_content = bytes(model_content)
-                too_large = len(model_content) >= _OFFSET_LIMIT
-                model_content, kept = keep_all_outputs(model_content)
-                guard.unguarded += int(too_large)
+                model_content, kept = keep_all_outputs(bytes(model_content))
+                if kept is None:  # past the offset limit: TF's own calibration, said in the report
+                    guard.unguarded += 1
+                    kept = 0
             vars(self).setdefault("_edgeact_kept", {})[id(guard)] = kept
             super().__init__(model_content, *args, **kwargs)
 

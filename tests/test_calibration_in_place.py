@@ -45,13 +45,18 @@ def _tensor(ranges: dict, layer: str) -> tuple[float, float]:
     return ranges[name]
 
 
-def _plain_calibration(model, data) -> bytes:
+def _int8_converter(model, data):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([s[None]] for s in data)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def _plain_calibration(model, data) -> bytes:
+    converter = _int8_converter(model, data)
     converter._experimental_calibrate_only = True  # noqa: SLF001
     return converter.convert()
 
@@ -150,16 +155,6 @@ def test_outputs_are_added_for_calibration_and_removed_after(keras, in_place_net
         interpreter.invoke()
     assert np.array_equal(restored.get_tensor(restored.get_output_details()[0]["index"]),
                           original.get_tensor(original.get_output_details()[0]["index"]))
-
-
-def _int8_converter(model, data):
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([s[None]] for s in data)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter
 
 
 def test_a_model_past_the_offset_limit_keeps_tf_calibration_and_says_so(keras, in_place_net, monkeypatch):
