@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup system-deps demo test test-fast bench clean
+.PHONY: setup system-deps demo test test-fast clean
 
 $(BIN)/edgeact: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

@@ -155,11 +155,15 @@ def run_process(argv: list[str], log: Path) -> tuple[float, float, int, float]:
     """(wall s, peak RSS MB, exit code, CPU s) of one child process, from the kernel's accounting.
 
     CPU seconds (user + system) move less than wall time when other work shares the cores.
+    The child runs in the log's folder (the work folder), never in the repository: ORT's
+    symbolic shape inference in the plain script's `quant_pre_process` leaves
+    'sym_shape_infer_temp.onnx' and its external weights in the working directory (114 MB of
+    them were once committed).
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log, "ab") as sink:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=ROOT, env=env)
+        proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=log.parent, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
@@ -187,7 +191,7 @@ def bench(families: list[str], format_sets: list[str], rounds: int, workdir: Pat
         # In a child process: Linux counts the RSS a process had when it forked into each child's
         # peak (ru_maxrss survives exec), so a parent that built a big model would inflate both.
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "prepare", family, str(workdir)],
-                       check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                       check=True, cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT)})
         model_path, calib_path = workdir / f"{family}.keras", workdir / f"{family}_calib.npy"
         for fmt in format_sets:
             edgeact, plain_cmd = commands(model_path, calib_path, FORMATS[fmt], workdir / f"{family}_{fmt}")
@@ -238,7 +242,9 @@ def main() -> None:
     parser.add_argument("--edgeact-args", default="", help='extra convert options, e.g. "--layer-error never"')
     args = parser.parse_args()
     EDGEACT_ARGS[:] = args.edgeact_args.split()
-    rows = bench(args.models.split(","), args.formats.split(","), args.rounds, args.workdir)
+    workdir = args.workdir.resolve()  # children run inside it, so every path they get is absolute
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = bench(args.models.split(","), args.formats.split(","), args.rounds, workdir)
     print(table(rows))
     if any(code for r in rows for code in r["exit_codes"]):
         print("note: some runs exited non-zero; see", args.workdir / "edgeact.log", "and plain.log")
