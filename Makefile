@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup system-deps demo test test-fast clean
+.PHONY: setup system-deps demo test test-fast lint clean
 
 $(BIN)/edgeact: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ system-deps:
 			(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server) >/dev/null; \
 		else echo "the device tests need sshd: sudo apt-get install openssh-server"; exit 1; fi; \
 	fi
+
+# ruff: pyflakes, pycodestyle errors and import order (pyproject.toml [tool.ruff]); .ci/run runs it.
+lint: setup
+	$(BIN)/ruff check .
 
 test: setup system-deps
 	$(BIN)/python -m pytest

@@ -5,7 +5,7 @@
 Both in one process, alternating (plain, guarded, plain, guarded, ...), the converter set up as
 bench/bench_convert.py's plain script sets it up (full-integer INT8, int8 interface, the first
 `--samples` rows of the .npy as the representative dataset). The guarded conversion is the same
-converter inside `converters.tflite_ranges.convert_guarded`, which keeps every op output alive
+converter inside `converters.tflite.ranges.convert_guarded`, which keeps every op output alive
 during calibration so no in-place op overwrites an input's recorded range. bench_convert.py
 writes the .keras and .npy it uses into its --workdir (e.g. /tmp/b8/VGG16.keras, VGG16_calib.npy).
 """
@@ -29,7 +29,7 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from converters.tflite_ranges import convert_guarded
+    from converters.tflite.ranges import convert_guarded
 
     model = keras.models.load_model(args.model, compile=False)
     data = np.load(args.calibration)[:args.samples].astype(np.float32)

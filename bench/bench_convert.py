@@ -92,7 +92,7 @@ def prepare(family: str, workdir: Path) -> tuple[Path, Path]:
     model_path, calib_path = workdir / f"{family}.keras", workdir / f"{family}_calib.npy"
     if model_path.exists() and calib_path.exists():
         return model_path, calib_path
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -111,8 +111,8 @@ def prepare(family: str, workdir: Path) -> tuple[Path, Path]:
 
 # -- the plain converters, as a user would write them ---------------------------------------
 def plain(model_path: Path, calib_path: Path, out: Path, formats: tuple[str, ...]) -> None:
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     out.mkdir(parents=True, exist_ok=True)
     model = keras.models.load_model(model_path, compile=False)
@@ -199,7 +199,8 @@ def bench(families: list[str], format_sets: list[str], rounds: int, workdir: Pat
             for r in range(rounds):
                 a.append(run_process(edgeact, workdir / "edgeact.log"))
                 b.append(run_process(plain_cmd, workdir / "plain.log"))
-                print(f"  {family} {fmt} round {r + 1}: edgeact {a[-1][0]:.1f} s (cpu {a[-1][3]:.1f}) {a[-1][1]:.0f} MB "
+                print(f"  {family} {fmt} round {r + 1}: edgeact {a[-1][0]:.1f} s (cpu {a[-1][3]:.1f}) "
+                      f"{a[-1][1]:.0f} MB "
                       f"(exit {a[-1][2]}), plain {b[-1][0]:.1f} s (cpu {b[-1][3]:.1f}) {b[-1][1]:.0f} MB "
                       f"(exit {b[-1][2]})", flush=True)
             rows.append({

@@ -29,10 +29,10 @@ import numpy as np
 
 def convert_models(folder: Path) -> dict[str, Path]:
     from converters import ConvertOptions, convert
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
     from edgeact.config import IOType
+    from edgeact.data.preprocess import make_preprocessing
     from edgeact.errors import VerificationError
-    from edgeact.preprocess import make_preprocessing
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--folder", type=Path, help="Keep the converted models here and reuse them on the next run.")
-    parser.add_argument("--no-opencv", action="store_true", help="Time the Pillow/numpy path as if OpenCV were missing.")
+    parser.add_argument("--no-opencv", action="store_true",
+                        help="Time the Pillow/numpy path as if OpenCV were missing.")
     args = parser.parse_args()
     if args.no_opencv:
         import sys

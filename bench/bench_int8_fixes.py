@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.5)
     args = parser.parse_args()
 
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
 
     keras = import_keras()
     x_train, y_train, x_test, y_test = _mnist()

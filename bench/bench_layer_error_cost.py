@@ -1,4 +1,4 @@
-"""Where the per-layer step's time goes: each column of `converters.layer_error` timed alone.
+"""Where the per-layer step's time goes: each column of `converters.layer_error.measure` timed alone.
 
     python bench/bench_layer_error_cost.py MODEL.keras CALIB.npy OUT/ NAME [--samples 8] [--preprocess none]
 
@@ -16,15 +16,15 @@ from pathlib import Path
 
 
 def main() -> None:
-    from converters import layer_error as le
-    from converters.keras_loader import load_model
-    from converters.layer_error_keras import add_own_errors
-    from converters.layer_error_onnx import onnx_layer_errors
-    from converters.layer_error_tflite import tflite_layer_errors
+    from converters.keras.loader import load_model
+    from converters.layer_error import measure as le
+    from converters.layer_error.keras import add_own_errors
+    from converters.layer_error.onnx import onnx_layer_errors
+    from converters.layer_error.tflite import tflite_layer_errors
     from converters.options import ConvertOptions
     from converters.pipeline import _prepare
     from edgeact.config import Format
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)

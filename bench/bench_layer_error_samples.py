@@ -7,7 +7,7 @@ Reads `--total` samples as `edgeact layers` does, measures every column on all o
 each disjoint subset of n samples (64/n subsets per n), and prints per format and per n, over
 the subsets: the median and largest |SQNR difference| to the all-samples figure (accumulated,
 own, rounding), the smallest Spearman rank correlation of the layers, and the smallest overlap
-of the five worst layers. `convert` measures on `converters.layer_error.REPORT_SAMPLES`.
+of the five worst layers. `convert` measures on `converters.layer_error.measure.REPORT_SAMPLES`.
 """
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def compare(full, part, fmt: str, column: str) -> tuple[list[float], float, int]
 
 
 def main() -> None:
-    from converters.keras_loader import load_model
-    from converters.layer_error import layer_errors
-    from converters.layer_error_files import LayerJob, _check_models, read_samples
-    from edgeact.preprocess import make_preprocessing
+    from converters.keras.loader import load_model
+    from converters.layer_error.files import LayerJob, _check_models, read_samples
+    from converters.layer_error.measure import layer_errors
+    from edgeact.data.preprocess import make_preprocessing
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)

@@ -35,7 +35,7 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build_model(name: str, pixels: np.ndarray):
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -57,8 +57,8 @@ def build_model(name: str, pixels: np.ndarray):
 def convert_variant(model, out: Path, name: str, passes) -> dict:
     from converters import ConvertOptions, convert
     from edgeact.config import Format
+    from edgeact.data.preprocess import make_preprocessing
     from edgeact.errors import VerificationError
-    from edgeact.preprocess import make_preprocessing
 
     options = ConvertOptions(formats=(Format.TFLITE, Format.ONNX), samples=32, holdout=16, name=name, force=True,
                              progress=False, passes=passes, preprocessing=make_preprocessing("none"))
@@ -94,7 +94,7 @@ def parity_text(report: dict, fmt: str) -> str:
 
 
 def bench_model(name: str, args, out: Path) -> list[str]:
-    from edgeact.delegate_coverage import model_coverage
+    from edgeact.fastpath.coverage import model_coverage
     from edgeact.runtime import open_runner
 
     pixels = np.random.default_rng(0).integers(0, 256, (16, 224, 224, 3)).astype(np.float32)

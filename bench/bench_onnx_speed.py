@@ -19,7 +19,7 @@ import numpy as np
 
 
 def build_model(size: int):
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -49,7 +49,7 @@ def main() -> None:
 
     from converters import ConvertOptions, convert
     from edgeact.config import Format
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
     from edgeact.runtime import open_runner
 
     warnings.simplefilter("ignore")  # the random-calibration warning: this bench is about speed only

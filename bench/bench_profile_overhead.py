@@ -5,7 +5,7 @@
 For each model, two loops run on the same interpreter (or ORT session), interleaved:
 - bare: input set once, then `for _ in range(n): interpreter.invoke()` timed as a whole
   (`session.run(None, feed)` for ORT);
-- edgeact: `edgeact.runtime.open_runner` + `edgeact.profiler.time_invocations`, the loop
+- edgeact: `edgeact.runtime.open_runner` + `edgeact.measure.profiler.time_invocations`, the loop
   `edgeact profile` uses, which writes a new sample into the input buffer before every
   invoke and times each invoke on its own.
 Blocks of each alternate (the order flips every round, to cancel drift on a shared
@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeact.profiler import time_invocations  # noqa: E402
+from edgeact.measure.profiler import time_invocations  # noqa: E402
 from edgeact.quiet import native_output_captured  # noqa: E402
 from edgeact.runtime import open_runner  # noqa: E402
 
@@ -50,8 +50,8 @@ def build_models(workdir: Path) -> list[Path]:
     if all(p.exists() for p in wanted):
         return wanted
     from converters import ConvertOptions, convert
-    from converters.keras_loader import import_keras
-    from edgeact.preprocess import make_preprocessing
+    from converters.keras.loader import import_keras
+    from edgeact.data.preprocess import make_preprocessing
 
     keras = import_keras()
     import warnings

@@ -9,11 +9,19 @@ from typing import Any
 
 import numpy as np
 
+from edgeact.data.preprocess import Preprocessing
 from edgeact.errors import CalibrationError, EdgeactWarning
-from edgeact.preprocess import Preprocessing
 
-from .sources import (CalibrationSource, ModelInput, SampleSet, array_file_source, image_folder_source,
-                      iterable_source, random_source, sample_set)
+from .sources import (
+    CalibrationSource,
+    ModelInput,
+    SampleSet,
+    array_file_source,
+    image_folder_source,
+    iterable_source,
+    random_source,
+    sample_set,
+)
 
 __all__ = ["CalibrationSet", "CalibrationSource", "ModelInput", "read_calibration", "RANDOM"]
 

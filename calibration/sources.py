@@ -4,7 +4,7 @@ Like ONNX Runtime's `CalibrationDataReader`, a source is an iterator of
 `{input_name: array}` with a batch of one; `calibration.adapters` turns any source into
 TFLite's `representative_dataset` and ORT's reader, so both formats see the same samples.
 
-Which values are pixels and which are model inputs follows `edgeact.arrays` (the rules
+Which values are pixels and which are model inputs follows `edgeact.data.arrays` (the rules
 profile's evaluation data follows too): uint8 arrays and images are pixels and get the
 preprocessing; float arrays and Python iterables are model inputs, fed as they are.
 
@@ -19,10 +19,10 @@ from typing import Iterable, Iterator, Mapping, Protocol
 
 import numpy as np
 
-from edgeact.arrays import fit_samples, match_input_names, same_length
+from edgeact.data.arrays import fit_samples, match_input_names, same_length
+from edgeact.data.images import decode_images, list_files
+from edgeact.data.preprocess import Preprocessing
 from edgeact.errors import CalibrationError
-from edgeact.images import decode_images, list_files
-from edgeact.preprocess import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Per ReLU/ReLU6 (a ReLU layer, an Activation layer, or a layer's own relu activat
 fraction of outputs that are zero (activation sparsity) and the channels that are zero on
 every sample ("dead" channels). A dying ReLU wastes compute and hurts accuracy; a tool that
 sees the activations anyway should say so. The counts come from the one compiled pass of
-the float model that also gives the float reference (converters.forward.float_pass).
+the float model that also gives the float reference (converters.keras.forward.float_pass).
 """
 from __future__ import annotations
 

@@ -1,37 +1,18 @@
 """The checks a conversion must pass: small registered producers, run over the finished job.
 
 Each producer takes the job and the report and returns `Check`s of one kind (the kinds and
-their order are `edgeact.report.CHECK_KINDS`). The pipeline runs every registered producer;
-rendering and `checks_passed` iterate over the checks, so a new check is one new function.
-Every failed check carries advice that names its cause and the next step.
+their order are `edgeact.report.records.CHECK_KINDS`). The pipeline runs every registered
+producer (`converters.check_registry`); rendering and `checks_passed` iterate over the checks,
+so a new check is one new function. Every failed check carries advice that names its cause and the next step.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from edgeact.errors import ConversionError, first_line
-from edgeact.report import Check, ConvertReport, OutputKind
+from edgeact.report.records import Check, ConvertReport, OutputKind
 
+from .check_registry import register_check
 from .job import FLOAT_CHECK_SAMPLES, ConvertJob
 from .verify import compare_outputs
-
-CheckFn = Callable[[ConvertJob, ConvertReport], list[Check]]
-CHECKS: dict[str, CheckFn] = {}
-
-
-def register_check(kind: str) -> Callable[[CheckFn], CheckFn]:
-    def decorate(fn: CheckFn) -> CheckFn:
-        CHECKS[kind] = fn
-        return fn
-
-    return decorate
-
-
-def run_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
-    checks: list[Check] = []
-    for fn in CHECKS.values():
-        checks.extend(fn(job, report))
-    return checks
 
 
 @register_check("export")
@@ -74,8 +55,8 @@ def parity_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
 
 def _blame_kernels(job: ConvertJob, report: ConvertReport, found: list[Check]) -> None:
     """A failed INT8 ONNX parity: when this host's integer kernels, not quantization, are far from
-    float (converters.onnx_kernels), the advice says so; the measurement goes in the report."""
-    from .onnx_kernels import kernel_advice, kernel_diagnosis
+    float (converters.onnx.kernels), the advice says so; the measurement goes in the report."""
+    from converters.onnx.kernels import kernel_advice, kernel_diagnosis
 
     try:
         diagnosis = kernel_diagnosis(job)

@@ -9,8 +9,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from converters.keras.signature import ModelSignature
+
 from .options import ConvertOptions
-from .signature import ModelSignature
 
 
 @dataclass
@@ -24,14 +25,14 @@ class ConvertJob:
 
     name: str
     output_dir: Path
-    loaded: Any  # converters.keras_loader.LoadedModel
+    loaded: Any  # converters.keras.loader.LoadedModel
     keras_model: Any  # after graph passes; None for a SavedModel
     signature: ModelSignature
     calibration: Any  # calibration.CalibrationSet
     reference_outputs: dict[str, np.ndarray]
     options: ConvertOptions
     stats: list = field(default_factory=list)  # calibration.statistics.ActivationStats
-    pass_results: list = field(default_factory=list)  # converters.passes.PassResult
+    pass_results: list = field(default_factory=list)  # converters.passes.registry.PassResult
     notes: list[str] = field(default_factory=list)
     input_normalization: list[dict] = field(default_factory=list)
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)

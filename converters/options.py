@@ -4,10 +4,71 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
-from edgeact.preprocess import Preprocessing
+import numpy as np
 
-from .fallback import Budget
+from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
+from edgeact.data.preprocess import Preprocessing
+from edgeact.errors import InputError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Exactly one of: top-1 drop in percentage points (needs labels), top-1 agreement with float,
+    output SQNR in dB against float."""
+
+    max_drop: float | None = None
+    min_agreement: float | None = None
+    min_sqnr: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.max_drop, self.min_agreement, self.min_sqnr) if v is not None]
+        if len(given) != 1:
+            raise InputError("give exactly one budget: --max-drop, --min-agreement or --min-sqnr")
+        value = float(given[0])
+        if not np.isfinite(value):
+            raise InputError(f"--{self.option} {value} is not a finite number; give e.g. {self.example}")
+        if self.max_drop is not None and not 0 <= value <= 100:
+            raise InputError(f"--max-drop {value:g} is outside 0..100 (top-1 percentage points lost against "
+                             "float); give e.g. --max-drop 0.5")
+        if self.min_agreement is not None and not 0 < value <= 1:
+            raise InputError(f"--min-agreement {value:g} is outside (0, 1] (the fraction of samples whose top-1 "
+                             "matches float); give e.g. --min-agreement 0.99")
+
+    @property
+    def option(self) -> str:
+        return "max-drop" if self.max_drop is not None else \
+            "min-agreement" if self.min_agreement is not None else "min-sqnr"
+
+    @property
+    def value(self) -> float:
+        return next(v for v in (self.max_drop, self.min_agreement, self.min_sqnr) if v is not None)
+
+    @property
+    def example(self) -> str:
+        return {"max-drop": "--max-drop 0.5", "min-agreement": "--min-agreement 0.99",
+                "min-sqnr": "--min-sqnr 30"}[self.option]
+
+    @property
+    def top1(self) -> bool:
+        """Whether the metric compares top-1 classes (it needs one class-score output)."""
+        return self.min_sqnr is None
+
+    @property
+    def metric(self) -> str:
+        return "top-1 drop (pp)" if self.max_drop is not None else \
+            "top-1 agreement" if self.min_agreement is not None else "output SQNR (dB)"
+
+    def met(self, value: float) -> bool:
+        slack = 1e-9  # 96.1 % - 95.6 % is 0.50000000001 pp in floating point
+        if self.max_drop is not None:
+            return value <= self.max_drop + slack
+        if self.min_agreement is not None:
+            return value >= self.min_agreement - slack
+        return value >= self.min_sqnr - slack
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether metric value a is better than b."""
+        return a < b if self.max_drop is not None else a > b
 
 
 @dataclass
@@ -37,7 +98,7 @@ class ConvertOptions:
     input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
     output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess
     layer_error: str = "always"  # per-layer error: "always", "auto" (when an INT8 check fails), "never"
-    budget: Budget | None = None  # an accuracy budget: search until met (converters.budget_search)
+    budget: Budget | None = None  # an accuracy budget: search until met (converters.budget.search)
     eval_data: str | Path | None = None  # labelled data the budget is measured on; None: the held-out samples
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     verbose: bool = False

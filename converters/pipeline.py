@@ -11,26 +11,34 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from converters.budget.search import check_model, judge_by_budget, open_budget, search_to_budget
 from edgeact import __version__
 from edgeact.config import ONNX_WEIGHT_LEVELS, Format
 from edgeact.errors import ConversionError, InputError, VerificationError, first_line
 from edgeact.fileio import check_output_folder, check_writable, sha256_of, staged_outputs
-from edgeact.model_report import REPORT_SUFFIX
-from edgeact.report import ConvertReport, FormatReport
+from edgeact.report.records import ConvertReport, FormatReport
+from edgeact.report.sidecar import REPORT_SUFFIX
 
-from .budget_search import check_model, judge_by_budget, open_budget, search_to_budget
-from .checks import run_checks
+from . import checks  # noqa: F401  (importing registers the conversion's checks)
+from .check_registry import run_checks
 from .job import ConvertJob, progress_step
 from .options import ConvertOptions
-from .registry import load_exporters
-
+from .registry import EXPORTERS, Exporter
 
 # Samples each graph pass is checked on: a pass that changes the function shows on any of them.
 PASS_SAMPLES = 16
 
 
+def load_exporters() -> dict[Format, Exporter]:
+    """Every registered exporter (importing a format's exporter module registers it)."""
+    from converters.onnx import exporter as _onnx  # noqa: F401
+    from converters.tflite import exporter as _tflite  # noqa: F401
+
+    return EXPORTERS
+
+
 def report_path(output_dir: Path, name: str) -> Path:
-    """Where convert writes the report that `edgeact.model_report.find_report` reads back."""
+    """Where convert writes the report that `edgeact.report.sidecar.find_report` reads back."""
     return Path(output_dir) / f"{name}{REPORT_SUFFIX}"
 
 
@@ -47,8 +55,8 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         EdgeactError subclasses for bad input (nothing is written);
         VerificationError (with `.report`) when outputs were written but a check failed.
     """
-    from .keras_loader import load_model, model_name
-    from .keras_object import calibration_by_layer_names, load_keras_object
+    from converters.keras.in_memory import calibration_by_layer_names, load_keras_object
+    from converters.keras.loader import load_model, model_name
 
     options = options or ConvertOptions()
     exporters = load_exporters()
@@ -123,13 +131,17 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
     import dataclasses
 
     from calibration import read_calibration
-
-    from .forward import float_pass
-    from .input_normalization import choose_preprocessing, input_normalization
-    from .passes import DEFAULT_PIPELINE, run_pipeline
-    from .serving import predict_saved_model
-    from .signature import (fix_open_sizes, functional, judge_kinds_from_data, keras_signature,
-                            saved_model_signature)
+    from converters.keras.forward import float_pass
+    from converters.keras.input_normalization import choose_preprocessing, input_normalization
+    from converters.keras.serving import predict_saved_model
+    from converters.keras.signature import (
+        fix_open_sizes,
+        functional,
+        judge_kinds_from_data,
+        keras_signature,
+        saved_model_signature,
+    )
+    from converters.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
 
     keras_model = loaded.keras_model
     if keras_model is not None:
@@ -144,7 +156,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         normalization = []
     _apply_output_kinds(signature, options.output_kinds)
     _check_labels(options.labels, signature)
-    if budget is not None:  # converters.budget_search.BudgetPlan: refused before calibration data is read
+    if budget is not None:  # converters.budget.search.BudgetPlan: refused before calibration data is read
         check_model(budget, signature, keras_model, options)
     preprocessing = choose_preprocessing(options.preprocessing, normalization)
     options = dataclasses.replace(options, preprocessing=preprocessing)
@@ -174,7 +186,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
 
 
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:
-    """Where INT8 loses accuracy, layer by layer (converters.layer_error): in every report by default
+    """Where INT8 loses accuracy, layer by layer (converters.layer_error.measure): in every report by default
     (`--layer-error always`), only when an INT8 check failed (`auto`), or not (`never`).
 
     Measured on the staged files before they are committed, on REPORT_SAMPLES calibration samples;
@@ -188,7 +200,7 @@ def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None
         report.notes.append(f"per-layer error not measured: it feeds single-input models, this one has "
                             f"{len(job.signature.inputs)} inputs")
         return None
-    from .layer_error import layer_errors_for_job
+    from converters.layer_error.measure import layer_errors_for_job
 
     pairs = {}
     for fmt, section in report.formats.items():
@@ -205,7 +217,7 @@ def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None
 
 
 def _apply_output_kinds(signature, kinds: dict) -> None:
-    from edgeact.report import OutputKind
+    from edgeact.report.records import OutputKind
 
     names = signature.output_names
     for name, kind in (kinds or {}).items():
@@ -228,6 +240,6 @@ def _check_labels(labels, signature) -> None:
 
 
 def _input_info(model_input):
-    from edgeact.report import TensorInfo
+    from edgeact.report.records import TensorInfo
 
     return TensorInfo(model_input.name, list(model_input.shape))

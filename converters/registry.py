@@ -9,7 +9,7 @@ from typing import Protocol
 
 from edgeact.config import Format
 from edgeact.fileio import StagedOutputs
-from edgeact.report import FormatReport
+from edgeact.report.records import FormatReport
 
 from .job import ConvertJob
 
@@ -30,9 +30,3 @@ def register_exporter(cls):
     """Class decorator: make an exporter available under its `format`."""
     EXPORTERS[cls.format] = cls()
     return cls
-
-
-def load_exporters() -> dict[Format, Exporter]:
-    from . import onnx_exporter, tflite_exporter  # noqa: F401  (importing registers them)
-
-    return EXPORTERS

@@ -18,7 +18,7 @@ import numpy as np
 from edgeact.config import Tolerances
 from edgeact.errors import ConversionError
 from edgeact.metrics import Agreement, agreement
-from edgeact.report import Check, OutputKind, TensorInfo
+from edgeact.report.records import Check, OutputKind, TensorInfo
 
 
 def match_names(expected: list[str], got: list[str], what: str) -> None:

@@ -1,3 +1,3 @@
-from .cli import main
+from edgeact.cli import main
 
 main()

@@ -2,7 +2,7 @@
 
 Library code raises these with a message that names what was wrong and what to do;
 the CLI turns them into a one-line error and the exit code below, in one place
-(`edgeact.cli.EdgeactGroup.invoke`). Anything else reaching the CLI is a bug in edgeact.
+(`edgeact.cli.app.EdgeactGroup.invoke`). Anything else reaching the CLI is a bug in edgeact.
 """
 
 

@@ -6,10 +6,10 @@ Ctrl-C never leaves a half-written model or report behind.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
-import errno
 import os
 import re
 import shutil

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeact.data.pixel_input import takes_pixels
+from edgeact.data.preprocess import Preprocessing
+from edgeact.runtime.base import dequantize, quantize
+
 from .errors import InputError, ModelLoadError, RuntimeUnavailableError
-from .pixel_input import takes_pixels
-from .preprocess import Preprocessing
-from .runtime.base import dequantize, quantize
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,12 @@ class Classification:
 
 def _contract(path: Path) -> dict:
     """The model's contract: from its metadata, else from the convert report beside it."""
-    from .model_metadata import read_metadata
+    from edgeact.formats.metadata import read_metadata
 
     contract = read_metadata(path).contract
     if contract:
         return contract
-    from .model_report import find_report
+    from edgeact.report.sidecar import find_report
 
     report = find_report(path)
     if report is None:
@@ -96,7 +97,8 @@ def _table_lookup(table: np.ndarray):
     try:
         import cv2
 
-        lut = np.ascontiguousarray(table[0].reshape(1, 256) if shared or channels == 1 else table.T.reshape(1, 256, channels))
+        lut = np.ascontiguousarray(table[0].reshape(1, 256) if shared or channels == 1
+                                   else table.T.reshape(1, 256, channels))
 
         def lookup(pixels, out):
             if channels == 1:
@@ -128,7 +130,7 @@ class FrameModel:
 
     def __init__(self, path: str | Path, runtime: str | None = None, threads: int | None = None,
                  delegate: str = "xnnpack") -> None:
-        from .runtime.tflite import TFLiteRunner
+        from edgeact.runtime.tflite import TFLiteRunner
 
         self.path = Path(path)
         if self.path.suffix.lower() != ".tflite":

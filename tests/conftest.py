@@ -17,7 +17,7 @@ EXAMPLE_TEST_IMAGES = ROOT / "examples" / "mnist" / "test_images"
 
 @pytest.fixture(scope="session")
 def keras():
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
 
     return import_keras()
 

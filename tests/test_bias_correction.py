@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.bias_correction import correct_biases
-from converters.tflite_ranges import calibrate_tflite, quantize_calibrated
+from converters.budget.bias_correction import correct_biases
+from converters.tflite.ranges import calibrate_tflite, quantize_calibrated
 
 
 def _biased_model(keras):
@@ -25,7 +25,7 @@ def _biased_model(keras):
 
 
 def _int8_outputs(model, data) -> np.ndarray:
-    from converters.fallback import _run
+    from converters.budget.tflite import _run
 
     return _run(quantize_calibrated(calibrate_tflite(model, data)), data)[0]
 

@@ -166,8 +166,8 @@ def test_a_two_output_model_is_refused_for_any_budget(keras, files, tmp_path):
 
 
 def test_the_report_reads_back_with_and_without_the_budget_section(files, tmp_path):
-    from edgeact.budget_report import render_accuracy_budget
-    from edgeact.report import ConvertReport
+    from edgeact.report.budget import render_accuracy_budget
+    from edgeact.report.records import ConvertReport
 
     search = {"budget": {"max_drop": 0.5, "min_agreement": None, "min_sqnr": None}, "metric": "top-1 drop (pp)",
               "met": False, "best": 2, "file": "m_int8.tflite", "attempts": [
@@ -187,7 +187,7 @@ def test_the_report_reads_back_with_and_without_the_budget_section(files, tmp_pa
     assert "NOT met" in text and "attempt 2 (float: c2)" in text and "0.9 ms per sample vs 0.5 ms" in text
     failed = {**search, "attempts": [], "error": "ORT refused the model"}
     assert "failed: ORT refused the model" in render_accuracy_budget({**section, "formats": {"onnx": failed}})
-    from edgeact.validate_report import ReportError
+    from edgeact.report.validate import ReportError
 
     with pytest.raises(ReportError, match="accuracy_budget"):
         ConvertReport.from_dict({**base, "accuracy_budget": [1]})

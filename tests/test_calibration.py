@@ -7,8 +7,8 @@ import pytest
 from calibration import read_calibration
 from calibration.adapters import OrtCalibrationReader, representative_dataset
 from calibration.sources import ModelInput, sample_set
+from edgeact.data.preprocess import Preprocessing, make_preprocessing
 from edgeact.errors import CalibrationError, InputError
-from edgeact.preprocess import Preprocessing, make_preprocessing
 
 GRAY = ModelInput("x", (6, 6, 1))
 RGB = ModelInput("x", (6, 6, 3))

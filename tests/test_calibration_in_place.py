@@ -2,7 +2,7 @@
 
 TF's calibrator logs an op's inputs again after the kernel ran; an element-wise kernel that
 wrote its output over an input it was the last reader of makes that input's range the union of
-both (converters.tflite_ranges). Each range is checked against the values Keras computes on
+both (converters.tflite.ranges). Each range is checked against the values Keras computes on
 the same samples, and the plain converter is shown to get them wrong on the same model.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.tflite_ranges import calibrate_tflite, calibrated_ranges, quantize_calibrated
+from converters.tflite.ranges import calibrate_tflite, calibrated_ranges, quantize_calibrated
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_each_tensor_records_the_range_keras_computes(keras, in_place_net):
 
 def test_the_plain_converter_records_the_in_place_output_instead(keras, in_place_net):
     """Why the guard exists. If a TensorFlow release fixes its calibrator this fails, and the
-    guard (converters.tflite_ranges.kept_outputs_calibration) can go."""
+    guard (converters.tflite.ranges.kept_outputs_calibration) can go."""
     model, data = in_place_net
     want = _keras_ranges(keras, model, data)
     plain = calibrated_ranges(_plain_calibration(model, data))
@@ -132,12 +132,12 @@ def test_convert_uses_the_guard_and_says_so(keras, in_place_net, tmp_path):
 
 
 def test_outputs_are_added_for_calibration_and_removed_after(keras, in_place_net):
-    """The byte-level edit (converters.tflite_ranges.keep_all_outputs / drop_last_outputs) gives
+    """The byte-level edit (converters.tflite.ranges.keep_all_outputs / drop_last_outputs) gives
     a model LiteRT loads, with every op output listed, then the original outputs again."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from converters.tflite_ranges import drop_last_outputs, keep_all_outputs
+    from converters.tflite.ranges import drop_last_outputs, keep_all_outputs
 
     model, data = in_place_net
     plain = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -158,7 +158,7 @@ def test_outputs_are_added_for_calibration_and_removed_after(keras, in_place_net
 
 
 def test_a_model_past_the_offset_limit_keeps_tf_calibration_and_says_so(keras, in_place_net, monkeypatch):
-    from converters import tflite_ranges
+    from converters.tflite import ranges as tflite_ranges
 
     model, data = in_place_net
     monkeypatch.setattr(tflite_ranges, "_OFFSET_LIMIT", 1000)  # every model is "too large"
@@ -173,7 +173,7 @@ def test_a_model_past_the_offset_limit_keeps_tf_calibration_and_says_so(keras, i
 def test_a_conversion_that_never_calibrates_is_refused(keras, in_place_net):
     import tensorflow as tf
 
-    from converters.tflite_ranges import convert_guarded
+    from converters.tflite.ranges import convert_guarded
     from edgeact.errors import ConversionError
 
     model, _ = in_place_net
@@ -184,7 +184,7 @@ def test_a_conversion_that_never_calibrates_is_refused(keras, in_place_net):
 def test_guards_nest_and_leave_other_threads_alone(keras, in_place_net):
     import threading
 
-    from converters.tflite_ranges import kept_outputs_calibration
+    from converters.tflite.ranges import kept_outputs_calibration
 
     model, data = in_place_net
     want = _keras_ranges(keras, model, data)["t_relu6"]

@@ -183,7 +183,7 @@ def test_bad_option_values(small_cnn_file, pixels_npy, tmp_path):
 
 
 def test_conversion_failure_leaves_no_partial_files(small_cnn_file, pixels_npy, tmp_path, monkeypatch):
-    from converters import tflite_exporter
+    from converters.tflite import exporter as tflite_exporter
     from edgeact.errors import ConversionError
 
     def refuse(*args, **kwargs):

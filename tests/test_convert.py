@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from converters import ConvertOptions, convert
-from converters.tflite_check import check_fusion, check_integer_only
+from converters.tflite.check import check_fusion, check_integer_only
 from edgeact.config import IOType
+from edgeact.formats.tflite_model import read_tflite
 from edgeact.runtime import open_runner
-from edgeact.tflite_model import read_tflite
 
 
 def test_outputs_and_report_are_written(converted_small):
@@ -63,7 +63,7 @@ def test_verification_numbers_agree_with_a_direct_computation(converted_small, s
     """The report's INT8-vs-Keras check equals what we compute here on the same held-out samples."""
     from calibration import read_calibration
     from calibration.sources import ModelInput
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
     out, report = converted_small
     data = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, 20, 0)
@@ -91,7 +91,7 @@ def test_activation_statistics_match_the_float_model(converted_small, small_cnn)
 
 def test_dead_channels_are_counted(keras, tmp_path):
     """A conv whose bias pushes two channels far below zero has exactly two dead ReLU channels."""
-    from converters.forward import float_pass
+    from converters.keras.forward import float_pass
 
     L = keras.layers
     inputs = keras.Input((8, 8, 1))
@@ -188,7 +188,7 @@ def test_float_exports_are_checked_on_the_first_held_out_samples_int8_on_all(sma
     from calibration import read_calibration
     from calibration.sources import ModelInput
     from converters.job import FLOAT_CHECK_SAMPLES
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
     holdout = FLOAT_CHECK_SAMPLES + 8
     report = convert(small_cnn_file, pixels_npy, tmp_path, ConvertOptions(samples=20, holdout=holdout, progress=False))

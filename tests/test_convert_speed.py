@@ -7,8 +7,8 @@ import pytest
 
 
 def test_float_pass_statistics_equal_a_numpy_recount(keras, small_cnn):
-    from converters.activations import relu_layers
-    from converters.forward import float_pass
+    from converters.keras.activations import relu_layers
+    from converters.keras.forward import float_pass
 
     x = np.random.default_rng(3).uniform(-1, 1, (45, 16, 16, 3)).astype("float32")  # 2 batches, the last short
     stats, outputs = float_pass(small_cnn, x, batch_size=32)
@@ -24,7 +24,7 @@ def test_float_pass_statistics_equal_a_numpy_recount(keras, small_cnn):
 
 
 def test_pipeline_runs_each_model_once_and_reuses_a_given_reference(keras, small_cnn, monkeypatch):
-    from converters import passes
+    from converters.passes import pipeline as passes
 
     x = np.random.default_rng(4).uniform(-1, 1, (8, 16, 16, 3)).astype("float32")
     calls = []

@@ -17,14 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from edgeact.cli import cli
-from edgeact.profiler import LoopSettings
+from edgeact.measure.profiler import LoopSettings
 from edgeact.remote import parse_device
 from edgeact.remote.device_profile import DeviceOptions, DeviceSession
 from edgeact.remote.fleet import wire_inputs
 from edgeact.runtime import open_runner
+from tests.helpers import only
 
 from .sshd import free_port
-from tests.helpers import only
 
 pytestmark = [pytest.mark.device, pytest.mark.aarch64, pytest.mark.slow]
 

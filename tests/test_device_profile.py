@@ -131,7 +131,7 @@ def test_dropped_connection_mid_run(converted_small, labelled_npz, tmp_path):
                 cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
             except OSError:
                 pass
-        if any(b"edgeact.profiler" in c for c in cmdlines):
+        if any(b"edgeact.measure.profiler" in c for c in cmdlines):
             break
         time.sleep(0.1)
     else:
@@ -195,7 +195,7 @@ def test_ctrl_c_ends_the_run_here_and_on_the_device(servers, converted_small, tm
         found = []
         for pid in descendants(server.process.pid):
             try:
-                if b"edgeact.profiler" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if b"edgeact.measure.profiler" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     found.append(pid)
             except OSError:
                 pass

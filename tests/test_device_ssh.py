@@ -172,7 +172,7 @@ def test_tflite_check_without_schema(converted_small, tmp_path):
             "for name in ('flatbuffers', 'ai_edge_litert.schema_py_generated', 'tensorflow'):\n"
             "    sys.modules[name] = None\n"
             "from edgeact.errors import ModelLoadError\n"
-            "from edgeact.tflite_model import read_tflite\n"
+            "from edgeact.formats.tflite_model import read_tflite\n"
             f"print(read_tflite({str(out / 'small_cnn_int8.tflite')!r}).op_counts())\n"
             f"try:\n    read_tflite({str(junk)!r})\nexcept ModelLoadError as exc:\n    print(exc)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

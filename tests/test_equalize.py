@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.passes import run_pipeline
+from converters.passes.pipeline import run_pipeline
 
 
 def _outlier_model(keras, activation="relu", factor=60.0):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.fallback import Budget, BudgetNotMetError, EvalData, render_attempts, require_budget, search_tflite
+from converters.budget.tflite import BudgetNotMetError, EvalData, render_attempts, require_budget, search_tflite
+from converters.options import Budget
 
 
 def _one_bad_layer(keras, activation: str):
@@ -27,7 +28,8 @@ def _one_bad_layer(keras, activation: str):
     k2[:, :, 7, :] = 1000.0
     model.get_layer("c2").set_weights([k2, b2])
     rng = np.random.default_rng(0)
-    return model, rng.uniform(0, 1, (48, 8, 8, 3)).astype(np.float32), rng.uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
+    calibration = rng.uniform(0, 1, (48, 8, 8, 3)).astype(np.float32)
+    return model, calibration, rng.uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_fallback_meets_the_budget_by_keeping_the_one_bad_layer_float(one_bad_la
     assert result.best.float_layers == ["c2"]  # ranked first by own error, and enough on its own
     assert all(not a.full_integer for a in result.attempts if a.float_layers)
     # Independently: the written model agrees with float on the evaluation data.
-    from converters.fallback import _run
+    from converters.budget.tflite import _run
 
     outputs, _ = _run(result.model, x)
     reference = np.asarray(model.predict(x, verbose=0))
@@ -76,7 +78,7 @@ def test_an_impossible_budget_is_refused_with_the_table(one_bad_layer):
 
 
 def test_budget_needs_exactly_one_goal_and_labels_for_max_drop(one_bad_layer):
-    from converters.fallback import measure
+    from converters.budget.tflite import measure
     from edgeact.errors import InputError
 
     with pytest.raises(InputError):
@@ -92,8 +94,8 @@ def test_budget_needs_exactly_one_goal_and_labels_for_max_drop(one_bad_layer):
 
 
 def test_onnx_fallback_excludes_the_one_bad_layer(one_bad_layer, tmp_path):
-    from converters.fallback_onnx import onnx_job, search_onnx
-    from converters.onnx_exporter import export_float_onnx
+    from converters.budget.onnx import onnx_job, search_onnx
+    from converters.onnx.exporter import export_float_onnx
 
     model, calibration, x = one_bad_layer
     job = onnx_job(model, calibration, tmp_path, "onebad")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.passes import run_pipeline
-from edgeact.delegate_coverage import Coverage, LeftOp, coverage_from_onnx_graph, coverage_from_ops, model_coverage
-from edgeact.speed_verdict import render_speed, speed_verdicts
+from converters.passes.pipeline import run_pipeline
+from edgeact.fastpath.coverage import Coverage, LeftOp, coverage_from_onnx_graph, coverage_from_ops, model_coverage
+from edgeact.fastpath.speed_verdict import render_speed, speed_verdicts
 
 BEFORE = ("fold_batchnorm", "fuse_activation")  # the pipeline without decompose_hard_swish
 
@@ -244,7 +244,7 @@ def test_convert_reports_the_fast_path_and_says_when_int8_is_slower(converted_pa
     assert ("WARNING: INT8 is slower" in before["text"]) == (before["int8_ms"] > before["float_ms"])
     after = reports["after"].formats["tflite"].details["fast_path"]
     assert after["coverage"]["partitions"] == 1 and not after["coverage"]["left"]
-    from edgeact.render import render_convert_report
+    from edgeact.report.render import render_convert_report
 
     assert "speed: hswish_after_int8.tflite is" in render_convert_report(reports["after"])
 
@@ -254,7 +254,7 @@ def test_spatial_reduce_mean_becomes_global_average_pool(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from converters.onnx_rewrites import reduce_mean_to_global_pool
+    from converters.onnx.rewrites import reduce_mean_to_global_pool
 
     nodes = [helper.make_node("ReduceMean", ["x"], ["m"], name="se_pool", axes=[2, 3], keepdims=1),
              helper.make_node("Mul", ["x", "m"], ["y"]),
@@ -296,7 +296,7 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
     ONNX: the same within 0.5 points. TFLite: at most 1.5 points lower. With TF's own
     calibration the rewrite scattered by several points (sd 1.86 over 15 paired conversions in
     bench/bench_hard_swish_accuracy.py), because TF's calibrator gave the ReLU6(x + 3) tensor the
-    product's range; with edgeact's (converters.tflite_ranges) the same 15 pairs moved by +0.11
+    product's range; with edgeact's (converters.tflite.ranges) the same 15 pairs moved by +0.11
     points, sd 0.31. The calibration subset this test draws is the least kind seen: -0.82 points
     on all 10,000 test images, -1.1 on the 2,000 scored here, where four other subsets of the
     same 300 images gave +0.09 to +0.27."""
@@ -340,10 +340,10 @@ def test_dense_on_a_feature_map_becomes_a_pointwise_conv_and_stays_in_one_partit
     import keras
 
     from converters import ConvertOptions, convert
-    from converters.passes import run_pipeline
+    from converters.passes.pipeline import run_pipeline
     from edgeact.config import Format
-    from edgeact.delegate_coverage import tflite_coverage
-    from edgeact.tflite_model import read_tflite
+    from edgeact.fastpath.coverage import tflite_coverage
+    from edgeact.formats.tflite_model import read_tflite
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((12, 12, 3), name="image")

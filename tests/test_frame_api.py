@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import edgeact
+from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import InputError
 from edgeact.frame_api import _resizer, outputs_by_name
-from edgeact.preprocess import make_preprocessing
 from edgeact.runtime.tflite import TFLiteRunner
 from tests.conftest import EXAMPLE_CALIBRATION, EXAMPLE_MODEL
 from tests.helpers import only
@@ -74,7 +74,7 @@ def test_classify_resizes_preprocesses_and_labels(converted, io, lookup_library)
 def test_without_metadata_the_report_says_how_to_feed(converted, monkeypatch):
     """A .tflite without edgeact's contract (stripped, or from an older edgeact): the report beside it says
     how to feed it, pixel-in included."""
-    from edgeact import model_metadata
+    from edgeact.formats import metadata as model_metadata
 
     monkeypatch.setattr(model_metadata, "read_metadata", lambda path: model_metadata.ModelMetadata(entries=[]))
     frame = _frames(2)[0]
@@ -95,9 +95,10 @@ def test_gray_frame_on_an_rgb_model_is_replicated(converted):
 
 @pytest.mark.parametrize("io", ["int8", "uint8"])
 def test_rgb_frame_on_a_gray_model_and_named_outputs(tmp_path, io, lookup_library):
+    from PIL import Image
+
     from converters import ConvertOptions, convert
     from edgeact.config import IOType
-    from PIL import Image
 
     convert(EXAMPLE_MODEL, EXAMPLE_CALIBRATION, tmp_path, ConvertOptions(
         io_type=IOType(io), labels=[str(d) for d in range(10)], samples=50, holdout=20))
@@ -135,7 +136,7 @@ import numpy as np
 for name in ("tensorflow", "keras", "tf2onnx", "onnx", "converters", "calibration"):
     sys.modules[name] = None  # mediapipe stays importable: the test proves it is not imported
 import edgeact
-from edgeact.model_metadata import read_metadata
+from edgeact.formats.metadata import read_metadata
 model = edgeact.load(sys.argv[1])
 top = model.classify(np.full((33, 47, 3), 128, np.uint8), top_k=2)
 meta = read_metadata(sys.argv[1])
@@ -164,7 +165,7 @@ def test_frame_api_and_metadata_need_neither_tensorflow_nor_mediapipe(converted)
 
 def test_profile_feeds_a_per_channel_pixel_in_model_pixels(converted):
     """profile hands models preprocessed floats; a torch pixel-in model must get them back as pixels."""
-    from edgeact.profiler import LoopSettings, profile_model
+    from edgeact.measure.profiler import LoopSettings, profile_model
 
     pixels = np.stack(_frames(3))[:, :16, :16]
     floats = make_preprocessing("torch").apply(pixels)

@@ -209,7 +209,7 @@ def test_sequential_never_built_is_a_one_line_error(keras, tmp_path):
 
 def test_object_keras_cannot_rebuild_keeps_its_own_names(keras, tmp_path):
     """A layer class Keras cannot find again (defined in a function): converted as it is, under its tensor names."""
-    from converters.keras_object import with_layer_input_names
+    from converters.keras.in_memory import with_layer_input_names
 
     def local_layer_class():
         class Double(keras.layers.Layer):

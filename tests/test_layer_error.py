@@ -14,8 +14,16 @@ import json
 import numpy as np
 import pytest
 
-from converters.layer_error import (REPORT_SAMPLES, SQNR_CAP_DB, ErrorAccumulator, LayerErrorReport, QuantGrid,
-                                    keras_layer_name, layer_errors, sqnr_db)
+from converters.layer_error.measure import (
+    REPORT_SAMPLES,
+    SQNR_CAP_DB,
+    ErrorAccumulator,
+    QuantGrid,
+    keras_layer_name,
+    layer_errors,
+    sqnr_db,
+)
+from edgeact.report.layer_errors import LayerErrorReport
 
 
 def _sqnr(reference, approximation) -> float:
@@ -149,7 +157,8 @@ def test_onnx_rows_match_the_int8_model_cut_at_each_activation(keras, chain, tmp
         session = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])  # integer kernels
         float_cut = tmp_path / f"float{row.depth}.onnx"
         onnx.utils.extract_model(str(fp32), str(float_cut), ["image"], [row.tensor])
-        reference = ort.InferenceSession(str(float_cut), providers=["CPUExecutionProvider"]).run(None, {"image": data})[0]
+        reference_session = ort.InferenceSession(str(float_cut), providers=["CPUExecutionProvider"])
+        reference = reference_session.run(None, {"image": data})[0]
         approximation = session.run(None, {"image": data})[0]
         assert row.sqnr_db == pytest.approx(_sqnr(reference, approximation), abs=0.5), row.tensor
         checked += 1
@@ -284,9 +293,9 @@ def test_own_sqnr_against_the_unfolded_model_covers_folded_chains(keras, small_c
 
 
 def test_the_convert_hook_measures_on_the_jobs_calibration_samples(chain, chain_tflite, tmp_path):
-    from converters.fallback_onnx import onnx_job
-    from converters.layer_error import layer_errors_for_job
-    from converters.layer_error_render import render_layer_errors
+    from converters.budget.onnx import onnx_job
+    from converters.layer_error.measure import layer_errors_for_job
+    from edgeact.report.layer_errors import render_layer_errors
 
     model, data = chain
     job = onnx_job(model, data[:12], tmp_path, "chain")

@@ -1,7 +1,7 @@
 """Per-layer error in every convert report: what a passing conversion stores and prints, checked
 against numbers recomputed here from the written files, and the float32 accumulator against float64.
 
-The reference numbers are computed without converters.layer_error: LiteRT's interpreter with
+The reference numbers are computed without converters.layer_error.measure: LiteRT's interpreter with
 preserved intermediates and float64 numpy for TFLite, and for ONNX the written INT8 model cut
 at the tensor and run by ONNX Runtime's integer kernels.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from converters.layer_error import REPORT_SAMPLES, ErrorAccumulator, QuantGrid, sqnr_db
+from converters.layer_error.measure import REPORT_SAMPLES, ErrorAccumulator, QuantGrid, sqnr_db
 from edgeact.cli import cli
 
 
@@ -27,7 +27,7 @@ def _calibration_samples(pixels_npy, samples: int, holdout: int) -> np.ndarray:
     """The samples convert calibrated on (its reader shuffles with the seed), preprocessed 'unit'."""
     from calibration import read_calibration
     from calibration.sources import ModelInput
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
     calib = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"),
                              samples, holdout, seed=0)
@@ -139,7 +139,7 @@ def test_a_passing_convert_prints_one_line_per_format(passing):
 
 @pytest.mark.parametrize("width", [80, 100, 160])
 def test_the_passing_summary_fits_the_width(passing, width):
-    from edgeact.render import render_convert_report
+    from edgeact.report.render import render_convert_report
 
     _, _, report = passing
     text = render_convert_report(report, width=width)
@@ -196,8 +196,7 @@ def test_accumulator_degenerate_tensors():
 def test_a_report_without_the_own_column_says_so(passing):
     """A SavedModel input has no Keras layers: the report's columns and the summary say own is missing;
     a version 1 section (no `columns`) reads as measured where its rows have an own SQNR."""
-    from converters.layer_error import LayerErrorReport
-    from converters.layer_error_render import render_layer_summary
+    from edgeact.report.layer_errors import LayerErrorReport, render_layer_summary
 
     _, _, report = passing
     section = dict(report["layer_errors"])

@@ -35,7 +35,7 @@ def rgb_mnist(keras, tmp_path_factory):
     """(output folder, convert report): the MNIST CNN behind an RGB input, --io uint8 with labels."""
     from converters import ConvertOptions, convert
     from edgeact.config import IOType
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
     digits_model = keras.models.load_model(EXAMPLE_MODEL)
     image = keras.Input((28, 28, 3), name="image")
@@ -100,7 +100,7 @@ def test_mediapipe_classifies_the_pixel_in_model_like_edgeact(rgb_mnist):
     # ulp and round to the neighbouring input step; the int8 softmax output's step is 1/256.
     ("float_io/rgb_mnist_int8.tflite", 1 / 256 * 1.0001)])
 def test_mediapipe_runs_float_models_from_their_normalization_options(rgb_mnist, model_file, tolerance):
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
     from edgeact.runtime.tflite import TFLiteRunner
 
     out, _ = rgb_mnist

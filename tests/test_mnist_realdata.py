@@ -7,11 +7,11 @@ import pytest
 
 from converters import ConvertOptions, convert
 from edgeact.config import Format
-from edgeact.preprocess import make_preprocessing
+from edgeact.data.preprocess import make_preprocessing
 from edgeact.runtime import open_runner
+from tests.helpers import only
 
 from .conftest import EXAMPLE_CALIBRATION, EXAMPLE_MODEL
-from tests.helpers import only
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 

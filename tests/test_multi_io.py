@@ -11,7 +11,7 @@ from converters import ConvertOptions, convert
 from edgeact.cli import cli
 from edgeact.config import Format
 from edgeact.errors import InputError, ModelLoadError
-from edgeact.report import ConvertReport
+from edgeact.report.records import ConvertReport
 from edgeact.runtime import open_runner
 
 BOTH = (Format.TFLITE, Format.ONNX)
@@ -57,7 +57,7 @@ def converted(request, keras, tmp_path_factory):
 def _holdout(report, arrays, model):
     from calibration import read_calibration
     from calibration.sources import ModelInput
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
     inputs = [ModelInput(t.name, tuple(t.shape[1:])) for t in model.inputs]
     data = read_calibration(dict(arrays), inputs, make_preprocessing("unit"), 40, 20, 0)

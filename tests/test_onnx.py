@@ -41,9 +41,10 @@ def ort_optimized_ops(path, tmp_path):
 def holdout(pixels_npy, n=20):
     from calibration import read_calibration
     from calibration.sources import ModelInput
-    from edgeact.preprocess import make_preprocessing
+    from edgeact.data.preprocess import make_preprocessing
 
-    return read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, n, 0).holdout.arrays["image"]
+    calibration = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, n, 0)
+    return calibration.holdout.arrays["image"]
 
 
 def test_both_formats_are_written(converted_both):
@@ -236,7 +237,7 @@ def test_tf2onnx_collects_each_discarded_graph_copy_before_the_next_optimizer():
 
     from tf2onnx import optimizer
 
-    from converters.tf2onnx_ops import collecting_optimizers
+    from converters.onnx.tf2onnx_ops import collecting_optimizers
 
     class Cyclic:
         pass
@@ -266,7 +267,7 @@ def test_grouped_conv_model_exports_to_onnx_and_stays_on_integer_kernels(tmp_pat
     depthwise convolution in both formats; without the pass the ONNX export fails."""
     import keras
 
-    from edgeact.tflite_model import read_tflite
+    from edgeact.formats.tflite_model import read_tflite
 
     keras.utils.set_random_seed(3)  # a fixed model: the checks below judge the pass, not an unlucky init
     inputs = keras.Input((16, 16, 3), name="image")
@@ -297,7 +298,7 @@ def test_grouped_conv_model_exports_to_onnx_and_stays_on_integer_kernels(tmp_pat
 def test_unsupported_op_in_many_layers_is_one_readable_entry():
     """ConvNeXtTiny's ONNX error named the same op once per layer, 2,572 characters; now one entry
     per op with its layer count and the first two layers."""
-    from converters.onnx_exporter import unsupported_ops
+    from converters.onnx.exporter import unsupported_ops
 
     layers = [f"stage_{i}_depthwise_conv" for i in range(18)] + ["odd"]
     log = "\n".join(f"Tensorflow op [m/stage_{i}_depthwise_conv_1/StatefulPartitionedCall: StatefulPartitionedCall]"

@@ -15,13 +15,13 @@ from onnx import numpy_helper
 from converters import ConvertOptions, convert
 from edgeact.config import Format
 from edgeact.cpu_features import cpu_flags, u8s8_saturates
+from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import VerificationError
-from edgeact.preprocess import make_preprocessing
 
 
 @pytest.fixture(scope="module")
 def bright_conv_file(tmp_path_factory):
-    from converters.keras_loader import import_keras
+    from converters.keras.loader import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -75,8 +75,8 @@ def test_weights_use_seven_bits_by_default_and_eight_on_request(bright_conv_file
     assert quantization["weight_bits"] == 7 and "-64..64" in quantization["weights"]
     assert full.formats["onnx"].details["quantization"]["weight_bits"] == 8
     # What the per-layer own column rounds each format's kernels with: the range read from the file.
-    from converters.layer_error_keras import quantize_kernel
-    from converters.layer_error_onnx import weight_levels
+    from converters.layer_error.keras import quantize_kernel
+    from converters.layer_error.onnx import weight_levels
 
     assert weight_levels(tmp_path / "seven" / "bright_int8.onnx") == 64
     assert weight_levels(tmp_path / "eight" / "bright_int8.onnx") == 127
@@ -121,7 +121,7 @@ def test_kernel_diagnosis_blames_kernels_only_when_they_leave_the_qdq_arithmetic
         bright_conv_file, bright_pixels, tmp_path):
     """Recomputed independently of the host: the diagnosis compares the kernel predictions it is
     given with ORT's QDQ arithmetic, so real predictions are not blamed and corrupted ones are."""
-    from converters.onnx_kernels import kernel_diagnosis
+    from converters.onnx.kernels import kernel_diagnosis
     from edgeact.runtime.onnx import OnnxRunner
 
     _convert(bright_conv_file, bright_pixels, tmp_path / "seven", 7)
@@ -174,7 +174,7 @@ def test_profile_notes_a_full_range_model_only_where_the_kernels_saturate(
     """The note rides on what profile cannot fix: ORT's own kernels on this host. The CPU is
     patched both ways; the range is read from each written file."""
     from edgeact import cpu_features
-    from edgeact.profile_session import ProfileOptions, profile_models
+    from edgeact.profile.session import ProfileOptions, profile_models
 
     _convert(bright_conv_file, bright_pixels, tmp_path / "seven", 7)
     _convert(bright_conv_file, bright_pixels, tmp_path / "eight", 8)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeact.op_time import OpKind, measured_op_times, onnx_op_times, shares_from_trace
+from edgeact.fastpath.op_shares import OpKind
+from edgeact.fastpath.op_time import measured_op_times
+from edgeact.fastpath.op_time_onnx import onnx_op_times, shares_from_trace
 
 
 # -- ONNX Runtime -------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def tiny_tflite(keras, tmp_path_factory):
 
 
 def test_a_left_op_is_named_with_a_share_below_one(tiny_tflite):
-    from edgeact.op_time_tflite import tflite_op_times
+    from edgeact.fastpath.op_time_tflite import tflite_op_times
 
     times = tflite_op_times(tiny_tflite["hard_swish"], threads=1, runs=30)
     left = [op for op in times.ops if op.kind == OpKind.LEFT]
@@ -145,7 +147,7 @@ def test_a_left_op_is_named_with_a_share_below_one(tiny_tflite):
 
 
 def test_a_fully_delegated_model_reports_no_left_op(tiny_tflite):
-    from edgeact.op_time_tflite import tflite_op_times
+    from edgeact.fastpath.op_time_tflite import tflite_op_times
 
     times = tflite_op_times(tiny_tflite["relu"], threads=1, runs=10)
     assert [op.kind for op in times.ops] == [OpKind.DELEGATED]
@@ -157,7 +159,7 @@ def test_the_one_op_model_computes_what_the_op_computes_inside_the_model(tiny_tf
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from edgeact.op_time_tflite import one_op_model
+    from edgeact.fastpath.op_time_tflite import one_op_model
 
     data = tiny_tflite["hard_swish"].read_bytes()
     whole = Interpreter(model_content=data, experimental_preserve_all_tensors=True,
@@ -193,8 +195,8 @@ def test_inspect_op_times_prints_the_shares(tiny_tflite):
 
 def test_profile_warning_names_the_left_ops_with_their_share(tiny_tflite, tmp_path):
     """profile's verdict, given rows where INT8 lost, measures and prints the left ops' share."""
-    from edgeact.delegate_coverage import model_coverage
-    from edgeact.speed_verdict import render_speed, speed_verdicts
+    from edgeact.fastpath.coverage import model_coverage
+    from edgeact.fastpath.speed_verdict import render_speed, speed_verdicts
 
     int8 = tmp_path / "m_int8.tflite"
     int8.write_bytes(tiny_tflite["hard_swish"].read_bytes())
@@ -254,7 +256,7 @@ def test_a_multiply_by_a_constant_becomes_a_scale(tmp_path):
 
     import onnx
 
-    from converters.onnx_rewrites import fold_constant_mul_into_scale
+    from converters.onnx.rewrites import fold_constant_mul_into_scale
 
     path = _quantized(tmp_path, 1 / 6, "sixth")
     original = tmp_path / "original.onnx"
@@ -272,7 +274,7 @@ def test_a_multiply_by_a_constant_becomes_a_scale(tmp_path):
 
 
 def test_a_negative_constant_is_left(tmp_path):
-    from converters.onnx_rewrites import fold_constant_mul_into_scale
+    from converters.onnx.rewrites import fold_constant_mul_into_scale
 
     assert fold_constant_mul_into_scale(_quantized(tmp_path, -0.5, "negative")) == []
 
@@ -285,7 +287,7 @@ def test_op_times_run_without_tensorflow_or_onnx(tiny_tflite, qdq_onnx):
     child = ("import sys\n"
              "for name in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'converters', 'calibration'):\n"
              "    sys.modules[name] = None\n"
-             "from edgeact.op_time import model_op_times\n"
+             "from edgeact.fastpath.op_time import model_op_times\n"
              "for path in sys.argv[1:]:\n"
              "    print(model_op_times(path, threads=1).summary())\n")
     done = subprocess.run([sys.executable, "-c", child, str(tiny_tflite["hard_swish"]), str(qdq_onnx[1])],

@@ -22,9 +22,9 @@ def _scales(path) -> dict[str, float]:
 def test_chunked_histograms_hold_one_chunk_and_give_ort_s_ranges(keras, tmp_path, monkeypatch, method, tolerance):
     from onnxruntime.quantization import calibrate
 
-    from converters.fallback_onnx import onnx_job
-    from converters.onnx_exporter import export_float_onnx, quantize_onnx
-    from converters.ort_histograms import streamed_histograms
+    from converters.budget.onnx import onnx_job
+    from converters.onnx.exporter import export_float_onnx, quantize_onnx
+    from converters.onnx.histograms import streamed_histograms
     from edgeact.config import CalibrationMethod
 
     model, calibration, _ = _one_bad_layer(keras, "relu")  # 48 calibration samples

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.passes import DEFAULT_PIPELINE, run_pipeline
+from converters.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
 
 from .conftest import randomize_batchnorm
 

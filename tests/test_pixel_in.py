@@ -13,9 +13,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from converters.pixel_in import plan_pixel_in
-from edgeact.pixel_input import to_pixels
-from edgeact.preprocess import make_preprocessing
+from converters.tflite.pixel_in import plan_pixel_in
+from edgeact.data.pixel_input import to_pixels
+from edgeact.data.preprocess import make_preprocessing
 from tests.helpers import only
 
 LABELS = ["cat", "dog", "bird", "fish"]
@@ -88,7 +88,7 @@ def test_pixel_in_model_matches_float_preprocessing(name, small_cnn, pixels_npy,
 
 @pytest.mark.slow
 def test_metadata_round_trip(small_cnn, pixels_npy, tmp_path):
-    from edgeact.model_metadata import load_metadata_schema, read_metadata
+    from edgeact.formats.metadata import load_metadata_schema, read_metadata
 
     pre = _preprocessing("mobilenet")
     _convert(small_cnn, pixels_npy, tmp_path, pre, "uint8")

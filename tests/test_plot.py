@@ -8,8 +8,17 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the plot extra (edgeact[plot]) is part of the dev install")
 
-from edgeact.plot import (ACCURACY_DPI, ACCURACY_FIGSIZE, FLOAT_STYLE, INT8_STYLE, REFERENCE_STYLE,  # noqa: E402
-                          AccuracyPoint, accuracy_figure, accuracy_points, plot_accuracy_vs_latency)
+from edgeact.profile.plot import (
+    ACCURACY_DPI,
+    ACCURACY_FIGSIZE,
+    FLOAT_STYLE,
+    INT8_STYLE,
+    REFERENCE_STYLE,
+    AccuracyPoint,
+    accuracy_figure,
+    accuracy_points,
+    plot_accuracy_vs_latency,
+)
 
 from .test_terminal_output import demo_rows, make_report, make_row  # noqa: E402
 

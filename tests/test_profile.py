@@ -9,15 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeact.data.evaldata import read_eval_data
+from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import InputError
-from edgeact.evaldata import read_eval_data
-from edgeact.model_report import find_report, report_name, report_path
-from edgeact.preprocess import make_preprocessing
-from edgeact.profile_report import CSV_KEYS, render_csv, render_json, render_markdown, render_profile
-from edgeact.profile_session import ProfileOptions, compare, profile_models, score
-from edgeact.profiler import LoopSettings, MemoryProbe, fit_inputs, latency_stats, profile_model, time_invocations
+from edgeact.measure.profiler import (
+    LoopSettings,
+    MemoryProbe,
+    fit_inputs,
+    latency_stats,
+    profile_model,
+    time_invocations,
+)
+from edgeact.profile.render import CSV_KEYS, render_csv, render_json, render_markdown, render_profile
+from edgeact.profile.session import ProfileOptions, compare, profile_models, score
+from edgeact.profile.targets import Target, check_target
+from edgeact.report.sidecar import find_report, report_name, report_path
 from edgeact.runtime import IOSpec, open_runner
-from edgeact.targets import Target, check_target
 from tests.helpers import only
 
 
@@ -161,7 +168,8 @@ def test_streams_share_the_runs_and_report_images_per_second(converted_small):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("runs", 0, "--runs 0"), ("warmup", -1, "--warmup -1"), ("streams", 0, "--streams 0"), ("threads", 0, "--threads 0"),
+    ("runs", 0, "--runs 0"), ("warmup", -1, "--warmup -1"), ("streams", 0, "--streams 0"),
+    ("threads", 0, "--threads 0"),
 ])
 def test_loop_settings_refuse_nonsense(field, value, message):
     with pytest.raises(InputError, match=message):
@@ -196,7 +204,7 @@ def test_profiler_module_runs_as_a_script(converted_small, tmp_path):
     np.save(tmp_path / "in.npy", np.random.default_rng(0).uniform(0, 1, (5, 16, 16, 3)).astype(np.float32))
 
     def profiler(*args):
-        return subprocess.run([sys.executable, "-m", "edgeact.profiler", *map(str, args)],
+        return subprocess.run([sys.executable, "-m", "edgeact.measure.profiler", *map(str, args)],
                               capture_output=True, text=True, cwd=Path(__file__).parent.parent)
 
     done = profiler(out / "small_cnn_int8.tflite", tmp_path / "in.npy", "-o", tmp_path / "result", "--runs", 9,
@@ -336,7 +344,7 @@ def test_isolated_run_gives_the_same_outputs(converted_small, labelled):
 
 
 def test_isolated_crash_becomes_an_error(converted_small, tmp_path, monkeypatch):
-    import edgeact.isolated as isolated
+    import edgeact.measure.isolated as isolated
 
     out, _ = converted_small
     crasher = tmp_path / "python"
@@ -346,7 +354,8 @@ def test_isolated_crash_becomes_an_error(converted_small, tmp_path, monkeypatch)
     report = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(runs=2, warmup=0, isolate=True,
                                                                            progress=False))
     assert report["models"] == []
-    assert report["crashed"][0].startswith(f"the runtime crashed on {out / 'small_cnn_int8.tflite'} (signal 11, SIGSEGV)")
+    crashed = f"the runtime crashed on {out / 'small_cnn_int8.tflite'} (signal 11, SIGSEGV)"
+    assert report["crashed"][0].startswith(crashed)
 
 
 def test_pixels_without_a_report_need_preprocessing(converted_small, labelled, tmp_path):

@@ -21,7 +21,7 @@ import json, sys
 for name in ("tensorflow", "keras", "tf2onnx", "onnx", "converters", "calibration"):
     sys.modules[name] = None
 import edgeact
-from edgeact.cli import main
+from edgeact.cli.app import main
 try:
     main(sys.argv[1:])
 except SystemExit as exit:

@@ -32,7 +32,7 @@ def mnist_test_npz(mnist, tmp_path_factory):
 
 
 def test_int8_top1_within_half_a_point_of_float_on_10000_images(mnist_models, mnist_test_npz):
-    from edgeact.profile_session import ProfileOptions, profile_models
+    from edgeact.profile.session import ProfileOptions, profile_models
 
     models = [mnist_models / "mnist_cnn_int8.tflite", mnist_models / "mnist_cnn_fp32.tflite",
               mnist_models / "mnist_cnn_int8.onnx"]

@@ -6,11 +6,11 @@ import json
 import pytest
 
 from edgeact.errors import InputError
-from edgeact.profile_row import ProfileRow
+from edgeact.profile.row import ProfileRow
 
 
 def _row(converted_small):
-    from edgeact.profile_session import ProfileOptions, profile_models
+    from edgeact.profile.session import ProfileOptions, profile_models
 
     out, _ = converted_small
     report = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(runs=3, warmup=1, isolate=True))

@@ -78,7 +78,7 @@ def test_every_readme_command_runs(workdir, device, monkeypatch):
 
 
 def _run_profiler_module(argv: list[str], workdir: Path) -> None:
-    """`python -m edgeact.profiler MODEL inputs.npz ...` with the files it names in the working folder."""
+    """`python -m edgeact.measure.profiler MODEL inputs.npz ...` with the files it names in the working folder."""
     model = workdir / argv[3]
     model.write_bytes((workdir / "out" / model.name).read_bytes())
     np.savez(workdir / argv[4], x=np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32))

@@ -8,7 +8,14 @@ import pytest
 
 from edgeact.errors import InputError, ModelLoadError, RuntimeUnavailableError
 from edgeact.runtime import (
-    Delegate, IOSpec, RuntimeName, check_delegate, dequantize, installed_runtimes, open_runner, quantize,
+    Delegate,
+    IOSpec,
+    RuntimeName,
+    check_delegate,
+    dequantize,
+    installed_runtimes,
+    open_runner,
+    quantize,
 )
 from tests.helpers import only
 
@@ -98,7 +105,7 @@ def test_onnx_iobinding_path_matches_session_run(small_onnx, samples):
 
 
 def test_onnx_nchw_model_runs_with_transposed_inputs(small_cnn, tmp_path, samples):
-    from edgeact.profiler import fit_inputs
+    from edgeact.measure.profiler import fit_inputs
 
     runner = open_runner(export_float_onnx(small_cnn, tmp_path / "nchw.onnx", nchw=True))
     assert runner.inputs[0].shape == (1, 3, 16, 16)
@@ -140,7 +147,8 @@ def test_no_delegate_runs_reference_kernels(converted_small, samples):
     out, _ = converted_small
     plain = open_runner(out / "small_cnn_int8.tflite", delegate="none")
     assert plain.delegate == "none"
-    np.testing.assert_allclose(only(plain.predict(samples)), only(open_runner(out / "small_cnn_int8.tflite").predict(samples)),
+    int8 = open_runner(out / "small_cnn_int8.tflite")
+    np.testing.assert_allclose(only(plain.predict(samples)), only(int8.predict(samples)),
                                atol=2 * plain.outputs[0].scale)
 
 

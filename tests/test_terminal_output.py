@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edgeact.errors import InputError
-from edgeact.profile_report import (COLUMNS, TableOptions, column_names, parse_columns, render_markdown,
-                                    render_profile)
-from edgeact.profile_summary import precision, summary_sentences
-from edgeact.table import ELLIPSIS, layout_table, render_metrics, render_table, shorten
+from edgeact.profile.render import COLUMNS, TableOptions, column_names, parse_columns, render_markdown, render_profile
+from edgeact.profile.summary import precision, summary_sentences
+from edgeact.report.table import ELLIPSIS, layout_table, render_metrics, render_table, shorten
 
 WIDTHS = (80, 100, 160)
 
@@ -221,7 +220,7 @@ def test_convert_summary_fits_the_width(converted_small, width):
     """Every line of convert's summary, long paths and failing checks with advice included, fits."""
     import dataclasses
 
-    from edgeact.render import render_convert_report
+    from edgeact.report.render import render_convert_report
 
     _, report = converted_small
     failing = dataclasses.replace(report, checks=[*report.checks, dataclasses.replace(
@@ -238,7 +237,7 @@ def test_convert_summary_gives_many_alike_pass_and_fusion_verdicts_one_line(conv
     the report keeps every entry."""
     import dataclasses
 
-    from edgeact.render import render_convert_report
+    from edgeact.report.render import render_convert_report
 
     _, report = converted_small
     gelus = [{"layer": f"block_{i}_gelu", "reason": "Activation('gelu') has no fused form"} for i in range(18)]

@@ -4,8 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.tflite_ranges import (RangeMethod, calibrate_tflite, calibrated_ranges, choose_ranges,
-                                      observed_values, percentile_ranges, quantize_calibrated, set_ranges)
+from converters.tflite.ranges import (
+    RangeMethod,
+    calibrate_tflite,
+    calibrated_ranges,
+    choose_ranges,
+    observed_values,
+    percentile_ranges,
+    quantize_calibrated,
+    set_ranges,
+)
 from edgeact.config import IOType
 
 

@@ -1,4 +1,4 @@
-"""edgeact.validate_onnx: onnx's checker plus edgeact's limits, before ONNX Runtime parses the file;
+"""edgeact.formats.validate_onnx: onnx's checker plus edgeact's limits, before ONNX Runtime parses the file;
 and the runtimes' log output kept off the terminal unless -v."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 from edgeact.errors import LimitError, ModelLoadError
-from edgeact.onnx_model import read_onnx
+from edgeact.formats.onnx_model import read_onnx
 
 from .onnx_models import save, small_onnx_model
 
@@ -50,7 +50,7 @@ def test_huge_dimension_is_refused_before_allocation(tmp_path, monkeypatch):
     with pytest.raises(LimitError, match="dimension 2147483648"):
         read_onnx(path)
     # ...and a dimension that fits int32 but not this machine's memory, in profile too.
-    from edgeact import limits
+    from edgeact.formats import limits
 
     monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**30)
 
@@ -107,7 +107,7 @@ def test_ort_log_line_never_reaches_the_terminal(tmp_path):
 
 def test_without_the_onnx_package_the_session_io_is_checked(tmp_path, monkeypatch):
     """A device with onnxruntime only: what the session reports is bounded before edgeact allocates."""
-    from edgeact import limits
+    from edgeact.formats import limits
     from edgeact.runtime import open_runner
 
     def big(m):

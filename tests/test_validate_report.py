@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeact.cli import cli
-from edgeact.model_report import read_report
-from edgeact.validate_report import ReportError
+from edgeact.report.sidecar import read_report
+from edgeact.report.validate import ReportError
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Each structural rule of edgeact.validate_tflite: a sound model passes, a file breaking one rule
+"""Each structural rule of edgeact.formats.validate_tflite: a sound model passes, a file breaking one rule
 is refused with a message naming the rule, before any interpreter sees it."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 from edgeact.errors import LimitError, ModelLoadError
-from edgeact.tflite_model import read_tflite
+from edgeact.formats.tflite_model import read_tflite
 
 schema = pytest.importorskip("ai_edge_litert.schema_py_generated")  # to write broken files
 
@@ -102,7 +102,7 @@ def test_a_sound_model_passes_and_reads_as_the_official_schema_does(int8_model, 
                                            ([1, 8192, 8192, 24], "needs 1.5 GiB but this machine has 1.0 GiB"),
                                            ([1] * 9, "rank 9"), ([1, -5, 4], "dimension -5")])
 def test_shapes_are_bounded_before_allocation(int8_model, tmp_path, monkeypatch, dims, message):
-    from edgeact import limits
+    from edgeact.formats import limits
 
     monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**30)
     def grow(m):
@@ -150,7 +150,7 @@ def test_flatbuffer_reader_bounds_every_offset_and_length():
     or an allocation the size of a claimed length."""
     import struct
 
-    from edgeact.flatbuf import Buffer, FlatbufferError
+    from edgeact.formats.flatbuf import Buffer, FlatbufferError
 
     with pytest.raises(FlatbufferError, match="root table"):
         Buffer(struct.pack("<I", 4096) + b"TFL3").root()

@@ -125,7 +125,7 @@ def test_prelu_is_reported_as_what_it_is_in_both_formats(keras, tmp_path):
 def test_one_format_failing_keeps_the_other_and_prints_the_summary(small_cnn_file, pixels_npy, tmp_path,
                                                                     monkeypatch):
     """tf2onnx refusing a layer must not throw away the TFLite model (EfficientNet, GELU in edgeact 0.1)."""
-    from converters import onnx_exporter
+    from converters.onnx import exporter as onnx_exporter
     from edgeact.errors import ConversionError
 
     def refuse(job, path):

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 EPSILON = 1e-7  # keras.backend.epsilon(), the floor Normalization puts under sqrt(variance)
 

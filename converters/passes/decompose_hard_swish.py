@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import copy
 
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 HARD_SWISH_NAMES = ("hard_swish", "hard_silu")
 LINEAR_SINKS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")

@@ -15,8 +15,9 @@ than once.
 """
 from __future__ import annotations
 
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 # Dense config keys that Conv2D takes under the same name.
 _SHARED = ("trainable", "dtype", "activation", "use_bias", "kernel_initializer", "bias_initializer",

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 _FIRST = {"Conv2D", "DepthwiseConv2D", "Dense"}
 _SECOND = {"Conv2D", "DepthwiseConv2D", "Dense"}

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import FUSABLE_PRODUCERS, own_activation
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.activations import FUSABLE_PRODUCERS, own_activation
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 
 def _channel_axis_ok(config: dict) -> bool:

@@ -18,9 +18,10 @@ Guards (the activation stays, with the reason in the result):
 """
 from __future__ import annotations
 
-from ..activations import FUSABLE_PRODUCERS, classify, own_activation
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.activations import FUSABLE_PRODUCERS, classify, own_activation
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 
 def _why_not(graph: KerasGraph, name: str) -> str | None:

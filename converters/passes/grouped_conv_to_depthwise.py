@@ -19,8 +19,9 @@ grouped convolution: no depthwise form), `channels_first`, a layer called more t
 """
 from __future__ import annotations
 
-from ..graph import KerasGraph
-from . import PassResult, register_pass
+from converters.keras.graph import KerasGraph
+
+from .registry import PassResult, register_pass
 
 # Conv2D config keys that DepthwiseConv2D takes under the same name.
 _SHARED = ("trainable", "dtype", "kernel_size", "strides", "padding", "data_format", "dilation_rate",

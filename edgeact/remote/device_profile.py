@@ -2,7 +2,7 @@
 
 For each device: read its facts (stdlib probe), check it can run a profile, send the
 device-side code (a zip of this package), the model and the prepared inputs to the
-content-addressed cache unless already there, run `edgeact.profiler` from the zip with the
+content-addressed cache unless already there, run `edgeact.measure.profiler` from the zip with the
 device's own Python, stream its progress, fetch the JSON summary and the outputs, read the
 facts again (temperature, throttling), and tidy the cache.
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..profiler import LoopSettings, ModelProfile
-from ..wire import parse_error, profiler_arguments, read_result, write_inputs
+from edgeact.measure.profiler import LoopSettings, ModelProfile
+from edgeact.measure.wire import parse_error, profiler_arguments, read_result, write_inputs
+
 from . import cache
 from .bundle import device_bundle, sha256_bytes, sha256_file
 from .doctor import can_profile, diagnose
@@ -36,7 +37,7 @@ _RUN_FROM_ZIP = ("import os, sys, threading\n"
                  "    os._exit(130)\n"
                  "threading.Thread(target=watch, daemon=True).start()\n"
                  "sys.path.insert(0, sys.argv[1])\n"
-                 "from edgeact.profiler import main\n"
+                 "from edgeact.measure.profiler import main\n"
                  "sys.exit(main(sys.argv[2:]))\n")
 _FETCH_AND_REMOVE = 'cat "$1" && rm -f "$1"'
 

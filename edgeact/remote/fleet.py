@@ -14,9 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import EdgeactError, InputError
-from ..profiler import LoopSettings, ModelProfile, fit_inputs, profile_model
-from ..runtime.base import IOSpec, quantize
+from edgeact.errors import EdgeactError, InputError
+from edgeact.measure.profiler import LoopSettings, ModelProfile, fit_inputs, profile_model
+from edgeact.runtime.base import IOSpec, quantize
+
 from .device_profile import DeviceOptions, DeviceSession
 from .probe import gather_facts
 from .ssh import kill_running_commands
@@ -72,7 +73,7 @@ def wire_inputs(model: Path, inputs):
         return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in inputs.items()}
     if model.suffix.lower() != ".tflite":
         return np.ascontiguousarray(inputs, dtype=np.float32)
-    from ..tflite_model import read_tflite
+    from edgeact.formats.tflite_model import read_tflite
 
     info = read_tflite(model)
     tensor = info.tensors[info.inputs[0]]

@@ -6,7 +6,6 @@ describes the local machine for desktop runs.
 """
 from __future__ import annotations
 
-
 import glob
 import importlib
 import json

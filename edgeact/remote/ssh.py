@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import EdgeactError
+from edgeact.errors import EdgeactError
+
 from .target import DeviceSpec
 
 CONNECT_TIMEOUT_S = 10
@@ -96,7 +97,8 @@ class SshTransport:
 
     def __post_init__(self) -> None:
         if shutil.which("ssh") is None:
-            raise DeviceError(self.device, "no ssh client on this machine; install OpenSSH (apt install openssh-client)")
+            raise DeviceError(self.device,
+                              "no ssh client on this machine; install OpenSSH (apt install openssh-client)")
 
     def ssh_argv(self, master: bool = False) -> list[str]:
         argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",

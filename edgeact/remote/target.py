@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import InputError
+from edgeact.errors import InputError
 
 # Host names, ssh config aliases, IPv4 and bracketed IPv6; user names. No leading '-': an
 # argument that starts with '-' would be read by ssh as an option.

@@ -1,10 +1,17 @@
-"""The runtime layer: one `Runner` interface over TFLite runtimes and ONNX Runtime."""
+"""The runtime layer: one `Runner` interface over TFLite runtimes and ONNX Runtime.
+
+`base` is the interface (inputs by name, quantization, delegates), `tflite` runs LiteRT,
+tflite-runtime or tf.lite, `onnx` ONNX Runtime; `open_runner` picks one for a file.
+
+May import: the core, `edgeact.formats`, `edgeact.data`.
+"""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-from ..errors import InputError
+from edgeact.errors import InputError
+
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate, dequantize, quantize
 
 __all__ = ["Delegate", "IOSpec", "Runner", "RuntimeName", "check_delegate", "dequantize",

@@ -1,7 +1,7 @@
 """The `Runner` interface every runtime implements, and quantize/dequantize helpers.
 
 A runner has two ways in. The convenience path, `predict`, takes float batches and
-returns float outputs. The measuring path is what `edgeact.profiler` times: inputs are
+returns float outputs. The measuring path is what `edgeact.measure.profiler` times: inputs are
 `prepare`d once (quantized with the model's own scale and zero point), then each step is
 `write_input` (a copy into the runtime's own input buffer, no allocation), `invoke`, and
 `store_outputs` (a copy from the runtime's output buffers into arrays allocated once).
@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from edgeact.errors import InputError
 
 
 class RuntimeName(str, enum.Enum):
@@ -150,7 +150,7 @@ class Runner(ABC):
 
     def input_arrays(self, batch) -> list[np.ndarray]:
         """A batch (N, ...) for a single-input model, or arrays keyed by input name, in input order."""
-        from ..arrays import match_input_names
+        from edgeact.data.arrays import match_input_names
 
         arrays = getattr(batch, "arrays", batch)  # calibration.SampleSet carries its arrays by name
         if isinstance(arrays, Mapping):

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
-from ..quiet import ort_log_severity, runtime_output_captured
-from ..validate_onnx import check_session_io, load_checked, onnx_available
+from edgeact.errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
+from edgeact.formats.validate_onnx import check_session_io, load_checked, onnx_available
+from edgeact.quiet import ort_log_severity, runtime_output_captured
+
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
 
 _ORT_TYPES = {
@@ -136,7 +137,8 @@ class OnnxRunner(Runner):
                 self.session = ort.InferenceSession(str(self.path), session_options(threads, level=optimization),
                                                     providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {first_line(exc, 200)}; re-export it") from None
+            raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {first_line(exc, 200)}; "
+                                 "re-export it") from None
         check_session_io(self.session, self.path, _ORT_TYPES)
         self.inputs = [IOSpec(i.name, _input_dims(i.name, i.shape, input_shape, self.path.name),
                               np.dtype(_ORT_TYPES.get(i.type, np.float32)))

@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
-from ..quiet import native_output_captured, runtime_output_captured
-from ..tflite_model import check_tflite_file
+from edgeact.errors import InputError, ModelLoadError, RuntimeUnavailableError, first_line
+from edgeact.formats.tflite_model import check_tflite_file
+from edgeact.quiet import native_output_captured, runtime_output_captured
+
 from .base import Delegate, IOSpec, Runner, RuntimeName, check_delegate
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -61,7 +62,7 @@ def _import_tensorflow():
     """TensorFlow without its start-up banners, and without tf.lite's deprecation warning."""
     import warnings
 
-    from ..quiet import silence_tensorflow
+    from edgeact.quiet import silence_tensorflow
 
     silence_tensorflow()
     warnings.filterwarnings("ignore", message=r".*tf.lite.Interpreter is deprecated.*")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from train import HERE, find_mnist, load_mnist
 
 CALIBRATION_COUNT = 300

@@ -1,0 +1,314 @@
+"""The ONNX exporter: float ONNX through tf2onnx, INT8 QDQ through ONNX Runtime's static quantizer.
+
+Both start from the folded Keras graph the TFLite exporter uses, and the INT8 model is
+calibrated on the same samples, through the same calibration protocol.
+
+Quantization settings (the final Softmax stays float, see FLOAT_OPS), chosen because they
+make ONNX Runtime's CPU provider run every Conv as QLinearConv and every MatMul/Gemm as an
+integer kernel (checked after ORT's own graph optimisation): QDQ format, uint8 asymmetric activations, int8 per-channel
+weights, after `quant_pre_process`. Signed activations left some convolutions in float in
+a trial here, and symmetric activations kept every Relu/Clip as a separate node; with
+asymmetric uint8 activations the quantizer absorbs Relu and Clip(0, 6) into the
+convolution's output range.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from calibration.adapters import OrtCalibrationReader
+from converters.job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
+from converters.keras.serving import serving_function
+from converters.registry import register_exporter
+from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, OnnxLayout
+from edgeact.errors import ConversionError, first_line
+from edgeact.fastpath.speed_verdict import fast_path_report
+from edgeact.fileio import StagedOutputs, write_error
+from edgeact.quiet import last_error_line, native_output_captured
+from edgeact.report.records import FormatReport
+from edgeact.report.render import some_of
+from edgeact.runtime.onnx import OnnxRunner
+
+from .check import check_activations, check_graph_shape, check_integer_kernels, count_ops
+from .rewrites import fold_constant_mul_into_scale, reduce_mean_to_global_pool
+
+
+def image_inputs(job: ConvertJob) -> list[str]:
+    """The inputs an NCHW layout applies to: (H, W, C) images."""
+    return [i.name for i in job.signature.inputs if len(i.shape) == 3]
+
+
+def to_layout(job: ConvertJob, samples) -> dict[str, np.ndarray]:
+    """Held-out samples keyed by input name, image inputs in the ONNX model's layout."""
+    images = image_inputs(job) if job.options.onnx_layout is OnnxLayout.NCHW else []
+    return {name: image_layout(a, job.options.onnx_layout) if name in images else a
+            for name, a in samples.arrays.items()}
+
+
+def image_layout(batch: np.ndarray, layout: OnnxLayout) -> np.ndarray:
+    """An NHWC image batch in the ONNX model's input layout."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if layout is OnnxLayout.NCHW else batch
+
+
+def export_float_onnx(job: ConvertJob, path: Path) -> None:
+    """tf2onnx on the named tf.function of the folded model (or the SavedModel's signature)."""
+    import tf2onnx
+
+    from . import tf2onnx_ops  # registers handlers for ops tf2onnx lacks
+
+    model = job.keras_model
+    serve, spec = serving_function(model, getattr(job.loaded, "saved_model_fn", None), job.signature)
+    nchw = image_inputs(job) if job.options.onnx_layout is OnnxLayout.NCHW else None
+    errors = _ErrorLog()
+    tf2onnx_logger = logging.getLogger("tf2onnx")
+    tf2onnx_logger.addHandler(errors)
+    try:
+        with native_output_captured() as captured, tf2onnx_ops.collecting_optimizers():
+            tf2onnx.convert.from_function(serve, input_signature=spec, opset=job.options.opset,
+                                          inputs_as_nchw=nchw, output_path=str(path))
+    except Exception as exc:
+        detail = last_error_line(captured.text) or (errors.lines or [first_line(exc, 300)])[-1]
+        raise ConversionError(f"tf2onnx cannot export the model: {first_line(detail, 200)}") from None
+    finally:
+        tf2onnx_logger.removeHandler(errors)
+    # tf2onnx logs unsupported ops and carries on; the model it writes would not run.
+    layer_names = [layer.name for layer in model.layers] if model is not None else []
+    unsupported = unsupported_ops("\n".join(errors.lines), layer_names)
+    if unsupported:
+        raise ConversionError(f"tf2onnx cannot export {unsupported}; replace that layer or export TFLite only")
+
+
+class _ErrorLog(logging.Handler):
+    """Collects tf2onnx's error records, wherever else logging sends them."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+_NOT_SUPPORTED = re.compile(r"Tensorflow op \[([^:\]]+): ([^\]]+)\] is not supported")
+
+
+def unsupported_ops(log: str, layer_names: list[str]) -> str:
+    """'op BesselI0e in layer 'my_lambda'' for each op tf2onnx reported as unsupported; one op in
+    many layers (ConvNeXt's 18 grouped convolutions) is one entry with a count and the first two."""
+    by_op: dict[str, list[str]] = {}
+    for node, op in _NOT_SUPPORTED.findall(log):
+        # tf2onnx names nodes by TF name scope: model/layer[_N]/.../op
+        scopes = node.split("/")
+        layer = next((n for n in layer_names if n in scopes), None) or next(
+            (n for n in layer_names for s in scopes if re.fullmatch(re.escape(n) + r"_\d+", s)), None)
+        where = f"'{layer}'" if layer else f"({node})"
+        if where not in by_op.setdefault(op, []):
+            by_op[op].append(where)
+    found = []
+    for op, places in by_op.items():
+        if len(places) == 1:
+            found.append(f"op {op} in layer {places[0]}" if places[0].startswith("'") else f"op {op} {places[0]}")
+        else:
+            found.append(f"op {op} in {len(places)} layers ({some_of(places)})")
+    return ", ".join(found)
+
+
+def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=(),
+                  calibration_cache: Path | None = None) -> dict:
+    """Static QDQ quantization of the float ONNX on the job's calibration samples; `exclude`
+    names nodes to keep in float (the float fallback of converters.budget.onnx);
+    `calibration_cache` is ORT's range cache (written when missing, read when present).
+
+    Returns the nodes each rewrite of converters.onnx.rewrites changed, by rewrite."""
+    from onnxruntime.quantization import CalibrationMethod as OrtMethod
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {CalibrationMethod.MINMAX: OrtMethod.MinMax, CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
+               CalibrationMethod.ENTROPY: OrtMethod.Entropy}
+    extra = {"CalibPercentile": float(job.options.percentile)} \
+        if job.options.calibration_method is CalibrationMethod.PERCENTILE else {}
+
+    with tempfile.TemporaryDirectory(prefix="edgeact-onnx-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        layout = job.options.onnx_layout
+        images = image_inputs(job) if layout is OnnxLayout.NCHW else []
+        reader = OrtCalibrationReader(
+            job.calibration.calibration, rename=_input_names(float_path, job.input_names), progress=progress,
+            transform=lambda name, x: image_layout(x, layout) if name in images else x)
+        try:
+            with native_output_captured() as captured, _entropy_bins(job.options.calibration_method):
+                _pre_process(quant_pre_process, float_path, prepared)
+                pooled = reduce_mean_to_global_pool(prepared)  # quantizable, unlike ReduceMean
+                quantize_static(
+                    str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    reduce_range=job.options.onnx_weight_bits == 7,  # see edgeact.cpu_features
+                    calibrate_method=methods[job.options.calibration_method], extra_options=extra,
+                    calibration_providers=["CPUExecutionProvider"],
+                    nodes_to_exclude=float_nodes(prepared) + list(exclude),
+                    calibration_cache_path=calibration_cache,
+                )
+                folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
+        except Exception as exc:
+            detail = last_error_line(captured.text) or first_line(exc, 300)
+            raise ConversionError(f"ONNX Runtime could not quantize the model: {first_line(detail, 200)}") from None
+    return {"ReduceMean -> GlobalAveragePool": pooled, "Mul by a constant -> quantization scale": folded}
+
+
+@contextmanager
+def _entropy_bins(method: CalibrationMethod):
+    """Give ORT's entropy calibrator TensorRT's 2048 histogram bins.
+
+    quantize_static passes no bin counts to its calibrator, whose entropy defaults (128 bins,
+    128 quantized bins) leave the KL search one candidate threshold, the full range: entropy
+    calibration was min/max (a test compares the ranges). quantize_static looks
+    `create_calibrator` up in its own module, so the counts are added there, for this call only.
+    """
+    if method is not CalibrationMethod.ENTROPY:
+        yield
+        return
+    import importlib
+
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")  # the module, not the function
+    original = ort_quantize.create_calibrator
+
+    def with_bins(*args, **kwargs):
+        kwargs["extra_options"] = {"num_bins": 2048, "num_quantized_bins": 128, **(kwargs.get("extra_options") or {})}
+        return original(*args, **kwargs)
+
+    ort_quantize.create_calibrator = with_bins
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = original
+
+
+# Left in float: a final Softmax costs nothing next to the convolutions, and ORT's
+# QLinearSoftmax flattened near-uniform probabilities in trials here (top-1 agreement 0.06 on
+# a MobileNetV2), while the float one kept them (1.00), with every Conv still integer.
+FLOAT_OPS = ("Softmax",)
+
+
+def float_nodes(path: Path) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in FLOAT_OPS]
+
+
+def _pre_process(quant_pre_process, source: Path, target: Path) -> None:
+    """ORT's pre-processing (basic optimisation, shape inference), run inside the target's folder.
+
+    Symbolic shape inference writes 'sym_shape_infer_temp.onnx' into the working directory
+    when it cannot finish; it must not land in the user's folder. Models it cannot finish
+    are quantized with ONNX's own shape inference instead.
+    """
+    previous = os.getcwd()
+    os.chdir(target.parent)
+    try:
+        try:
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+        except Exception:
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    finally:
+        os.chdir(previous)
+
+
+def _input_names(path: Path, keras_names: list[str]) -> dict[str, str]:
+    """Keras input name -> ONNX graph input name (tf2onnx keeps the names; ':0' suffixes are tolerated)."""
+    import onnx
+
+    graph_names = [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+    mapping = {}
+    for name in keras_names:
+        match = next((g for g in graph_names if g in (name, f"{name}:0")), None)
+        if match is None:
+            raise ConversionError(f"the float ONNX model has no input '{name}' (its inputs: {', '.join(graph_names)}); "
+                                  "inputs are matched by name")
+        mapping[name] = match
+    return mapping
+
+
+def _write_contract(job: ConvertJob, paths: list[Path]) -> None:
+    """The model contract (labels, preprocessing, input layout) into each file's metadata_props."""
+    from converters.metadata import add_onnx_metadata, build_contract
+    from edgeact.fileio import sha256_of
+
+    source = sha256_of(job.loaded.path) if job.loaded.path.exists() else None
+    contract = build_contract(job, "float", None, source)  # ORT's QDQ model keeps a float interface
+    for path in paths:
+        add_onnx_metadata(path, contract, job.options.onnx_layout.value)
+
+
+@register_exporter
+class OnnxExporter:
+    format = Format.ONNX
+
+    def output_names(self, name: str) -> list[str]:
+        return [f"{name}_fp32.onnx", f"{name}_int8.onnx"]
+
+    def export(self, job: ConvertJob, staged: StagedOutputs, report: FormatReport) -> None:
+        fp32_name, int8_name = self.output_names(job.name)
+        fp32 = staged.staged_path(job.output_dir / fp32_name)
+        int8 = staged.staged_path(job.output_dir / int8_name)
+        try:
+            with job.step("onnx: float (tf2onnx)"):
+                export_float_onnx(job, fp32)
+            with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
+                rewrites = quantize_onnx(job, fp32, int8, bar)
+        except OSError as exc:  # tf2onnx and ORT write these files themselves: a full disk lands here
+            raise write_error(job.output_dir / int8_name, _size_or_zero(fp32), exc) from None
+        _write_contract(job, [fp32, int8])
+        with job.step("onnx: verify"):
+            holdout = to_layout(job, job.calibration.holdout)
+            threads = verify_threads()
+            fp32_runner, int8_runner = OnnxRunner(fp32, threads=threads), OnnxRunner(int8, threads=threads)
+            job.predictions["onnx_fp32"] = fp32_runner.predict({k: v[:FLOAT_CHECK_SAMPLES] for k, v in holdout.items()})
+            job.predictions["onnx_int8"] = int8_runner.predict(holdout)
+            job.int8_files["onnx"] = int8
+            method = job.options.calibration_method
+            report.files = {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)}
+            report.size_bytes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
+            report.runtime = {"name": int8_runner.runtime, "version": int8_runner.runtime_version}
+            report.inputs = [s.to_dict() for s in int8_runner.inputs]
+            report.outputs = [s.to_dict() for s in int8_runner.outputs]
+            report.details = {
+                "opset": job.options.opset,
+                "layout": job.options.onnx_layout.value,
+                "quantization": {"format": "QDQ", "activations": "uint8 asymmetric",
+                                 "weights": f"int8 per-channel, {weight_range(job.options.onnx_weight_bits)}",
+                                 "weight_bits": job.options.onnx_weight_bits, "float_ops": list(FLOAT_OPS),
+                                 "method": method.value,
+                                 **({"percentile": job.options.percentile}
+                                    if method is CalibrationMethod.PERCENTILE else {})},
+                "op_counts": {"fp32": count_ops(fp32), "int8": count_ops(int8)},
+                "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
+                "integer_kernels": check_integer_kernels(int8),
+                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name), threads=threads,
+                                              runners=(int8_runner, fp32_runner)),
+                "rewrites": rewrites,
+                "fusion": {"fp32": check_activations(fp32, quantized=False),
+                           "int8": check_activations(int8, quantized=True)},
+            }
+
+
+def weight_range(bits: int) -> str:
+    """The range quantize_static gives per-channel int8 weights (edgeact.config.ONNX_WEIGHT_LEVELS)."""
+    levels = ONNX_WEIGHT_LEVELS[bits]
+    return f"{bits}-bit range -{levels}..{levels}"
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+__all__ = ["OnnxExporter", "export_float_onnx", "quantize_onnx", "to_layout"]

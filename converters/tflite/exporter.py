@@ -1,0 +1,141 @@
+"""The TFLite exporter: a float reference and a full-integer INT8 model from the folded Keras graph.
+
+Full integer means TFLiteConverter with `TFLITE_BUILTINS_INT8` only (it fails rather than
+leave a float op), int8 weights and activations calibrated on the user's samples, and an
+int8 (default), uint8 (pixel-in, see converters.tflite.pixel_in) or float interface. Every file
+carries the standard TFLite metadata (converters.metadata).
+"""
+from __future__ import annotations
+
+from calibration.adapters import representative_dataset
+from converters.job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
+from converters.keras.serving import dict_output_model
+from converters.metadata import add_tflite_metadata, build_contract
+from converters.registry import register_exporter
+from edgeact.config import Format, IOType
+from edgeact.data.pixel_input import to_pixels
+from edgeact.errors import ConversionError, InputError, first_line
+from edgeact.fastpath.speed_verdict import fast_path_report
+from edgeact.fileio import StagedOutputs, sha256_of
+from edgeact.formats.tflite_model import read_tflite
+from edgeact.quiet import last_error_line, native_output_captured
+from edgeact.report.records import FormatReport
+from edgeact.runtime.tflite import TFLiteRunner
+
+from .check import check_fusion, check_integer_only
+from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
+from .ranges import convert_guarded
+
+
+def _converter(job: ConvertJob, keras_model=None):
+    """A converter whose SignatureDef names inputs and outputs like the Keras model (see converters.keras.signature)."""
+    import tensorflow as tf
+
+    if keras_model is not None:  # already a model with named (dict) outputs
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if job.keras_model is not None:
+        return tf.lite.TFLiteConverter.from_keras_model(dict_output_model(job.keras_model, job.output_names))
+    return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
+
+
+def _run_converter(converter, what: str) -> bytes:
+    try:
+        with native_output_captured() as captured:
+            return converter.convert()
+    except Exception as exc:
+        detail = last_error_line(captured.text) or first_line(exc, 300)
+        raise ConversionError(f"TFLiteConverter could not write the {what} model: {detail}") from None
+
+
+def export_float(job: ConvertJob) -> bytes:
+    return _run_converter(_converter(job), "float")
+
+
+def pixel_in_plan(job: ConvertJob) -> PixelIn | None:
+    """How a `--io uint8` model takes pixels; None for other interfaces."""
+    if job.options.io_type is not IOType.UINT8:
+        return None
+    if len(job.signature.inputs) != 1 or len(job.input_shape) != 3:
+        raise InputError("--io uint8 makes a pixel-in model, which needs one image input (H, W, C); "
+                         "use --io int8 for this model")
+    return plan_pixel_in(job.options.preprocessing, job.input_shape[-1])
+
+
+def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
+    """The INT8 model (with `--io uint8`, one that takes uint8 pixels, see converters.tflite.pixel_in),
+    and what the calibration's in-place guard did (converters.tflite.ranges.CalibrationGuard)."""
+    import tensorflow as tf
+
+    pixel_in = pixel_in_plan(job)
+    keras_model, calibration = None, job.calibration.calibration
+    if pixel_in is not None and pixel_in.method == "normalisation_op":
+        if job.keras_model is None:
+            raise InputError("--io uint8 with per-channel preprocessing needs the .keras/.h5 model, "
+                             "not a SavedModel; give the Keras file or use --preprocess unit/mobilenet")
+        pre = job.options.preprocessing
+        keras_model = normalisation_model(job.keras_model, pre, job.output_names)
+        calibration = [{k: to_pixels(pre, v).astype("float32") for k, v in sample.items()}
+                       for sample in calibration]
+    converter = _converter(job, keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(calibration, progress)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io_types = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}
+    converter.inference_input_type = io_types[job.options.io_type]
+    converter.inference_output_type = io_types[job.options.io_type]
+    # Without TF's in-place range error (converters.tflite.ranges: an element-wise op's output
+    # recorded as its input's range).
+    model, guard = convert_guarded(converter, "the INT8 model")
+    if pixel_in is not None:
+        model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
+    return model, guard.to_dict()
+
+
+def _with_metadata(job: ConvertJob, model: bytes, io_type: IOType, pixel_in: PixelIn | None) -> bytes:
+    source = sha256_of(job.loaded.path) if job.loaded.path.exists() else None
+    contract = build_contract(job, io_type.value, pixel_in.to_dict() if pixel_in else None, source)
+    return add_tflite_metadata(model, contract)
+
+
+@register_exporter
+class TFLiteExporter:
+    format = Format.TFLITE
+
+    def output_names(self, name: str) -> list[str]:
+        return [f"{name}_fp32.tflite", f"{name}_int8.tflite"]
+
+    def export(self, job: ConvertJob, staged: StagedOutputs, report: FormatReport) -> None:
+        fp32_name, int8_name = self.output_names(job.name)
+        io_type = job.options.io_type
+        pixel_in = pixel_in_plan(job)
+        with job.step("tflite: float reference"):
+            fp32 = staged.write_bytes(job.output_dir / fp32_name,
+                                      _with_metadata(job, export_float(job), IOType.FLOAT, None))
+        with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
+            int8_model, calibration = export_int8(job, bar)
+            int8 = staged.write_bytes(job.output_dir / int8_name, _with_metadata(job, int8_model, io_type, pixel_in))
+        with job.step("tflite: verify"):
+            fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
+            with native_output_captured():  # the runtime announces its XNNPACK delegate
+                threads = verify_threads()
+                fp32_runner, int8_runner = TFLiteRunner(fp32, threads=threads), TFLiteRunner(int8, threads=threads)
+            holdout = job.calibration.holdout
+            job.predictions["tflite_fp32"] = fp32_runner.predict(holdout.head(FLOAT_CHECK_SAMPLES))
+            # A pixel-in model is verified the way a camera feeds it: uint8 pixels, not floats.
+            int8_input = to_pixels(job.options.preprocessing, holdout.arrays[job.input_name]) if pixel_in else holdout
+            job.predictions["tflite_int8"] = int8_runner.predict(int8_input)
+        report.files = {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)}
+        report.size_bytes = {"fp32": fp32_info.size_bytes, "int8": int8_info.size_bytes}
+        report.runtime = {"name": int8_runner.runtime, "version": int8_runner.runtime_version}
+        report.inputs = [s.to_dict() for s in int8_runner.inputs]
+        report.outputs = [s.to_dict() for s in int8_runner.outputs]
+        report.details = {
+            "io_type": job.options.io_type.value,
+            "calibration": calibration,
+            "pixel_in": pixel_in.to_dict() if pixel_in else None,
+            "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
+            "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},
+            "integer_only": check_integer_only(int8_info, float_io=job.options.io_type is IOType.FLOAT),
+            "fast_path": fast_path_report(int8, fp32, "tflite", (int8_name, fp32_name), threads=threads,
+                                          runners=(int8_runner, fp32_runner)),
+        }

@@ -1,0 +1,106 @@
+"""The one protocol between edgeact and a profiler in another process: a child (`--isolate`,
+`--device local`) or a device over SSH.
+
+- arguments: `profiler_arguments(settings, model, inputs, result)`: options first, then `--`,
+  then the two paths, so a model named `-x.tflite` is never read as an option;
+- results: `RESULT.json` (the summary) and `RESULT.npz` holding `output_0, output_1, ...` in
+  the order of `summary["outputs"]`, whose entries carry the output names (npz keys are file
+  names inside a zip, so names go in the JSON, not the keys);
+- failure: one JSON line `{"error": "...", "type": "InputError"}` on stderr and exit code 2.
+
+Device-side: the standard library and numpy only.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgeact import errors
+from edgeact.errors import EdgeactError, ModelLoadError
+
+
+def profiler_arguments(settings, model: str, inputs: str, result: str, progress: bool = False) -> list[str]:
+    """`python -m edgeact.measure.profiler` arguments for `settings` (a profiler.LoopSettings)."""
+    argv = ["-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
+            "--delegate", settings.delegate, "--streams", str(settings.streams)]
+    if settings.threads:
+        argv += ["--threads", str(settings.threads)]
+    if settings.runtime:
+        argv += ["--runtime", settings.runtime]
+    if not settings.evaluate:
+        argv.append("--no-evaluate")
+    if settings.input_shape:
+        argv += ["--input-shape", ",".join(str(int(d)) for d in settings.input_shape)]
+    if progress:
+        argv.append("--progress")
+    return argv + ["--", str(model), str(inputs)]
+
+
+def write_inputs(path: Path | io.BytesIO, inputs) -> None:
+    """Inputs for the profiler: `x` for one array; `x_0, x_1, ...` plus `input_names` for inputs by name."""
+    if isinstance(inputs, dict):
+        names = list(inputs)
+        np.savez(path, input_names=np.asarray(names), **{f"x_{i}": inputs[n] for i, n in enumerate(names)})
+    else:
+        np.savez(path, x=inputs)
+
+
+def read_inputs(path) -> np.ndarray | dict[str, np.ndarray]:
+    """What `write_inputs` wrote (or a plain .npy array)."""
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded
+    with loaded:
+        if "input_names" in loaded.files:
+            names = [str(n) for n in loaded["input_names"]]
+            return {name: loaded[f"x_{i}"] for i, name in enumerate(names)}
+        return loaded["x"]
+
+
+def write_result(result: Path, summary: dict, outputs: dict[str, np.ndarray]) -> None:
+    """RESULT.json and RESULT.npz; `summary["outputs"]` names the arrays in order."""
+    names = [spec["name"] for spec in summary.get("outputs", [])]
+    result.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    np.savez(result.with_suffix(".npz"), **{f"output_{i}": outputs[name] for i, name in enumerate(names)
+                                            if name in outputs})
+
+
+def read_result(summary_text: str | bytes, npz: bytes | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(summary, outputs keyed by name) from what `write_result` wrote."""
+    summary = json.loads(summary_text)
+    names = [spec["name"] for spec in summary.get("outputs", [])]
+    source = io.BytesIO(npz) if isinstance(npz, (bytes, bytearray)) else npz
+    with np.load(source, allow_pickle=False) as arrays:
+        outputs = {name: arrays[f"output_{i}"] for i, name in enumerate(names) if f"output_{i}" in arrays.files}
+    return summary, outputs
+
+
+def error_line(exc: BaseException) -> str:
+    return json.dumps({"error": errors.first_line(exc, 400), "type": type(exc).__name__})
+
+
+def parse_error(text: str) -> tuple[str, str] | None:
+    """(message, type) from the last JSON error line in `text`, or None."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            reported = json.loads(line)
+            return str(reported["error"]), str(reported.get("type", ""))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def child_error(stderr: str, what: str) -> EdgeactError:
+    """The EdgeactError a failed child reported, or a ModelLoadError quoting the end of its stderr."""
+    found = parse_error(stderr)
+    if found is None:
+        tail = errors.first_line(RuntimeError(stderr.strip()[-300:] or "no output"), 300)
+        return ModelLoadError(f"profiling {what} failed in the child process: {tail}")
+    message, kind = found
+    error_type = getattr(errors, kind, None)
+    if isinstance(error_type, type) and issubclass(error_type, EdgeactError):
+        return error_type(message)
+    return ModelLoadError(message)

@@ -1,0 +1,9 @@
+"""`edgeact profile` as a library: one session over models, data, reference and devices.
+
+`session` runs a profile (`profile_models`), `row` is one measured row, `reference` the float
+model each row is compared with, `targets` the devices edgeact knows, `summary` the closing
+sentences, `render` the table/JSON/CSV/Markdown, `plot` the figures.
+
+May import: every edgeact wing but `cli`; `converters.keras` lazily, for a Keras reference
+(the host side; a device is given a float .tflite/.onnx reference instead).
+"""
