@@ -1,5 +1,11 @@
-"""Host-side calibration: data sources, the split into calibration and held-out samples,
-and activation statistics gathered from the float model."""
+"""Host-side calibration: the split of the user's data into calibration and held-out samples,
+the adapters that feed them to each converter, and activation statistics from the float model.
+
+The data is read by `edgeact.data.source`, the one reader calibration, profile and budget data
+share; the samples are `edgeact.data.samples.Samples`.
+
+May import: edgeact's core, `edgeact.formats`, `edgeact.data`.
+"""
 from __future__ import annotations
 
 import warnings
@@ -10,62 +16,57 @@ from typing import Any
 import numpy as np
 
 from edgeact.data.preprocess import Preprocessing
+from edgeact.data.samples import ModelInput, Samples
+from edgeact.data.source import read_source
 from edgeact.errors import CalibrationError, EdgeactWarning
 
-from .sources import (
-    CalibrationSource,
-    ModelInput,
-    SampleSet,
-    array_file_source,
-    image_folder_source,
-    iterable_source,
-    random_source,
-    sample_set,
-)
-
-__all__ = ["CalibrationSet", "CalibrationSource", "ModelInput", "read_calibration", "RANDOM"]
+__all__ = ["CalibrationSet", "ModelInput", "Samples", "open_calibration", "read_calibration", "RANDOM"]
 
 RANDOM = "random"
 DEFAULT_SAMPLES = 200
 DEFAULT_HOLDOUT = 100
+OPTION = "--calibration"
 
 
 @dataclass
 class CalibrationSet:
     """Samples to calibrate on, held-out samples to verify on, and a summary for the report."""
 
-    calibration: SampleSet
-    holdout: SampleSet
+    calibration: Samples
+    holdout: Samples
     summary: dict = field(default_factory=dict)
 
 
-def _open_source(spec: Any, inputs: list[ModelInput], preprocessing: Preprocessing, limit: int,
-                 seed: int, progress=None) -> SampleSet:
-    if isinstance(spec, (str, Path)):
-        if str(spec) == RANDOM:
-            warnings.warn("calibrating on random data: INT8 accuracy will be poor; use real images for a real model",
-                          EdgeactWarning, stacklevel=3)
-            return random_source(inputs, preprocessing, limit, seed)
-        path = Path(spec)
-        if path.is_dir():
-            return image_folder_source(path, inputs, preprocessing, limit, seed, progress)
-        if path.suffix.lower() in (".npy", ".npz"):
-            return array_file_source(path, inputs, preprocessing)
-        if not path.exists():
-            raise CalibrationError(f"calibration data '{path}' does not exist; give an image folder, .npy or .npz")
-        raise CalibrationError(f"calibration data '{path}' is neither a folder nor a .npy/.npz file")
-    if isinstance(spec, np.ndarray):
-        if len(inputs) != 1:
-            raise CalibrationError(f"one array given but the model has {len(inputs)} inputs; "
-                                   "give a dict of arrays keyed by input name")
-        return sample_set({inputs[0].name: spec}, inputs, preprocessing, "array")
-    if isinstance(spec, dict) and spec and all(isinstance(v, np.ndarray) for v in spec.values()):
-        return sample_set(spec, inputs, preprocessing, "arrays")
-    try:
-        iterator = iter(spec)
-    except TypeError:
-        raise CalibrationError(f"calibration data of type {type(spec).__name__} is not iterable") from None
-    return iterable_source(iterator, inputs, preprocessing, limit)
+def open_calibration(spec: Any) -> Any:
+    """A folder or .npy/.npz path opened (listed, not decoded) so that a missing, empty or unreadable
+    one is refused before the model loads; other specs are returned as they are."""
+    if isinstance(spec, (str, Path)) and str(spec) != RANDOM:
+        return read_source(spec, OPTION, classes=False, error=CalibrationError)
+    return spec
+
+
+def _read(spec: Any, inputs: list[ModelInput], preprocessing: Preprocessing, limit: int, seed: int,
+          progress=None) -> Samples:
+    """Up to `limit` samples of the calibration data, read by `edgeact.data.source` (the one reader)."""
+    if isinstance(spec, (str, Path)) and str(spec) == RANDOM:
+        warnings.warn("calibrating on random data: INT8 accuracy will be poor; use real images for a real model",
+                      EdgeactWarning, stacklevel=3)
+        rng = np.random.default_rng(seed)
+        spec = {i.name: rng.integers(0, 256, size=(limit, *i.shape), dtype=np.uint8) for i in inputs}
+        origin = RANDOM
+    else:
+        origin = None
+    source = read_source(spec, OPTION, classes=False, limit=limit, inputs=inputs, error=CalibrationError)
+    if origin is not None:
+        source.origin = origin
+    if source.is_folder:  # decoded in a seeded order until `limit` images read, unreadable ones skipped
+        source = source.take(np.random.default_rng(seed).permutation(len(source)))
+    samples = source.samples(inputs, preprocessing, count=limit if source.is_folder else None,
+                             skip_unreadable=True, progress=progress)
+    summary = {"source": source.origin, "available": len(samples), "values": source.summary()["values"]}
+    if source.is_folder:
+        summary.update(files_seen=source.files_seen, skipped=dict(source.skipped))
+    return Samples(samples.arrays, None, summary, CalibrationError)
 
 
 def read_calibration(spec: Any, inputs: ModelInput | list[ModelInput], preprocessing: Preprocessing,
@@ -86,7 +87,7 @@ def read_calibration(spec: Any, inputs: ModelInput | list[ModelInput], preproces
     if samples < 1:
         raise CalibrationError("--samples must be at least 1")
     inputs = [inputs] if isinstance(inputs, ModelInput) else list(inputs)
-    source = _open_source(spec, inputs, preprocessing, samples + holdout, seed, progress)
+    source = _read(spec, inputs, preprocessing, samples + holdout, seed, progress)
     # A seeded shuffle, so that the held-out samples are not just the tail of a sorted file.
     data = source.take(np.random.default_rng(seed).permutation(len(source)))
     available = len(data)

@@ -1,14 +1,16 @@
-"""Adapters from a calibration source to what each exporter expects."""
+"""Adapters from samples (`edgeact.data.samples.Samples`, or any iterable of `{input_name: batch}`)
+to what each converter expects, so that TFLite and ONNX Runtime calibrate on the same samples,
+fed by input name."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
 
 import numpy as np
 
-from .sources import CalibrationSource
+from edgeact.data.samples import Samples
 
 
-def representative_dataset(source: CalibrationSource, progress=None) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+def representative_dataset(source: Samples, progress=None) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
     """TFLite's `representative_dataset`: a callable returning a generator of `{input_name: batch}`.
 
     Dicts, not lists: TFLite's calibrator then feeds each array to the SignatureDef input of
@@ -31,7 +33,7 @@ class OrtCalibrationReader:
     image inputs) and `rename` maps Keras input names to the ONNX graph's.
     """
 
-    def __init__(self, source: CalibrationSource, rename: dict[str, str] | None = None,
+    def __init__(self, source: Samples, rename: dict[str, str] | None = None,
                  transform: Callable[[str, np.ndarray], np.ndarray] | None = None, progress=None) -> None:
         self.source = source
         self.rename = rename or {}

@@ -55,6 +55,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         EdgeactError subclasses for bad input (nothing is written);
         VerificationError (with `.report`) when outputs were written but a check failed.
     """
+    from calibration import open_calibration
     from converters.keras.in_memory import calibration_by_layer_names, load_keras_object
     from converters.keras.loader import load_model, model_name
 
@@ -75,6 +76,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     outputs = [output_dir / f for fmt in formats for f in exporters[fmt].output_names(name)]
     check_writable(outputs + [report_path(output_dir, name)], options.force)  # before anything heavy
     budget = open_budget(options)  # --eval-data read and the budget refused here, before the model loads
+    calibration = open_calibration(calibration)  # a missing or empty folder refused before the model loads
 
     with progress_step("loading the model", options.progress):
         if isinstance(model, (str, Path)):

@@ -1,4 +1,4 @@
-"""Calibration sources, the held-out split, preprocessing presets, and the two adapters."""
+"""Calibration data through the one reader, the held-out split, preprocessing presets, and the two adapters."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 
 from calibration import read_calibration
 from calibration.adapters import OrtCalibrationReader, representative_dataset
-from calibration.sources import ModelInput, sample_set
 from edgeact.data.preprocess import Preprocessing, make_preprocessing
+from edgeact.data.samples import ModelInput
+from edgeact.data.source import read_source
 from edgeact.errors import CalibrationError, InputError
 
 GRAY = ModelInput("x", (6, 6, 1))
@@ -45,7 +46,7 @@ def test_three_channel_mean_on_gray_model_is_an_error():
 
 
 def _one(array, model_input=GRAY, preprocessing=None):
-    return sample_set({model_input.name: array}, [model_input], preprocessing or make_preprocessing(), "array")
+    return read_source(array, "--calibration").samples([model_input], preprocessing or make_preprocessing())
 
 
 def test_pixels_are_preprocessed_and_floats_are_not():

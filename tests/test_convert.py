@@ -62,8 +62,8 @@ def test_every_relu_is_fused_in_the_tflite(converted_small):
 def test_verification_numbers_agree_with_a_direct_computation(converted_small, small_cnn, pixels_npy):
     """The report's INT8-vs-Keras check equals what we compute here on the same held-out samples."""
     from calibration import read_calibration
-    from calibration.sources import ModelInput
     from edgeact.data.preprocess import make_preprocessing
+    from edgeact.data.samples import ModelInput
 
     out, report = converted_small
     data = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, 20, 0)
@@ -99,9 +99,9 @@ def test_dead_channels_are_counted(keras, tmp_path):
     model = keras.Model(inputs, L.Flatten()(x))
     kernel, bias = model.get_layer("conv").get_weights()
     model.get_layer("conv").set_weights([np.ones_like(kernel) * 0.1, np.array([1.0, -100.0, 0.5, -100.0], "float32")])
-    from calibration.sources import SampleSet
+    from edgeact.data.samples import Samples
 
-    samples = SampleSet({model.inputs[0].name: np.random.default_rng(0).uniform(0, 1, (10, 8, 8, 1))})
+    samples = Samples({model.inputs[0].name: np.random.default_rng(0).uniform(0, 1, (10, 8, 8, 1))})
     stats, _ = float_pass(model, samples)
     assert [(s.layer, s.dead_channels) for s in stats] == [("conv", 2)]
     assert stats[0].sparsity == pytest.approx(0.5)
@@ -186,9 +186,9 @@ def test_float_exports_are_checked_on_the_first_held_out_samples_int8_on_all(sma
     """The float check runs FLOAT_CHECK_SAMPLES of the held-out samples (a semantic error shows on any
     input), the INT8 checks every one; both recomputed here on the same samples."""
     from calibration import read_calibration
-    from calibration.sources import ModelInput
     from converters.job import FLOAT_CHECK_SAMPLES
     from edgeact.data.preprocess import make_preprocessing
+    from edgeact.data.samples import ModelInput
 
     holdout = FLOAT_CHECK_SAMPLES + 8
     report = convert(small_cnn_file, pixels_npy, tmp_path, ConvertOptions(samples=20, holdout=holdout, progress=False))

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.budget.tflite import BudgetNotMetError, EvalData, render_attempts, require_budget, search_tflite
+from converters.budget.tflite import BudgetNotMetError, render_attempts, require_budget, search_tflite
 from converters.options import Budget
+from edgeact.data.samples import Samples
 
 
 def _one_bad_layer(keras, activation: str):
@@ -39,7 +40,7 @@ def one_bad_layer(keras):
 
 def test_an_integer_fix_wins_before_any_fallback(keras):
     model, calibration, x = _one_bad_layer(keras, "relu")
-    result = search_tflite(model, calibration, EvalData(x), Budget(min_agreement=0.95))
+    result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_agreement=0.95))
     assert result.met and result.best.full_integer
     assert result.best.changed.startswith("equalize")
     assert all(a.full_integer for a in result.attempts)  # it stopped before trying any float layer
@@ -47,7 +48,7 @@ def test_an_integer_fix_wins_before_any_fallback(keras):
 
 def test_fallback_meets_the_budget_by_keeping_the_one_bad_layer_float(one_bad_layer):
     model, calibration, x = one_bad_layer
-    result = search_tflite(model, calibration, EvalData(x), Budget(min_agreement=0.95))
+    result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_agreement=0.95))
     plain = result.attempts[0]
     assert plain.changed == "minmax ranges" and plain.metric < 0.8 and plain.full_integer
     assert result.met and not result.best.full_integer
@@ -66,7 +67,7 @@ def test_fallback_meets_the_budget_by_keeping_the_one_bad_layer_float(one_bad_la
 
 def test_an_impossible_budget_is_refused_with_the_table(one_bad_layer):
     model, calibration, x = one_bad_layer
-    result = search_tflite(model, calibration, EvalData(x), Budget(min_sqnr=150.0), max_fallback=2)
+    result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_sqnr=150.0), max_fallback=2)
     assert not result.met
     # three range methods, bias correction (equalization finds no pair after ReLU6), two fallback groups
     assert [a.changed.split(" ")[0] for a in result.attempts] == ["minmax", "percentile", "mse", "bias", "float:",
@@ -103,7 +104,7 @@ def test_onnx_fallback_excludes_the_one_bad_layer(one_bad_layer, tmp_path):
     export_float_onnx(job, float_path)
     # Output SQNR, not agreement: this model's five logits lie within 0.2 of each other, and
     # which one wins flips with the smallest change in ORT's rounding.
-    result = search_onnx(job, float_path, EvalData(x), Budget(min_sqnr=20.0))
+    result = search_onnx(job, float_path, Samples({"image": x}), Budget(min_sqnr=20.0))
     assert [a.changed for a in result.attempts][:3] == ["minmax calibration", "percentile calibration",
                                                         "entropy calibration"]
     assert max(a.metric for a in result.attempts[:3]) < 10.0

@@ -26,8 +26,8 @@ def _sqnr(reference, approximation) -> float:
 def _calibration_samples(pixels_npy, samples: int, holdout: int) -> np.ndarray:
     """The samples convert calibrated on (its reader shuffles with the seed), preprocessed 'unit'."""
     from calibration import read_calibration
-    from calibration.sources import ModelInput
     from edgeact.data.preprocess import make_preprocessing
+    from edgeact.data.samples import ModelInput
 
     calib = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"),
                              samples, holdout, seed=0)

@@ -56,8 +56,8 @@ def converted(request, keras, tmp_path_factory):
 
 def _holdout(report, arrays, model):
     from calibration import read_calibration
-    from calibration.sources import ModelInput
     from edgeact.data.preprocess import make_preprocessing
+    from edgeact.data.samples import ModelInput
 
     inputs = [ModelInput(t.name, tuple(t.shape[1:])) for t in model.inputs]
     data = read_calibration(dict(arrays), inputs, make_preprocessing("unit"), 40, 20, 0)

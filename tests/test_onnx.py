@@ -40,8 +40,8 @@ def ort_optimized_ops(path, tmp_path):
 
 def holdout(pixels_npy, n=20):
     from calibration import read_calibration
-    from calibration.sources import ModelInput
     from edgeact.data.preprocess import make_preprocessing
+    from edgeact.data.samples import ModelInput
 
     calibration = read_calibration(pixels_npy, ModelInput("image", (16, 16, 3)), make_preprocessing("unit"), 60, n, 0)
     return calibration.holdout.arrays["image"]

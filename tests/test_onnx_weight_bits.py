@@ -147,15 +147,15 @@ class _FakeJob:
     """What kernel_diagnosis reads of a ConvertJob."""
 
     def __init__(self, path, x, reference, kernels):
-        from calibration.sources import SampleSet
         from edgeact.config import OnnxLayout
+        from edgeact.data.samples import Samples
 
         self.int8_files = {"onnx": path}
         self.predictions = {"onnx_int8": kernels}
         self.reference_outputs = reference
         self.output_names = ["features"]
         self.options = ConvertOptions(onnx_layout=OnnxLayout.NHWC)
-        self.calibration = type("Calibration", (), {"holdout": SampleSet(x)})()
+        self.calibration = type("Calibration", (), {"holdout": Samples(x)})()
 
 
 def test_cpu_flags_decide_where_u8s8_saturates():

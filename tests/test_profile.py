@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeact.data.evaldata import read_eval_data
 from edgeact.data.preprocess import make_preprocessing
+from edgeact.data.samples import ModelInput
+from edgeact.data.source import read_source
 from edgeact.errors import InputError
 from edgeact.measure.profiler import (
     LoopSettings,
@@ -244,12 +245,20 @@ def test_find_report_reads_preprocessing_and_shape(converted_small, tmp_path):
         find_report(tmp_path / "x.tflite")
 
 
+def read_eval_data(path, labels=None, limit=None):
+    """profile's reading of --data: the one reader, with class folders, and a seeded subset."""
+    return read_source(path, "--data", labels=labels).subset(limit)
+
+
+IMAGE16 = [ModelInput("image", (16, 16, 3))]
+
+
 def test_folder_classes_in_sorted_order_or_in_the_order_of_the_labels(labelled):
     root, pixels, labels = labelled
     data = read_eval_data(root / "folders")
     assert data.class_names == ["cat", "dog", "eel", "fox"] and data.pixels and len(data) == 40
-    decoded = data.samples((16, 16, 3))
-    by_file = {f.name: (img, lab) for f, img, lab in zip(data._files, decoded, data.labels)}
+    decoded = data.samples(IMAGE16, make_preprocessing("none")).array()
+    by_file = {f.name: (img, lab) for f, img, lab in zip(data.files, decoded, data.labels)}
     assert all(np.array_equal(by_file[f"img_{i:03d}.png"][0], pixels[i]) for i in range(40))
     assert all(by_file[f"img_{i:03d}.png"][1] == labels[i] for i in range(40))
     reordered = read_eval_data(root / "folders", labels=["fox", "eel", "dog", "cat"])
@@ -276,26 +285,32 @@ def test_npz_labels_pixels_and_floats(labelled, tmp_path):
     data = read_eval_data(root / "data.npz")
     assert data.pixels and np.array_equal(data.labels, labels)
     unit = make_preprocessing("unit")
-    np.testing.assert_allclose(data.model_inputs((16, 16, 3), unit), pixels / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(data.samples(IMAGE16, unit).array(), pixels / 255.0, rtol=1e-6)
     np.savez(tmp_path / "f.npz", x=pixels.astype(np.float32) * 3, y=np.eye(4)[labels])
     floats = read_eval_data(tmp_path / "f.npz")
     assert not floats.pixels and np.array_equal(floats.labels, labels)  # one-hot labels
-    np.testing.assert_array_equal(floats.model_inputs((16, 16, 3), unit), pixels * 3.0)  # fed as is
-    with pytest.raises(InputError, match=r"samples of shape \(16, 16, 3\) but the model takes \(28, 28, 1\)"):
-        data.samples((28, 28, 1))
-    assert len(read_eval_data(root / "data.npz", limit=7)) == 7
+    np.testing.assert_array_equal(floats.samples(IMAGE16, unit).array(), pixels * 3.0)  # fed as is
+    with pytest.raises(InputError, match=r"samples of shape \(16, 16, 3\) but the model input 'image' takes "
+                                         r"\(28, 28, 1\)"):
+        data.check([ModelInput("image", (28, 28, 1))])
+    subset = read_eval_data(root / "data.npz", limit=7)
+    assert len(subset) == 7 and len(subset.samples(IMAGE16, unit)) == 7
+    # the subset keeps each sample's own label
+    kept = subset.samples(IMAGE16, make_preprocessing("none")).array()
+    rows = [int(np.flatnonzero((pixels == k).all(axis=(1, 2, 3)))[0]) for k in kept]
+    assert np.array_equal(subset.labels, labels[rows])
 
 
 @pytest.mark.parametrize("contents, message", [
     ({"x": np.zeros((3, 4, 4, 1), np.int32)}, "dtype int32"),
-    ({"images": np.zeros((3, 4, 4, 1), np.uint8)}, "name the samples 'x'"),
+    ({"a": np.zeros((3, 4, 4, 1), np.uint8), "b": np.zeros((3, 4, 4, 1), np.uint8)}, "name the samples 'x'"),
     ({"x": np.zeros((3, 4, 4, 1), np.uint8), "y": np.zeros(2, np.int64)}, "2 labels for 3 samples"),
     ({"x": np.full((3, 4, 4, 1), np.nan, np.float32)}, "NaN"),
 ])
 def test_bad_npz_data(tmp_path, contents, message):
     np.savez(tmp_path / "bad.npz", **contents)
     with pytest.raises(InputError, match=message):
-        read_eval_data(tmp_path / "bad.npz")
+        read_eval_data(tmp_path / "bad.npz").check([ModelInput("image", (4, 4, 1))])
 
 
 # --- targets ---------------------------------------------------------------------------------------

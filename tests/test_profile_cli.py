@@ -73,7 +73,7 @@ def test_table_with_data_and_keras_reference(models, data, small_cnn_file):
         "small_cnn_int8.tflite", "small_cnn_fp32.tflite"]
     assert next(line for line in lines if line.startswith("runtime ")).split()[1:] == ["litert", "litert"]
     assert next(line for line in lines if line.startswith("top-1 accuracy")).count("%") == 2
-    assert "data: folder" in result.stdout and "4 classes" in result.stdout
+    assert "data: image folder" in result.stdout and "4 classes" in result.stdout
     assert "reference:" in result.stdout and "top-1" in next(l for l in lines if l.startswith("reference:"))
 
 

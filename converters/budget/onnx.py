@@ -1,6 +1,6 @@
 """The same search for INT8 ONNX: ORT's calibration methods first, then `nodes_to_exclude`.
 
-    result = search_onnx(job, out / "m_fp32.onnx", EvalData(x, y), Budget(max_drop=0.5))
+    result = search_onnx(job, out / "m_fp32.onnx", Samples({"image": x}, y), Budget(max_drop=0.5))
 
 1. ORT's calibration methods (min/max, percentile, entropy), through the exporter's own
    `quantize_onnx`, so every attempt has edgeact's QDQ settings;
@@ -22,8 +22,9 @@ import numpy as np
 from converters.onnx.histograms import streamed_histograms
 from converters.options import Budget
 from edgeact.config import CalibrationMethod
+from edgeact.data.samples import Samples
 
-from .tflite import FIXES, Attempt, EvalData, SearchResult, apply_fix, measure
+from .tflite import FIXES, Attempt, SearchResult, apply_fix, measure
 
 METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMethod.ENTROPY)
 
@@ -54,19 +55,18 @@ def producer_nodes(int8_path: Path, tensors: list[str]) -> list[str]:
 def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "model"):
     """A ConvertJob for searching outside `convert` (benchmarks, tests): NHWC, calibration as given."""
     from calibration import CalibrationSet
-    from calibration.sources import SampleSet
     from converters.job import ConvertJob
     from converters.keras.signature import keras_signature
     from converters.options import ConvertOptions
     from edgeact.config import Format
 
     signature = keras_signature(keras_model)
-    source = SampleSet({signature.inputs[0].name: calibration})
+    source = Samples({signature.inputs[0].name: calibration})
     return ConvertJob(name, Path(folder), None, keras_model, signature, CalibrationSet(source, source.head(8)), {},
                       ConvertOptions(formats=(Format.ONNX,), progress=False))
 
 
-def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_size: int = 1,
+def search_onnx(job, float_path: Path, data: Samples, budget: Budget, group_size: int = 1,
                 max_fallback: int = 8, progress=None, fixes: dict | None = None) -> SearchResult:
     """Calibration methods first, then float fallback of the worst layers, until `budget` is met.
 
@@ -80,8 +80,9 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
     from converters.onnx.exporter import export_float_onnx, image_layout, quantize_onnx
 
     say = progress or (lambda text: None)
-    reference = np.asarray(job.keras_model.predict(data.x, verbose=0), np.float64).reshape(len(data.x), -1)
-    x = image_layout(data.x, job.options.onnx_layout)
+    keras_x = data.array()  # one input: the search refuses several (converters.budget.search.check_model)
+    reference = np.asarray(job.keras_model.predict(keras_x, verbose=0), np.float64).reshape(len(keras_x), -1)
+    x = image_layout(keras_x, job.options.onnx_layout)
     attempts: list[Attempt] = []
     models: dict[int, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="edgeact-fallback-onnx-") as tmp:
@@ -97,7 +98,7 @@ def search_onnx(job, float_path: Path, data: EvalData, budget: Budget, group_siz
             with streamed_histograms():  # ORT keeps every sample's tensors otherwise (OOM on MobileNetV2)
                 quantize_onnx(trial, base_float, path, exclude=exclude, calibration_cache=cache)
             outputs, latency = _run(path, x)
-            row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.y),
+            row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.labels),
                           not exclude, round(latency, 4), list(labels), method.value)
             attempts.append(row)
             models[row.attempt] = path.read_bytes()

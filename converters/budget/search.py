@@ -31,10 +31,10 @@ from converters.check_registry import register_check
 from converters.job import ConvertJob, progress_step
 from converters.options import Budget
 from edgeact.config import IOType
+from edgeact.data.samples import Samples
+from edgeact.data.source import read_source
 from edgeact.errors import InputError, first_line
 from edgeact.report.records import Check, ConvertReport, OutputKind
-
-from .tflite import EvalData
 
 HOLDOUT_SOURCE = "the held-out calibration samples"
 
@@ -59,7 +59,7 @@ class BudgetPlan:
     """The budget and its evaluation data (None: the job's held-out samples)."""
 
     budget: Budget
-    data: Any = None  # edgeact.data.evaldata.EvalData
+    data: Any = None  # edgeact.data.source.DataSource: --eval-data as the user gave it
 
 
 def open_budget(options) -> BudgetPlan | None:
@@ -70,22 +70,12 @@ def open_budget(options) -> BudgetPlan | None:
         return None
     budget, data = options.budget, None
     if options.eval_data is not None:
-        data = _read_eval_data(options.eval_data, options.labels, options.seed)
+        data = read_source(options.eval_data, "--eval-data", labels=options.labels)
     if budget.max_drop is not None and (data is None or data.labels is None):
-        where = "no --eval-data was given" if data is None else f"{data.source} has no labels"
+        where = "no --eval-data was given" if data is None else f"{data.where} has no labels"
         raise InputError(f"--max-drop needs labelled --eval-data (class folders, or .npz with x and y), but {where}; "
                          "without labels use --min-agreement or --min-sqnr")
     return BudgetPlan(budget, data)
-
-
-def _read_eval_data(source, labels, seed: int):
-    """profile's reader (class folders, .npz/.npy), its messages naming convert's option."""
-    from edgeact.data.evaldata import read_eval_data
-
-    try:
-        return read_eval_data(source, labels, None, seed)
-    except InputError as exc:
-        raise InputError(str(exc).replace("--data", "--eval-data")) from None
 
 
 def check_model(plan: BudgetPlan, signature, keras_model, options) -> None:
@@ -108,21 +98,21 @@ def check_model(plan: BudgetPlan, signature, keras_model, options) -> None:
         if output.kind not in (None, OutputKind.CLASS_SCORES):
             raise InputError(f"{option} compares top-1 classes, but output '{output.name}' is judged {output.kind} "
                              f"({output.why}); mark it --output-kind {output.name}=class_scores, or use --min-sqnr")
-    if plan.data is not None:
-        plan.data.samples(signature.inputs[0].shape)  # decodes images, checks array shapes
+    if plan.data is not None:  # before calibration: images decoded (once, kept for the search), shapes checked
+        plan.data.check(signature.inputs, decode=True)
         if plan.budget.max_drop is not None:  # the only budget that reads the labels
             plan.data.check_classes(output.shape[0], "the model")
 
 
-def evaluation(plan: BudgetPlan, job: ConvertJob) -> tuple[EvalData, dict]:
-    """Model inputs and labels the metric is measured on, and their summary for the report."""
+def evaluation(plan: BudgetPlan, job: ConvertJob) -> tuple[Samples, dict]:
+    """Model inputs (by input name) and labels the metric is measured on, and their summary for the report."""
     if plan.data is None:
-        x = job.calibration.holdout.array()
+        holdout = job.calibration.holdout
         held_out = job.calibration.summary.get("holdout_samples", 0) > 0
-        return EvalData(x), {"source": HOLDOUT_SOURCE if held_out else "the calibration samples (none held out)",
-                             "samples": len(x), "labelled": False}
-    x = plan.data.model_inputs(job.input_shape, job.options.preprocessing)
-    return EvalData(x, plan.data.labels), plan.data.summary()
+        return holdout, {"source": HOLDOUT_SOURCE if held_out else "the calibration samples (none held out)",
+                         "samples": len(holdout), "labelled": False}
+    samples = plan.data.samples(job.signature.inputs, job.options.preprocessing)
+    return samples, samples.summary()
 
 
 class _AttemptLines:

@@ -1,6 +1,6 @@
 """Winning INT8 accuracy back for TFLite: integer-preserving fixes first, float fallback to a budget.
 
-    result = search_tflite(folded_model, calibration, EvalData(x, y), Budget(max_drop=0.5))
+    result = search_tflite(folded_model, calibration, Samples({"image": x}, y), Budget(max_drop=0.5))
     print(render_attempts(result)); require_budget(result)   # BudgetNotMetError: exit 1
 
 1. Range methods (min/max, percentile, MSE; `converters.tflite.ranges`), each on the same
@@ -35,19 +35,12 @@ from converters.tflite.ranges import (
     set_ranges,
 )
 from edgeact.config import IOType
+from edgeact.data.samples import Samples
 from edgeact.errors import InputError, VerificationError
 
 
 class BudgetNotMetError(VerificationError):
     """No attempt met the accuracy budget; the best model was still written (exit 1)."""
-
-
-@dataclass
-class EvalData:
-    """Model inputs (N, H, W, C) and, for --max-drop, their labels."""
-
-    x: np.ndarray
-    y: np.ndarray | None = None
 
 
 @dataclass
@@ -117,7 +110,7 @@ def measure(budget: Budget, outputs: np.ndarray, reference: np.ndarray, labels: 
     return sqnr_db(float(np.sum(reference ** 2)), float(np.sum((reference - outputs) ** 2)))
 
 
-def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: Budget,
+def search_tflite(keras_model, calibration: np.ndarray, data: Samples, budget: Budget,
                   io_type: IOType = IOType.INT8, methods: tuple[RangeMethod, ...] = tuple(RangeMethod),
                   group_size: int = 1, max_fallback: int = 8, progress=None,
                   output_names: list[str] | None = None, fixes: dict | None = None) -> SearchResult:
@@ -138,15 +131,16 @@ def search_tflite(keras_model, calibration: np.ndarray, data: EvalData, budget: 
     from edgeact.quiet import native_output_captured
 
     say = progress or (lambda text: None)
-    reference = np.asarray(keras_model.predict(data.x, verbose=0), np.float64).reshape(len(data.x), -1)
+    x = data.array()  # one input: the search refuses several (converters.budget.search.check_model)
+    reference = np.asarray(keras_model.predict(x, verbose=0), np.float64).reshape(len(x), -1)
     say("calibrating")
     calibrated = calibrate_tflite(keras_model, calibration, io_type, output_names)
     attempts: list[Attempt] = []
     models: dict[int, bytes] = {}
 
     def attempt(changed: str, model: bytes, ranges: RangeMethod, float_layers: list[str]) -> Attempt:
-        outputs, latency = _run(model, data.x)
-        row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.y),
+        outputs, latency = _run(model, x)
+        row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.labels),
                       not float_layers, round(latency, 4), list(float_layers), ranges.value)
         attempts.append(row)
         models[row.attempt] = model

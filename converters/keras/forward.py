@@ -7,7 +7,7 @@ but builds a data pipeline and a new function per call; for the few fixed-size b
 edgeact runs, one traced function with an open batch dimension is the cheapest.
 
 Samples are an array (a single-input model) or anything with `.arrays` keyed by input name
-(calibration.SampleSet); the model's inputs are fed in its own input order.
+(edgeact.data.samples.Samples); the model's inputs are fed in its own input order.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.sources import SampleSet
+from edgeact.data.samples import Samples
 
 
 def named_outputs(outputs: Any, names: list[str]) -> dict:
@@ -58,7 +58,7 @@ def serving_function(keras_model, saved_model_fn, signature):
     return serve, specs
 
 
-def predict_saved_model(saved_model_fn, signature, samples: SampleSet, batch_size: int = 64) -> dict[str, np.ndarray]:
+def predict_saved_model(saved_model_fn, signature, samples: Samples, batch_size: int = 64) -> dict[str, np.ndarray]:
     """A SavedModel serving signature's outputs on `samples`, keyed by output name.
 
     (A Keras model's float outputs come from converters.keras.forward.float_pass, with the statistics.)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.sources import ModelInput
+from edgeact.data.samples import ModelInput
 from edgeact.errors import InputError, ModelLoadError
 from edgeact.report.records import OutputKind, TensorInfo
 

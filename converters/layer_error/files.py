@@ -86,7 +86,7 @@ def _input_shape(model: Path, report) -> tuple[int, ...]:
 def read_samples(job: LayerJob, model: Path) -> np.ndarray:
     """Model inputs (N, H, W, C) from --data, preprocessed as the model was calibrated."""
     from calibration import read_calibration
-    from calibration.sources import ModelInput
+    from edgeact.data.samples import ModelInput
 
     report = find_report(model)
     preprocessing = job.preprocessing or (report.preprocessing if report else make_preprocessing())

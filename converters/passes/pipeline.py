@@ -38,7 +38,7 @@ def run_pipeline(model, names: list[str], samples=None, reference: list[np.ndarr
     Args:
         model: a Functional or Sequential Keras model (left unchanged).
         names: pass names, in order.
-        samples: inputs to verify each pass on (an array, or a calibration.SampleSet); None skips the check.
+        samples: inputs to verify each pass on (an array, or a edgeact.data.samples.Samples); None skips the check.
         reference: `model`'s own outputs on `samples`, when the caller has them already
             (`converters.keras.forward.float_pass` computes them); otherwise computed here.
     Returns:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeact import __version__
-from edgeact.data.evaldata import EvalData, read_eval_data
 from edgeact.data.preprocess import Preprocessing
+from edgeact.data.samples import ModelInput
+from edgeact.data.source import DataSource, read_source
 from edgeact.errors import InputError, ModelLoadError, RuntimeCrashError, RuntimeUnavailableError
 from edgeact.formats.limits import check_sample_shape
 from edgeact.formats.onnx_model import saturation_note
@@ -105,7 +106,8 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
                             options.delegate or "xnnpack", options.streams, input_shape=options.input_shape)
     plans = plan_models(models, options)
     labels = _common_labels(plans)
-    data = read_eval_data(options.data, labels, options.limit, options.seed) if options.data else None
+    data = read_source(options.data, "--data", labels=labels).subset(options.limit, options.seed) \
+        if options.data else None
     for plan in plans:
         _check_data(plan, data, options.output)
     bars = progress_factory(options.progress)
@@ -169,7 +171,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     }
 
 
-def _describe_reference(reference: Reference | None, outputs: dict, data: EvalData | None,
+def _describe_reference(reference: Reference | None, outputs: dict, data: DataSource | None,
                         plans: list[ModelPlan]) -> dict | None:
     """The reference, with its own top-1 on the labels when every model saw the same inputs:
     the float accuracy the summary and the accuracy-latency plot measure INT8 against."""
@@ -359,45 +361,47 @@ def _common_labels(plans: list[ModelPlan]) -> list[str] | None:
     return list(found.pop()) if found else None
 
 
-def _check_data(plan: ModelPlan, data: EvalData | None, chosen: str | None) -> None:
+def _check_data(plan: ModelPlan, data: DataSource | None, chosen: str | None) -> None:
     if data is None:
         return
     if data.labels is not None and plan.scored is None:
         raise InputError(f"{plan.path.name} has no output shaped like class scores to score the labels of "
-                         f"{data.source} against (outputs: {', '.join(plan.outputs)}); choose one with --output NAME")
+                         f"{data.where} against (outputs: {', '.join(plan.outputs)}); choose one with --output NAME")
     if data.pixels and plan.preprocessing is None:
         raise InputError(f"{plan.path.name} has no report ({report_path(plan.path).name}) to take its "
-                         f"preprocessing from, and {data.source} holds pixels; pass --preprocess (or "
+                         f"preprocessing from, and {data.where} holds pixels; pass --preprocess (or "
                          "--mean/--std) as used in training, or give float model inputs in an .npz")
-    if len(plan.inputs) > 1:
-        data.named_inputs({n: _nhwc(s) for n, s in plan.inputs.items()}, plan.preprocessing)
-    elif not data.is_folder:  # arrays: check the shape now; folders are resized to the model
-        data.samples(plan.image_shape)
+    data.check(_inputs_of(plan))  # arrays: shapes now; folders are resized to the model
     if plan.scored:
         data.check_classes(plan.classes, plan.path.name)
 
 
-def _model_inputs(plan: ModelPlan, data: EvalData | None, options: ProfileOptions, bars):
-    """Float model inputs: one array (N, H, W, C), or arrays keyed by input name for several inputs."""
+def _inputs_of(plan: ModelPlan) -> list[ModelInput]:
+    """The inputs the data must feed, NHWC: the report's image shape for one input."""
     if len(plan.inputs) > 1:
-        shapes = {n: _nhwc(s) for n, s in plan.inputs.items()}
-        if data is None:
-            rng = np.random.default_rng(options.seed)
-            return {n: rng.uniform(0, 1, (RANDOM_SAMPLES, *s)).astype(np.float32) for n, s in shapes.items()}
-        return data.named_inputs(shapes, plan.preprocessing)
+        return [ModelInput(n, _nhwc(s)) for n, s in plan.inputs.items()]
+    return [ModelInput(next(iter(plan.inputs)), tuple(plan.image_shape))]
+
+
+def _model_inputs(plan: ModelPlan, data: DataSource | None, options: ProfileOptions, bars):
+    """Float model inputs: one array (N, H, W, C), or arrays keyed by input name for several inputs."""
     if data is None:
-        low, high = plan.report.input_range if plan.report and plan.report.input_range else (0.0, 1.0)
         rng = np.random.default_rng(options.seed)
+        if len(plan.inputs) > 1:
+            return {i.name: rng.uniform(0, 1, (RANDOM_SAMPLES, *i.shape)).astype(np.float32)
+                    for i in _inputs_of(plan)}
+        low, high = plan.report.input_range if plan.report and plan.report.input_range else (0.0, 1.0)
         return rng.uniform(low, high, (RANDOM_SAMPLES, *plan.image_shape)).astype(np.float32)
-    bar = bars(f"reading {data.source}", len(data)) if bars and data.is_folder else None
+    bar = bars(f"reading {data.origin}", len(data)) if bars and data.is_folder else None
     try:
-        return data.model_inputs(plan.image_shape, plan.preprocessing, bar)
+        samples = data.samples(_inputs_of(plan), plan.preprocessing, progress=bar)
     finally:
         if bar is not None:
             bar.close()
+    return samples.arrays if len(plan.inputs) > 1 else samples.array()
 
 
-def _row(plan: ModelPlan, profile: ModelProfile, data: EvalData | None,
+def _row(plan: ModelPlan, profile: ModelProfile, data: DataSource | None,
          reference: dict[str, np.ndarray] | None, reference_name: str) -> dict:
     """The summary, accuracy on the scored output, and agreement with the reference for every output."""
     row = dict(profile.summary)

@@ -152,7 +152,7 @@ class Runner(ABC):
         """A batch (N, ...) for a single-input model, or arrays keyed by input name, in input order."""
         from edgeact.data.arrays import match_input_names
 
-        arrays = getattr(batch, "arrays", batch)  # calibration.SampleSet carries its arrays by name
+        arrays = getattr(batch, "arrays", batch)  # edgeact.data.samples.Samples carries its arrays by name
         if isinstance(arrays, Mapping):
             match_input_names(arrays, [s.name for s in self.inputs], f"the data for {self.path.name}")
             return [np.asarray(arrays[s.name]) for s in self.inputs]
