@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.keras.model_code import ModelCode
 from edgeact.config import CalibrationMethod, Format, IOType, OnnxLayout, Tolerances
 from edgeact.data.preprocess import Preprocessing
 from edgeact.errors import InputError
@@ -100,5 +101,6 @@ class ConvertOptions:
     layer_error: str = "always"  # per-layer error: "always", "auto" (when an INT8 check fails), "never"
     budget: Budget | None = None  # an accuracy budget: search until met (converters.budget.search)
     eval_data: str | Path | None = None  # labelled data the budget is measured on; None: the held-out samples
+    model_code: ModelCode = field(default_factory=ModelCode)  # --custom-objects, --trust-model-code
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     verbose: bool = False

@@ -55,11 +55,18 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
         EdgeactError subclasses for bad input (nothing is written);
         VerificationError (with `.report`) when outputs were written but a check failed.
     """
+    from converters.keras.model_code import model_code_scope
+
+    options = options or ConvertOptions()
+    with model_code_scope(options.model_code):  # custom classes and Lambda trust, for loading and every rebuild
+        return _convert(model, calibration, output_dir, options)
+
+
+def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> ConvertReport:
     from calibration import open_calibration
     from converters.keras.in_memory import calibration_by_layer_names, load_keras_object
     from converters.keras.loader import load_model, model_name
 
-    options = options or ConvertOptions()
     exporters = load_exporters()
     formats = tuple(dict.fromkeys(Format(f) for f in options.formats))
     if not formats:
@@ -80,7 +87,7 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
 
     with progress_step("loading the model", options.progress):
         if isinstance(model, (str, Path)):
-            loaded = load_model(model)
+            loaded = load_model(model, options.model_code)
         else:
             loaded = load_keras_object(model)  # renames unnamed inputs the way loading its file would
             calibration = calibration_by_layer_names(calibration, model, loaded)
@@ -166,7 +173,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
     with progress_step("reading calibration data", options.progress, options.samples + options.holdout) as bar:
         calib = read_calibration(calibration, signature.inputs, preprocessing, options.samples, options.holdout,
                                  options.seed, progress=bar)
-    stats, pass_results, folded, notes = [], [], keras_model, []
+    stats, pass_results, folded, notes = [], [], keras_model, list(loaded.notes)
     if keras_model is not None:
         # One compiled pass over the held-out samples gives the float reference and the ReLU
         # statistics; the passes are checked against its first outputs (no model runs twice).

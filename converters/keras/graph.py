@@ -12,9 +12,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgeact.errors import ConversionError, first_line
+from edgeact.errors import ConversionError, EdgeactError, first_line, quoting
 
 from .loader import import_keras
+from .model_code import classes_of, has_lambda, safe_mode
 
 NESTED_MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
@@ -22,9 +23,11 @@ NESTED_MODEL_CLASSES = ("Functional", "Sequential", "Model")
 class KerasGraph:
     """Layers by name, in the model's order, with helpers to find and rewire connections."""
 
-    def __init__(self, config: dict, weights: dict[str, list[np.ndarray]]) -> None:
+    def __init__(self, config: dict, weights: dict[str, list[np.ndarray]], classes: dict | None = None) -> None:
         self.config = config
         self.weights = weights
+        # The model's own (non-Keras) layer classes: every rebuild needs them, and the user named them once.
+        self.classes = dict(classes or {})
 
     @classmethod
     def from_model(cls, model) -> "KerasGraph":
@@ -33,7 +36,7 @@ class KerasGraph:
             model = keras.Model(model.inputs, model.outputs, name=model.name)
         config = copy.deepcopy(model.get_config())
         weights = {layer.name: [np.array(w) for w in layer.get_weights()] for layer in model.layers}
-        return cls(config, weights)
+        return cls(config, weights, classes_of(model))
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -100,14 +103,22 @@ class KerasGraph:
 
     def to_keras(self):
         """Rebuild a Keras model from the (edited) config and weights."""
+        return self.rebuild("cannot rebuild the model after graph passes",
+                            "rerun with --no-fuse to convert the model as it is")
+
+    def rebuild(self, what: str, fix: str, error: type[EdgeactError] = ConversionError):
+        """The Keras model of the config and weights; `error` reads "{what}: {Keras' reason}; {fix}".
+
+        The config came from a live model (`from_model`), whose Lambda layers' code is
+        already running in this process (trusted when its file was loaded), so Keras' safe
+        mode is off for the rebuild when it holds any.
+        """
         keras = import_keras()
         try:
-            model = keras.Model.from_config(copy.deepcopy(self.config))
+            with safe_mode(not has_lambda(self.config)):  # the classes add to any custom-object scope around
+                model = keras.Model.from_config(copy.deepcopy(self.config), custom_objects=self.classes)
         except Exception as exc:
-            raise ConversionError(
-                f"cannot rebuild the model after graph passes: {first_line(exc, 200)}; "
-                "rerun with --no-fuse to convert the model as it is"
-            ) from None
+            raise quoting(error(f"{what}: {first_line(exc, 200)}; {fix}"), exc) from None
         for layer in model.layers:
             if layer.name in self.weights and self.weights[layer.name]:
                 layer.set_weights(self.weights[layer.name])

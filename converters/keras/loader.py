@@ -1,14 +1,26 @@
 """Load the user's Keras model: .keras, legacy .h5, or a SavedModel folder."""
 from __future__ import annotations
 
-import re
+import tempfile
+import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeact.errors import ModelLoadError, first_line
+from edgeact.errors import EdgeactError, EdgeactWarning, ModelLoadError, first_line, quoting, shown
 from edgeact.quiet import native_output_captured, silence_tensorflow
+
+from .compat import (
+    FUNCTIONAL_ADVICE,
+    explain_load_error,
+    lambda_refusal,
+    layer_entries,
+    read_config,
+    translate_config,
+    write_translated,
+)
+from .model_code import ModelCode, model_code_scope
 
 
 @dataclass
@@ -24,6 +36,7 @@ class LoadedModel:
     keras_model: Any
     saved_model_fn: Any = None  # a SavedModel's serving signature: fn(**{input: batch}) -> {output: array}
     saved_model: Any = None  # the loaded SavedModel, kept alive while its signature is used
+    notes: list[str] = field(default_factory=list)  # what loading translated (a Keras 2 file's configs)
 
     @property
     def name(self) -> str:
@@ -36,10 +49,6 @@ def model_name(path: Path) -> str:
     return path.name if path.is_dir() else path.stem
 
 
-FUNCTIONAL_ADVICE = (
-    "rebuild it as a functional model (inputs = keras.Input(shape=(H, W, C)); x = layer(inputs) for each "
-    "layer; keras.Model(inputs, x).save('model.keras')) or as keras.Sequential, then convert that file"
-)
 
 
 def import_keras():
@@ -51,8 +60,13 @@ def import_keras():
     return keras
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Load a model file or SavedModel folder; raise ModelLoadError with a fix on failure."""
+def load_model(path: str | Path, code: ModelCode | None = None) -> LoadedModel:
+    """Load a model file or SavedModel folder; raise ModelLoadError with a fix on failure.
+
+    A Keras 2 file is translated for Keras 3 on the way in (converters.keras.compat), each
+    translation noted in `LoadedModel.notes`. `code` names the custom classes the file needs
+    and whether its Lambda layers may run (converters.keras.model_code).
+    """
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model {path} does not exist; check the path")
@@ -73,19 +87,31 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelLoadError(
             f"{path} has an unsupported extension '{suffix}'; give a .keras, .h5 or SavedModel folder"
         )
+    code = code or ModelCode()
     keras = import_keras()
+    config, version = read_config(path)
+    lambdas = [e.get("config", {}).get("name") for e in layer_entries(config) if e.get("class_name") == "Lambda"] \
+        if config else []
+    if lambdas and not code.trust_model_code:  # refused before Keras runs anything from the file
+        raise ModelLoadError(lambda_refusal(path, lambdas))
+    if code.trust_model_code:
+        what = (f"the Python code of its Lambda layer{'s' if len(lambdas) > 1 else ''} "
+                f"{', '.join(repr(shown(n)) for n in lambdas[:3])}" if lambdas else "any Python code stored in it")
+        warnings.warn(EdgeactWarning(f"--trust-model-code: loading {shown(path.name)} runs {what}; use it only on "
+                                     "files from a source you trust"), stacklevel=2)
+    translations = translate_config(config) if config else None
+    notes = translations.notes(f"Keras {version} file" if version else "Keras 2 file") if translations else []
     try:
-        with native_output_captured():
-            model = keras.models.load_model(path, compile=False)
+        with tempfile.TemporaryDirectory(prefix="edgeact-keras2-") as tmp, model_code_scope(code):
+            source = write_translated(path, config, Path(tmp)) if translations else path
+            with native_output_captured():
+                model = keras.models.load_model(source, compile=False, safe_mode=not code.trust_model_code)
+    except EdgeactError:
+        raise
     except Exception as exc:  # Keras raises many types for corrupt files
-        custom = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
-        if custom:  # a subclassed model or custom layer: Keras needs its Python code, edgeact a graph
-            raise ModelLoadError(f"{path} holds the custom class '{custom.group(1)}', which Keras cannot rebuild "
-                                 f"without its code; {FUNCTIONAL_ADVICE}") from None
-        message = first_line(exc, 200)
-        raise ModelLoadError(f"cannot load {path}: {message}; check that the file is a complete Keras model") from None
+        raise explain_load_error(exc, path, config, version) from None
     check_graph_model(model, path)
-    return LoadedModel(path=path, kind=kind, keras_model=model)
+    return LoadedModel(path=path, kind=kind, keras_model=model, notes=notes)
 
 
 def check_graph_model(model, path: Path) -> None:
@@ -106,7 +132,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
 
             loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"cannot load SavedModel {path}: {first_line(exc, 200)}") from None
+        raise quoting(ModelLoadError(f"cannot load SavedModel {path}: {first_line(exc, 200)}"), exc) from None
     signatures = getattr(loaded, "signatures", {})
     if "serving_default" not in signatures:
         raise ModelLoadError(f"SavedModel {path} has no 'serving_default' signature; export it with model.export()")

@@ -17,8 +17,6 @@ from edgeact.data.samples import ModelInput
 from edgeact.errors import InputError, ModelLoadError
 from edgeact.report.records import OutputKind, TensorInfo
 
-_SHAPE = re.compile(r"^(?:([^=]+)=)?\s*(\d+(?:\s*[,x]\s*\d+)*)\s*$")
-
 
 @dataclass
 class ModelSignature:
@@ -32,22 +30,6 @@ class ModelSignature:
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]
-
-
-def parse_input_shapes(values: tuple[str, ...] | list[str] | None) -> dict[str | None, tuple[int, ...]]:
-    """`--input-shape 224,224,3` or `--input-shape image=224,224,3` (repeatable) to {name or None: shape}."""
-    shapes: dict[str | None, tuple[int, ...]] = {}
-    for value in values or ():
-        match = _SHAPE.match(value)
-        if not match:
-            raise InputError(f"--input-shape '{value}' is not a shape; give e.g. 224,224,3 or image=224,224,3 "
-                             "(without the batch axis)")
-        name = match.group(1).strip() if match.group(1) else None
-        dims = tuple(int(d) for d in re.split(r"\s*[,x]\s*", match.group(2)))
-        if any(d < 1 or d > 65536 for d in dims):
-            raise InputError(f"--input-shape '{value}' has a dimension outside 1..65536")
-        shapes[name] = dims
-    return shapes
 
 
 def functional(model):
@@ -71,8 +53,9 @@ def fix_open_sizes(model, shapes: dict[str | None, tuple[int, ...]]):
     if unknown:
         raise InputError(f"--input-shape names '{unknown[0]}', which is not a model input ({', '.join(names)})")
     if None in shapes and len(names) > 1:
+        example = _example(model.inputs[0].shape[1:])
         raise InputError(f"the model has {len(names)} inputs; name the one to set: --input-shape "
-                         f"{names[0]}=H,W,C")
+                         f"{names[0]}={example}")
     wanted = {(names[0] if name is None else name): shape for name, shape in shapes.items()}
     current = {t.name: tuple(t.shape[1:]) for t in model.inputs}
     for name, shape in current.items():
@@ -95,11 +78,17 @@ def fix_open_sizes(model, shapes: dict[str | None, tuple[int, ...]]):
             config = entry["config"]
             key = "batch_shape" if "batch_shape" in config else "batch_input_shape"
             config[key] = [None, *changes[entry["name"]]]
-    return graph.to_keras()
+    given = " ".join(f"--input-shape {name}={','.join(map(str, shape))}" if len(names) > 1 else
+                     f"--input-shape {','.join(map(str, shape))}" for name, shape in changes.items())
+    return graph.rebuild(f"the model does not run at {given}",
+                         "give the input size the model was trained on (a larger one where layers crop or pool)",
+                         error=InputError)
 
 
 def _example(shape) -> str:
-    return ",".join("224" if d is None else str(d) for d in shape)
+    """A size to suggest for open dimensions: 224 in an image (H, W, C), 1000 in a sequence (length, C)."""
+    guess = "224" if len(shape) == 3 else "1000"
+    return ",".join(guess if d is None else str(d) for d in shape)
 
 
 def keras_signature(model, labels: list[str] | None = None) -> ModelSignature:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class LayerJob:
     preprocessing: Preprocessing | None = None  # None: the convert report's, else unit
     samples: int = DEFAULT_SAMPLES
     seed: int = 0
+    keras_code: Any = None  # --keras's custom objects / Lambda trust (converters.keras.model_code.ModelCode)
 
 
 def find_float_twin(int8_path: Path) -> Path:
@@ -105,7 +107,7 @@ def measure_layers(job: LayerJob) -> LayerErrorReport:
     if job.keras_model is not None:
         from converters.keras.loader import load_model
 
-        keras_model = load_model(job.keras_model).keras_model
+        keras_model = load_model(job.keras_model, job.keras_code).keras_model
         if keras_model is None:
             raise InputError(f"--keras {job.keras_model} is a SavedModel; give the .keras or .h5 file")
     samples = read_samples(job, job.models[0])

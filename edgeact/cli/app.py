@@ -33,6 +33,10 @@ class EdgeactGroup(click.Group):
             # One line a person can read: a library message is one line already; a runtime's
             # text inside it is cut (the report holds the rest).
             click.echo(f"error: {first_line(exc, 400)}", err=True)
+            from edgeact.quiet import verbose
+
+            if exc.detail and verbose():  # `edgeact -v`: the library's full message the line above quotes
+                click.echo(f"the full message:\n{exc.detail}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -11,7 +11,17 @@ from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import EdgeactWarning, InputError
 from edgeact.fileio import dumps_json
 
-from .options import budget_options, floats, json_option, preprocess_options, print_warnings
+from .options import (
+    SHAPE_METAVAR,
+    budget_options,
+    floats,
+    json_option,
+    make_model_code,
+    model_code_options,
+    parse_input_shapes,
+    preprocess_options,
+    print_warnings,
+)
 
 
 @click.command()
@@ -44,8 +54,9 @@ from .options import budget_options, floats, json_option, preprocess_options, pr
                    "x86-64 without VNNI, for ARM (Raspberry Pi) or VNNI targets only.")
 @click.option("--opset", type=click.IntRange(min=13, max=18), default=17, show_default=True,
               help="ONNX opset (tf2onnx 1.17 writes 13 to 18).")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]H,W,C",
-              help="Fix an open input size, e.g. 224,224,3 (repeat with NAME= for several inputs).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar=SHAPE_METAVAR,
+              help="Fix an open input size, without the batch axis: 224,224,3 (an image), 1000,4 (a sequence); "
+                   "repeat with NAME= for several inputs.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=VALUE",
               help="Override a check threshold: top1, cosine, sqnr, rel-diff, float-sqnr, float-rel-diff.")
 @click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
@@ -53,11 +64,13 @@ from .options import budget_options, floats, json_option, preprocess_options, pr
 @click.option("--layer-error", type=click.Choice(["always", "auto", "never"]), default="always", show_default=True,
               help="Per-layer INT8 error in the report: always, only when an INT8 check fails (auto), never.")
 @budget_options
+@model_code_options
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, onnx_weight_bits, opset, input_shapes,
-            tolerances, output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr, force, as_json):
+            tolerances, output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr, custom_objects,
+            trust_model_code, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     \b
@@ -75,7 +88,6 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
     from converters import ConvertOptions
     from converters import convert as run_convert
     from converters.budget.search import read_budget
-    from converters.keras.signature import parse_input_shapes
     from edgeact.config import Tolerances
     from edgeact.errors import VerificationError
 
@@ -92,7 +104,7 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
         layer_error=layer_error, budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),
-        eval_data=eval_data,
+        eval_data=eval_data, model_code=make_model_code(custom_objects, trust_model_code),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EdgeactWarning)

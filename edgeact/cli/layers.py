@@ -13,7 +13,7 @@ import click
 from edgeact.data.preprocess import Preset, make_preprocessing
 from edgeact.fileio import check_output_file, dumps_json
 
-from .options import floats, json_option, preprocess_options
+from .options import floats, json_option, make_model_code, model_code_options, preprocess_options
 
 
 @click.command()
@@ -33,9 +33,10 @@ from .options import floats, json_option, preprocess_options
               help="Also write every layer of every format to a CSV file.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw SQNR along depth to FILE.png (needs matplotlib).")
+@model_code_options
 @json_option
 def layers(models, data, float_model, keras_model, top, by_own, samples, preset, mean, std, csv_path, plot_path,
-           as_json):
+           custom_objects, trust_model_code, as_json):
     """Per-layer error of INT8 MODELS (.tflite and/or .onnx) against their float twins.
 
     For each quantized tensor: SQNR with the whole model in INT8 (accumulated), with only that
@@ -63,7 +64,8 @@ def layers(models, data, float_model, keras_model, top, by_own, samples, preset,
     custom = preset or mean or std
     job = LayerJob(models=tuple(models), data=data, float_model=float_model, keras_model=keras_model,
                    preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std))
-                   if custom else None, samples=samples)
+                   if custom else None, samples=samples,
+                   keras_code=make_model_code(custom_objects, trust_model_code) if keras_model else None)
     report = measure_layers(job)
     click.echo(dumps_json(report.to_dict()) if as_json else render_layer_errors(report, top, by_own))
     if csv_path:

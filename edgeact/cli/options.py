@@ -1,6 +1,8 @@
 """Options and helpers shared by the commands: defined once, imported by each command module."""
 from __future__ import annotations
 
+import re
+
 import click
 
 from edgeact.data.preprocess import Preset
@@ -53,3 +55,44 @@ def print_warnings(caught) -> None:
     for w in caught:
         if issubclass(w.category, EdgeactWarning):
             click.echo(f"warning: {w.message}", err=True)
+
+
+# One grammar for every --input-shape: sizes without the batch axis, comma- or x-separated, any
+# rank (224,224,3 for an image, 1000,4 for a sequence), optionally NAME= for a multi-input model.
+_SHAPE = re.compile(r"^(?:([^=]+)=)?\s*(\d+(?:\s*[,x]\s*\d+)*)\s*$")
+SHAPE_METAVAR = "[NAME=]D1,D2,..."
+
+
+def parse_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """`224,224,3`, `1000,4`, `224x224x3` or `image=224,224,3` -> (name or None, sizes); InputError otherwise."""
+    match = _SHAPE.match(text or "")
+    if not match:
+        raise InputError(f"--input-shape '{text}' is not a shape; give the sizes without the batch axis, e.g. "
+                         "224,224,3 (an image), 1000,4 (a sequence) or image=224,224,3")
+    name = match.group(1).strip() if match.group(1) else None
+    dims = tuple(int(d) for d in re.split(r"\s*[,x]\s*", match.group(2)))
+    if any(d < 1 or d > 65536 for d in dims):
+        raise InputError(f"--input-shape '{text}' has a size outside 1..65536")
+    return name, dims
+
+
+def parse_input_shapes(values) -> dict[str | None, tuple[int, ...]]:
+    """Repeated `--input-shape [NAME=]D1,D2,...` to {name or None: sizes}."""
+    return dict(parse_shape(value) for value in values or ())
+
+
+def model_code_options(fn):
+    """--custom-objects / --trust-model-code: the Python code a Keras model file needs (convert, layers, profile)."""
+    fn = click.option("--trust-model-code", is_flag=True,
+                      help="Load Lambda layers: runs the Python code stored in the model file (Keras' safe mode "
+                      "off). Only for files you trust.")(fn)
+    fn = click.option("--custom-objects", "custom_objects", multiple=True, metavar="FILE.py|MODULE",
+                      help="Python file or module defining the model's custom layer classes (repeatable).")(fn)
+    return fn
+
+
+def make_model_code(custom_objects, trust_model_code: bool):
+    """The host side's ModelCode for the options above (imported only when a Keras model is loaded)."""
+    from converters.keras.model_code import ModelCode
+
+    return ModelCode(custom_objects=tuple(str(c) for c in custom_objects), trust_model_code=bool(trust_model_code))

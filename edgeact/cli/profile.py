@@ -15,19 +15,16 @@ from edgeact.remote.ssh import DevicesFailedError
 from edgeact.runtime import RuntimeName
 
 from .device import device_options, make_device_options
-from .options import floats, json_option, preprocess_options
+from .options import floats, json_option, make_model_code, model_code_options, parse_shape, preprocess_options
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
-    try:
-        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
-    except ValueError:
-        raise InputError(f"--input-shape '{text}' is not a shape; give sizes without the batch axis, "
-                         "e.g. 3,640,640") from None
-    if any(d < 1 or d > 65536 for d in dims):
-        raise InputError(f"--input-shape '{text}' has a size outside 1..65536")
+    name, dims = parse_shape(text)  # the grammar convert's --input-shape reads too
+    if name is not None:
+        raise InputError(f"--input-shape '{text}': profile sets the sizes of each model's one dynamic input; "
+                         f"drop '{name}=' and give {','.join(map(str, dims))}")
     return dims
 
 
@@ -52,7 +49,8 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
 @click.option("--input-shape", metavar="D1,D2,...",
-              help="Sizes of a model input with dynamic dimensions, without the batch axis (ONNX), e.g. 3,640,640.")
+              help="Sizes of a model input with dynamic dimensions, without the batch axis (ONNX), e.g. 3,640,640 "
+                   "or 1000,4.")
 @click.option("--output", "output_name", metavar="NAME",
               help="The output scored against the labels [default: the one output shaped like class scores].")
 @click.option("--isolate/--in-process", default=True, show_default=True,
@@ -73,10 +71,12 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
               help="Measure on this device over SSH (its own Python and runtime); repeat for several, "
                    "profiled concurrently; 'local' is this machine.")
 @device_options
+@model_code_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
             std, limit, input_shape, output_name, isolate, csv_path, markdown_path, plot_path, wide, columns_text,
-            progress, verbose, devices, device_python, device_timeout, device_cache, ssh_options, as_json):
+            progress, verbose, devices, device_python, device_timeout, device_cache, ssh_options, custom_objects,
+            trust_model_code, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
 
@@ -126,6 +126,8 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         devices=tuple(devices),
         device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
         if devices else None,
+        reference_code=make_model_code(custom_objects, trust_model_code)
+        if reference and (custom_objects or trust_model_code) else None,
     )
     from edgeact.fastpath.speed_verdict import add_speed_verdicts, render_speed
 

@@ -14,8 +14,9 @@ from edgeact.runtime import dequantize, open_runner
 class Reference:
     """The float model every row is compared with: Keras (host only), or a float .tflite/.onnx."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, code=None) -> None:
         self.path = Path(path)
+        self.code = code  # a Keras reference's custom objects / Lambda trust (converters.keras.model_code)
         if not self.path.exists():
             raise InputError(f"--reference {self.path} does not exist; check the path")
         suffix = self.path.suffix.lower()
@@ -46,7 +47,7 @@ class Reference:
                     bar.close()
             return {spec.name: dequantize(r, spec) for r, spec in zip(raw, self._runner.outputs)}
         if self._model is None:
-            self._model = _load_keras(self.path)
+            self._model = _load_keras(self.path, self.code)
         try:
             return _predict_keras(self._model, inputs)
         except (ValueError, TypeError) as exc:  # Keras: the data does not fit the model
@@ -57,14 +58,14 @@ class Reference:
         return {"path": str(self.path), "kind": self.kind}
 
 
-def _load_keras(path: Path):
+def _load_keras(path: Path, code=None):
     try:
         from converters.keras.loader import load_model
     except ImportError:
         raise RuntimeUnavailableError(f"--reference {path} is a Keras model, which needs TensorFlow; "
                                       "pip install 'edgeact[convert]', or give a float .tflite/.onnx") from None
     try:
-        loaded = load_model(path)
+        loaded = load_model(path, code)
     except ImportError:
         raise RuntimeUnavailableError(f"--reference {path} needs TensorFlow; pip install 'edgeact[convert]', "
                                       "or give a float .tflite/.onnx as reference") from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class ProfileOptions:
     device_options: DeviceOptions | None = None  # how to reach the devices
     output: str | None = None  # the output scored against labels; None: the one shaped like class scores
     input_shape: tuple[int, ...] | None = None  # sizes of a dynamic ONNX input, without batch
+    reference_code: Any = None  # a Keras reference's code (converters.keras.model_code.ModelCode), if it needs any
 
 
 @dataclass
@@ -111,7 +112,7 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     for plan in plans:
         _check_data(plan, data, options.output)
     bars = progress_factory(options.progress)
-    reference = Reference(options.reference) if options.reference else None
+    reference = Reference(options.reference, options.reference_code) if options.reference else None
     inputs_cache: dict = {}
     for plan in plans:
         if plan.data_key not in inputs_cache:
