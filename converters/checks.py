@@ -7,12 +7,14 @@ so a new check is one new function. Every failed check carries advice that names
 """
 from __future__ import annotations
 
+import shlex
+
 from edgeact.errors import ConversionError, first_line
 from edgeact.report.records import Check, ConvertReport, OutputKind
 
 from .check_registry import register_check
 from .job import FLOAT_CHECK_SAMPLES, ConvertJob
-from .verify import compare_outputs
+from .verify import DATA_PROBLEM, compare_outputs
 
 
 @register_check("export")
@@ -90,17 +92,51 @@ def _parity_advice(job: ConvertJob, check: Check, variant: str) -> str:
     if variant == "fp32":
         return ("the float export differs from Keras by more than float rounding: a layer converted with different "
                 "semantics; run edgeact inspect on the fp32 model and compare it with the Keras layers")
+    low, high = job.calibration.summary.get("input_min"), job.calibration.summary.get("input_max")
+    seen = f"inputs ranged {low:.3g}..{high:.3g}" if low is not None and high is not None else "see the report"
+    if DATA_PROBLEM in check.summary:
+        return (f"a data problem, not a conversion one: the float model gives the same outputs for every held-out "
+                f"sample ({seen}), so no check can tell a good INT8 model from a broken one; give real inputs "
+                "preprocessed as in training (-c FOLDER or .npy/.npz, --preprocess), not random data")
     if metrics.get("collapsed"):
-        low, high = job.calibration.summary.get("input_min"), job.calibration.summary.get("input_max")
-        return (f"the INT8 output is {metrics['collapsed']}: check that the calibration data is real and "
-                f"preprocessed as in training (calibration inputs ranged {low:.3g}..{high:.3g}; "
-                "see --preprocess), then see the per-layer error")
+        return (f"the INT8 output is {metrics['collapsed']} while the float output varies: check that the calibration "
+                f"data is real and preprocessed as in training ({seen}; see --preprocess), then find the layer "
+                f"where it collapses: {_layers_command(job, check.format)}")
     info = next((o for o in job.signature.outputs if o.name == check.output), None)
     if info is not None and info.kind == OutputKind.CLASS_SCORES:
-        return ("INT8 loses accuracy on this output: try --calibration-method percentile (ONNX) or more calibration "
-                "samples (--samples), or relax with --tolerance top1=... if the drop is acceptable")
-    return ("INT8 error on this dense output is high: try --calibration-method percentile (ONNX), more calibration "
-            "samples, or --tolerance sqnr=... if the error is acceptable for its use")
+        budget = "--min-agreement 0.99 (or --max-drop 1 --eval-data LABELLED_DATA, top-1 points lost on labels)"
+        what = "top-1 agreement"
+    else:
+        budget, what = "--min-sqnr 30", "SQNR"
+    return (f"INT8 loses accuracy on this output. Where: {_layers_command(job, check.format)}. Fix: let convert "
+            f"search range methods, equalization, bias correction and float layers until the {what} holds: "
+            f"{_convert_command(job)} {budget}")
+
+
+def _layers_command(job: ConvertJob, fmt: str | None) -> str:
+    """`edgeact layers` on this conversion's INT8 file, with the user's own paths."""
+    int8 = job.output_dir / f"{job.name}_int8.{'onnx' if fmt == 'onnx' else 'tflite'}"
+    parts = ["edgeact layers", shlex.quote(str(int8)), "--data", _data_arg(job)]
+    if job.loaded is not None and job.loaded.path.exists() and job.loaded.kind != "savedmodel":
+        parts += ["--keras", shlex.quote(str(job.loaded.path))]
+    return " ".join(parts + _code_args(job))
+
+
+def _convert_command(job: ConvertJob) -> str:
+    model = shlex.quote(str(job.loaded.path)) if job.loaded is not None and job.loaded.path.exists() else "MODEL"
+    return " ".join(["edgeact convert", model, "-c", _data_arg(job), "-o", shlex.quote(str(job.output_dir)),
+                     "--force"] + _code_args(job))
+
+
+def _data_arg(job: ConvertJob) -> str:
+    source = job.calibration_source
+    return shlex.quote(source) if source and source != "random" else "SAMPLES.npy"
+
+
+def _code_args(job: ConvertJob) -> list[str]:
+    code = job.options.model_code
+    return [f"--custom-objects {shlex.quote(c)}" for c in code.custom_objects] + \
+        (["--trust-model-code"] if code.trust_model_code else [])
 
 
 @register_check("fusion")

@@ -37,6 +37,7 @@ class ConvertJob:
     input_normalization: list[dict] = field(default_factory=list)
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     int8_files: dict[str, Path] = field(default_factory=dict)  # staged INT8 model by format, for diagnoses
+    calibration_source: str | None = None  # the calibration path as the user gave it, for the advice's commands
 
     @property
     def input_names(self) -> list[str]:

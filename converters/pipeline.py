@@ -191,7 +191,8 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
             reference = predict_saved_model(loaded.saved_model_fn, signature, calib.holdout)
     judge_kinds_from_data(signature, reference)
     return ConvertJob(name, output_dir, loaded, folded, signature, calib, reference, options, stats=stats,
-                      pass_results=pass_results, notes=notes, input_normalization=normalization)
+                      pass_results=pass_results, notes=notes, input_normalization=normalization,
+                      calibration_source=str(calibration) if isinstance(calibration, (str, Path)) else None)
 
 
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:

@@ -54,7 +54,8 @@ class Tolerances:
     """How close converted models must stay to the float model on held-out samples.
 
     INT8 class-score outputs are judged by top-1 agreement and cosine, INT8 dense outputs by
-    SQNR and their worst error relative to the output's range, float exports by a relative
+    SQNR and the 99.9th percentile of their error relative to the output's range
+    (`max_relative_diff`, key rel-diff), float exports by a relative
     error or an SQNR that only float rounding reaches. `--tolerance KEY=VALUE` overrides any.
     """
 

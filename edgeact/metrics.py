@@ -8,7 +8,11 @@ them can make a broken model look right:
 - a sample whose candidate scores are all equal (a collapsed softmax) never agrees on top-1,
   whatever `argmax` would pick;
 - `collapsed()` names an output that is the same for every sample, or constant within each
-  sample, so a report can say "collapsed" instead of quoting meaningless numbers.
+  sample, so a report can say "collapsed" instead of quoting meaningless numbers;
+- `static_reference()` names a *float* output that does not change from sample to sample: no
+  comparison on such data can tell a good conversion from a broken one (a data problem);
+- `relative_p999_diff` judges a dense map by its 99.9th-percentile error, so one element of
+  35,000 cannot decide the verdict alone (the max is still reported).
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ class Agreement:
     """How close a candidate model's outputs are to a reference's, on the same inputs.
 
     `top1_agreement` is None for outputs that are not class scores (one value per sample).
-    `relative_max_diff` is `max_abs_diff` over the reference's range (max - min).
+    `relative_max_diff` is `max_abs_diff` over the reference's range (max - min);
+    `relative_p999_diff` the 99.9th percentile of |diff| over the same range.
     """
 
     samples: int
@@ -38,6 +43,8 @@ class Agreement:
     # outputs' resolution (an INT8 output's scale). Closer calls are ties INT8 cannot resolve.
     top1_agreement_decisive: float | None = None
     top1_ties: int = 0
+    relative_p999_diff: float = 0.0
+    reference_static: str | None = None  # why the reference itself does not vary across samples, if it does not
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,11 +141,57 @@ def top1_decisive(reference: np.ndarray, candidate: np.ndarray) -> tuple[float |
     return float(np.mean(same[decisive])), ties
 
 
+# One 8-bit step of an output's range: variation below it is invisible to an INT8 model.
+INT8_STEPS = 255
+# An INT8 output that is the same for every sample has collapsed only where the float output moves
+# by more than this many 8-bit steps of its range; within a few steps, rounding alone can merge
+# the samples (two held-out images 2 steps apart), and the values' metrics judge it instead.
+COLLAPSE_STEPS = 4
+
+
+def static_reference(reference: np.ndarray) -> str | None:
+    """Why a reference output carries no sample-to-sample information; None if it does.
+
+    "constant (v everywhere)", or "the same for every sample" when no element varies across
+    the samples by more than one 8-bit step of the output's range (an INT8 model cannot show
+    a smaller change, and no check can tell a broken conversion from a good one on such data).
+    Not finite and empty outputs are left to the other metrics (None).
+    """
+    ref = _flat(reference)
+    if ref.size == 0 or not _finite(ref):
+        return None
+    span = float(np.ptp(ref))
+    if span == 0:
+        return f"constant ({ref.flat[0]:.4g} for every sample)"
+    if len(ref) < 2:
+        return None
+    variation = float(np.max(np.ptp(ref, axis=0)))
+    if variation <= span / INT8_STEPS:
+        return (f"the same for every sample (no value moves by more than {variation:.2g} across samples, under "
+                f"one 8-bit step of its range {span:.3g})")
+    return None
+
+
+def relative_percentile_diff(reference: np.ndarray, candidate: np.ndarray, q: float = 99.9) -> float:
+    """The q-th percentile of |reference - candidate| over the reference's range; NaN if anything is not finite.
+
+    0 when both are equal (a zero range included), inf for a difference against a zero range.
+    """
+    ref, cand = _flat(reference), _flat(candidate)
+    if ref.size == 0:
+        return 0.0
+    if not _finite(ref, cand):
+        return math.nan
+    high = float(np.percentile(np.abs(ref - cand), q))
+    span = float(np.ptp(ref))
+    return high / span if span > 0 else (0.0 if high == 0 else math.inf)
+
+
 def collapsed(reference: np.ndarray, candidate: np.ndarray) -> str | None:
     """Why the candidate output carries no information where the reference does; None if it does.
 
     "all zero", "constant" (one value everywhere), "the same for every sample" (while the
-    reference varies across samples) or "not finite".
+    reference varies across samples by more than COLLAPSE_STEPS 8-bit steps of its range) or "not finite".
     """
     ref, cand = _flat(reference), _flat(candidate)
     if not _finite(cand):
@@ -149,7 +202,8 @@ def collapsed(reference: np.ndarray, candidate: np.ndarray) -> str | None:
         return "all zero"
     if np.ptp(cand) == 0:
         return f"constant ({cand.flat[0]:.4g} everywhere)"
-    if len(cand) > 1 and np.all(np.ptp(cand, axis=0) == 0) and np.any(np.ptp(ref, axis=0) > 0):
+    if len(cand) > 1 and np.all(np.ptp(cand, axis=0) == 0) \
+            and np.max(np.ptp(ref, axis=0)) > COLLAPSE_STEPS * np.ptp(ref) / INT8_STEPS:
         return "the same for every sample"
     return None
 
@@ -177,6 +231,8 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
         collapsed=collapsed(reference, candidate),
         top1_agreement_decisive=decisive,
         top1_ties=ties,
+        relative_p999_diff=relative_percentile_diff(reference, candidate),
+        reference_static=static_reference(reference),
     )
 
 

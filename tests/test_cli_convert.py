@@ -59,8 +59,9 @@ def test_convert_image_folder_skips_non_images(small_cnn_file, tmp_path):
     folder = tmp_path / "photos" / "nested"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    for i in range(12):  # blocky, not per-pixel noise: the model's output must vary from image to image
+        blocks = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+        Image.fromarray(np.repeat(np.repeat(blocks, 4, axis=0), 4, axis=1)).save(folder / f"{i}.png")
     (folder / "notes.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     result = invoke("convert", small_cnn_file, "-c", tmp_path / "photos", "-o", tmp_path / "out", "--json")

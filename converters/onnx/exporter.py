@@ -36,7 +36,7 @@ from edgeact.report.render import some_of
 from edgeact.runtime.onnx import OnnxRunner
 
 from .check import check_activations, check_graph_shape, check_integer_kernels, count_ops
-from .rewrites import fold_constant_mul_into_scale, reduce_mean_to_global_pool
+from .rewrites import conv1d_epilogue_into_conv, fold_constant_mul_into_scale, reduce_mean_to_global_pool
 
 
 def image_inputs(job: ConvertJob) -> list[str]:
@@ -82,6 +82,7 @@ def export_float_onnx(job: ConvertJob, path: Path) -> None:
     unsupported = unsupported_ops("\n".join(errors.lines), layer_names)
     if unsupported:
         raise ConversionError(f"tf2onnx cannot export {unsupported}; replace that layer or export TFLite only")
+    conv1d_epilogue_into_conv(path)  # Conv1D's bias and ReLU next to its Conv, where ORT fuses them
 
 
 class _ErrorLog(logging.Handler):

@@ -1,6 +1,7 @@
 """Rewrites of the ONNX graph that keep INT8 on integer kernels, or take work off them.
 
-Before quantization (float graph, after tf2onnx): `reduce_mean_to_global_pool`, below.
+After tf2onnx (the float model written): `conv1d_epilogue_into_conv` (see its docstring).
+Before quantization (float graph): `reduce_mean_to_global_pool`, below.
 After quantization (QDQ graph): `fold_constant_mul_into_scale` (a Mul by a constant becomes
 a change of quantization scale; see its docstring).
 
@@ -180,3 +181,94 @@ def _drop_unused(graph) -> None:
     kept = [i for i in graph.initializer if i.name in read]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+
+
+def conv1d_epilogue_into_conv(path: str | Path) -> list[str]:
+    """Move a Conv1D's bias and ReLU in front of the Squeeze tf2onnx puts after it, in place.
+
+        Unsqueeze -> Conv(x, W) -> Squeeze(axis 2|3) -> Add(., b) -> Relu|Clip -> y
+    becomes
+        Unsqueeze -> Conv(x, W, b) -> Relu|Clip -> Squeeze(axis 2|3) -> y
+
+    Why: TensorFlow computes Conv1D as ExpandDims, Conv2D, Squeeze, BiasAdd; tf2onnx keeps that
+    order, so the bias stays an Add and the ReLU follows the Add, not the Conv: ONNX Runtime
+    fuses neither (no FusedConv in the float model), and the INT8 model quantizes the raw
+    convolution output (its negative half too) and runs a QLinearAdd per layer. Exact: the
+    squeezed axis has size 1, a per-channel bias on (N, C, L) is the Conv's bias on (N, C, 1, L),
+    and Relu/Clip are elementwise.
+
+    Guards (the nodes stay): the Squeeze removes one spatial axis (2 or 3) of the Conv's output,
+    which nothing else reads; the Add's other input is a constant of one value per output
+    channel (shape (1, C, 1) or (C, 1)); each moved tensor has one reader and is no graph
+    output; Clip only with constant bounds. Returns the names of the Conv nodes changed.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+
+    def readers(name: str) -> list:
+        return [n for n in graph.node if name in n.input]
+
+    def only_reader(name: str, op_types: tuple[str, ...]):
+        found = readers(name)
+        if name in outputs or len(found) != 1 or found[0].op_type not in op_types:
+            return None
+        return found[0]
+
+    changed, touched, orphans = [], set(), set()
+    for conv in [n for n in graph.node if n.op_type == "Conv"]:
+        if len(conv.input) < 2 or conv.input[1] not in inits:
+            continue
+        squeeze = only_reader(conv.output[0], ("Squeeze",))
+        if squeeze is None:
+            continue
+        axes = _axes(squeeze, inits)
+        if axes is None or len(axes) != 1 or axes[0] % 4 not in (2, 3):
+            continue
+        channels = int(inits[conv.input[1]].dims[0])
+        moved = False
+        add = only_reader(squeeze.output[0], ("Add",))
+        if add is not None:
+            other = add.input[1] if add.input[0] == squeeze.output[0] else add.input[0]
+            bias = numpy_helper.to_array(inits[other]) if other in inits else None
+            if bias is not None and bias.size == channels and bias.ndim <= 3 \
+                    and (1,) * (3 - bias.ndim) + tuple(bias.shape) == (1, channels, 1):
+                old = numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 and conv.input[2] in inits \
+                    else np.zeros(channels, bias.dtype)
+                name = f"{conv.name or conv.output[0]}_bias_folded"
+                graph.initializer.append(numpy_helper.from_array((old + bias.reshape(-1)).astype(bias.dtype), name))
+                orphans.update({other, conv.input[2] if len(conv.input) > 2 else ""})
+                if len(conv.input) > 2:
+                    conv.input[2] = name
+                else:
+                    conv.input.append(name)
+                touched.update({squeeze.output[0], add.output[0]})
+                squeeze.output[0] = add.output[0]
+                graph.node.remove(add)
+                moved = True
+        act = only_reader(squeeze.output[0], ("Relu", "Clip"))
+        if act is not None and all(i in inits or not i for i in act.input[1:]):
+            before = f"{act.output[0]}_before_squeeze"
+            touched.update({act.output[0], squeeze.output[0]})
+            act.input[0], squeeze.input[0] = conv.output[0], before
+            squeeze.output[0], act.output[0] = act.output[0], before
+            graph.node.remove(act)
+            graph.node.insert(list(graph.node).index(squeeze), act)
+            moved = True
+        if moved:
+            changed.append(conv.name or conv.output[0])
+    if changed:
+        kept = [v for v in graph.value_info if v.name not in touched]  # shapes of renamed tensors are stale
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+        read = {name for node in graph.node for name in node.input}
+        unread = [i for i in graph.initializer if i.name in orphans and i.name not in read]
+        for init in unread:
+            graph.initializer.remove(init)
+        onnx.save(model, str(path))
+    return changed
