@@ -89,15 +89,15 @@ def cross_format_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
 
 def _parity_advice(job: ConvertJob, check: Check, variant: str) -> str:
     metrics = check.metrics
-    if variant == "fp32":
-        return ("the float export differs from Keras by more than float rounding: a layer converted with different "
-                "semantics; run edgeact inspect on the fp32 model and compare it with the Keras layers")
     low, high = job.calibration.summary.get("input_min"), job.calibration.summary.get("input_max")
     seen = f"inputs ranged {low:.3g}..{high:.3g}" if low is not None and high is not None else "see the report"
-    if DATA_PROBLEM in check.summary:
+    if DATA_PROBLEM in check.summary:  # before the fp32 advice: a static float model fails its fp32 check too
         return (f"a data problem, not a conversion one: the float model gives the same outputs for every held-out "
                 f"sample ({seen}), so no check can tell a good INT8 model from a broken one; give real inputs "
                 "preprocessed as in training (-c FOLDER or .npy/.npz, --preprocess), not random data")
+    if variant == "fp32":
+        return ("the float export differs from Keras by more than float rounding: a layer converted with different "
+                "semantics; run edgeact inspect on the fp32 model and compare it with the Keras layers")
     if metrics.get("collapsed"):
         return (f"the INT8 output is {metrics['collapsed']} while the float output varies: check that the calibration "
                 f"data is real and preprocessed as in training ({seen}; see --preprocess), then find the layer "
