@@ -1,4 +1,5 @@
-"""Every command the README shows really runs, as written (device names pointed at a local sshd)."""
+"""Every command the README and the docs/ pages show really runs, as written (device names pointed
+at a local sshd), and every page is reachable from the README."""
 from __future__ import annotations
 
 import re
@@ -17,12 +18,35 @@ from .conftest import ROOT
 from .sshd import make_server
 
 README_DEVICE = "pi@raspberrypi.local"
+LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
 
 
-def readme_commands() -> list[str]:
-    """`edgeact ...` and `python -m edgeact...` lines of the README's code blocks, continuations joined."""
+def linked_pages(page: Path) -> list[Path]:
+    """The .md files `page` links to, in order of first mention, resolved."""
+    seen: dict[Path, None] = {}
+    for target in LINK.findall(page.read_text()):
+        if "://" not in target:
+            seen.setdefault((page.parent / target).resolve(), None)
+    return list(seen)
+
+
+def documentation_pages() -> list[Path]:
+    """The README, then every page reachable from it through links, breadth first: the order in which
+    the commands run (the README's convert writes what the pages' commands read)."""
+    order, queue = [], [(ROOT / "README.md").resolve()]
+    while queue:
+        page = queue.pop(0)
+        if page in order or not page.is_relative_to(ROOT):
+            continue
+        order.append(page)
+        queue += [p for p in linked_pages(page) if p.exists()]
+    return order
+
+
+def page_commands(page: Path) -> list[str]:
+    """`edgeact ...` and `python -m edgeact...` lines of a page's code blocks, continuations joined."""
     commands, in_block, pending = [], False, ""
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in page.read_text().splitlines():
         if line.startswith("```"):
             in_block = not in_block
             continue
@@ -37,6 +61,29 @@ def readme_commands() -> list[str]:
         if re.match(r"^(edgeact [a-z]+ |python -m edgeact)", text) and not re.match(r"^edgeact [a-z]+:", text):
             commands.append(text)
     return commands
+
+
+def readme_commands() -> list[str]:
+    """Every page's commands in page order, each distinct command once."""
+    return list(dict.fromkeys(c for page in documentation_pages() for c in page_commands(page)))
+
+
+def test_every_page_is_reachable_and_every_link_resolves():
+    pages = documentation_pages()
+    on_disk = {p.resolve() for p in (ROOT / "docs").rglob("*.md")}
+    assert on_disk - set(pages) == set(), "pages no link from the README reaches"
+    broken = [(page.name, target) for page in pages for target in LINK.findall(page.read_text())
+              if "://" not in target and not (page.parent / target).exists()]
+    assert broken == []
+    assert len(pages) >= 10  # the README, the topic pages, the benchmark pages
+
+
+def test_the_readme_is_a_front_door():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, len(lines)
+    for needed in ("make demo", "make test", "edgeact convert", "edgeact profile", "edgeact inspect",
+                   "edgeact layers", "--device"):
+        assert any(needed in line for line in lines), needed
 
 
 def test_the_readme_shows_the_main_commands():
