@@ -94,7 +94,10 @@ class ConvertOptions:
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
     percentile: float = 99.999
     onnx_layout: OnnxLayout = OnnxLayout.NHWC
-    onnx_weight_bits: int = 7  # a key of edgeact.config.ONNX_WEIGHT_LEVELS: 7 (every CPU) or 8 (ARM/VNNI)
+    # A key of edgeact.config.ONNX_WEIGHT_LEVELS: 7 (x86-64 without VNNI) or 8 (ARM/VNNI); None: the target's.
+    onnx_weight_bits: int | None = None
+    # The device the model is for (edgeact.targets.Target value); None: a Raspberry Pi-class ARM CPU.
+    target: str | None = None
     opset: int = 17
     input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
     output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess

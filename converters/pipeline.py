@@ -13,11 +13,12 @@ from typing import Any
 
 from converters.budget.search import check_model, judge_by_budget, open_budget, search_to_budget
 from edgeact import __version__
-from edgeact.config import ONNX_WEIGHT_LEVELS, Format
+from edgeact.config import ONNX_WEIGHT_LEVELS, Format, IOType
 from edgeact.errors import ConversionError, InputError, VerificationError, first_line
 from edgeact.fileio import check_output_folder, check_writable, sha256_of, staged_outputs
 from edgeact.report.records import ConvertReport, FormatReport
 from edgeact.report.sidecar import REPORT_SUFFIX
+from edgeact.targets import Target, check_convert_target, device_spec, target_record
 
 from . import checks  # noqa: F401  (importing registers the conversion's checks)
 from .check_registry import run_checks
@@ -57,9 +58,25 @@ def convert(model: str | Path | Any, calibration: Any, output_dir: str | Path,
     """
     from converters.keras.model_code import model_code_scope
 
-    options = options or ConvertOptions()
+    options = _with_target_defaults(options or ConvertOptions())
     with model_code_scope(options.model_code):  # custom classes and Lambda trust, for loading and every rebuild
         return _convert(model, calibration, output_dir, options)
+
+
+def _with_target_defaults(options: ConvertOptions) -> ConvertOptions:
+    """The options with what the target decides and the user left open (edgeact.targets)."""
+    import dataclasses
+
+    if options.target is not None:
+        try:
+            target = Target(options.target).value
+        except ValueError:
+            raise InputError(f"target {options.target!r} is unknown; choose one of "
+                             f"{', '.join(t.value for t in Target)}") from None
+        options = dataclasses.replace(options, target=target)
+    if options.onnx_weight_bits is None:
+        options = dataclasses.replace(options, onnx_weight_bits=device_spec(options.target).onnx_weight_bits)
+    return options
 
 
 def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> ConvertReport:
@@ -72,8 +89,9 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
     if not formats:
         raise InputError("no output format chosen; pass --format tflite and/or --format onnx")
     if options.onnx_weight_bits not in ONNX_WEIGHT_LEVELS:
-        raise InputError(f"onnx_weight_bits {options.onnx_weight_bits!r} is not 7 or 8; give 7 (exact on every CPU) "
+        raise InputError(f"onnx_weight_bits {options.onnx_weight_bits!r} is not 7 or 8; give 7 (x86-64 without VNNI) "
                          "or 8 (ARM/VNNI targets)")
+    check_convert_target(options.target, tuple(f.value for f in formats), IOType(options.io_type).value)
     output_dir = Path(output_dir)
     check_output_folder(output_dir)
     if isinstance(model, (str, Path)):
@@ -102,7 +120,7 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
         preprocessing=job.options.preprocessing.to_dict(), labels=options.labels,
         input_normalization=job.input_normalization, calibration=job.calibration.summary,
         tolerances=options.tolerances.to_dict(), activation_stats=[s.to_dict() for s in job.stats],
-        passes=[r.to_dict() for r in job.pass_results], notes=job.notes,
+        passes=[r.to_dict() for r in job.pass_results], notes=job.notes, target=target_record(options.target),
     )
     with staged_outputs() as staged:
         for fmt in formats:

@@ -9,6 +9,7 @@ in 32 bits and are exact either way.
 """
 from __future__ import annotations
 
+import enum
 import platform
 
 _X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
@@ -64,4 +65,59 @@ def slow_int8_note(machine: str | None = None, flags: set[str] | None = None) ->
             "over float here; an ARM device or a VNNI CPU differs, so profile there for the speed-up")
 
 
-__all__ = ["cpu_flags", "int8_dot_product", "slow_int8_note", "u8s8_saturates"]
+class CpuClass(str, enum.Enum):
+    """What a CPU multiplies int8 with: the class decides the exact ONNX weight range and the INT8 speed-up band."""
+
+    ARM = "arm"  # NEON without the dot product (Cortex-A53/A72: Raspberry Pi 3/4, Coral Dev Board)
+    ARM_DOT = "arm-dot"  # SDOT/UDOT (asimddp: Cortex-A76 of a Raspberry Pi 5)
+    X86 = "x86"  # SSE4.1/AVX2/AVX-512 without VNNI: 16-bit pair sums (vpmaddubsw)
+    X86_VNNI = "x86-vnni"  # AVX-512 VNNI or AVX-VNNI: 32-bit dot products
+
+
+def cpu_class(machine: str | None = None, flags: set[str] | None = None) -> CpuClass | None:
+    """The class of a CPU from its architecture and feature flags (not its name); None when unknown."""
+    machine = (machine or platform.machine()).lower()
+    dot = int8_dot_product(machine, flags)
+    if dot is None:
+        return None
+    if machine in _X86:
+        return CpuClass.X86_VNNI if dot else CpuClass.X86
+    return CpuClass.ARM_DOT if dot else CpuClass.ARM
+
+
+def host_cpu_class() -> CpuClass | None:
+    return cpu_class()
+
+
+# INT8 over float speed-up that a CPU's instructions allow for CNNs, (low, high), p50 against p50.
+# Arm publishes MobileNetV2 2.7x and GoogLeNet 3.6x for INT8 with SDOT on Cortex-A76; without a dot
+# product (A72) and on x86-64 without VNNI, int8 multiplies in 16-bit lanes at about the rate of
+# float FMA (issue 25 gives the bands).
+SPEEDUP_BANDS: dict[CpuClass, tuple[float, float]] = {
+    CpuClass.ARM: (1.2, 1.8),
+    CpuClass.ARM_DOT: (2.5, 4.0),
+    CpuClass.X86: (1.3, 1.8),
+    CpuClass.X86_VNNI: (2.5, 4.3),
+}
+
+_CPU_WORDS = {CpuClass.ARM: "an ARM CPU without the dot product (e.g. Cortex-A72, Raspberry Pi 4)",
+              CpuClass.ARM_DOT: "an ARM CPU with the dot product (SDOT, e.g. Cortex-A76, Raspberry Pi 5)",
+              CpuClass.X86: "an x86-64 CPU without VNNI", CpuClass.X86_VNNI: "an x86-64 CPU with VNNI"}
+
+
+def describe_cpu_class(cls: CpuClass) -> str:
+    return _CPU_WORDS[cls]
+
+
+def precise_u8s8_available(machine: str | None = None, flags: set[str] | None = None) -> bool:
+    """Whether ORT's `session.x64quantprecision` applies here. ORT's own words for the key
+    (kOrtSessionOptionsAvx2PrecisionMode, onnxruntime_session_options_config_keys.h): "use slower
+    U8U8 matrix multiplications. Only effective with AVX2 or AVX512 platforms"; an SSE4.1-only
+    CPU has no exact kernel, only the QDQ reference."""
+    machine = (machine or platform.machine()).lower()
+    flags = cpu_flags() if flags is None else flags
+    return machine in _X86 and bool(flags) and any(f == "avx2" or f.startswith("avx512") for f in flags)
+
+
+__all__ = ["SPEEDUP_BANDS", "CpuClass", "cpu_class", "cpu_flags", "describe_cpu_class", "host_cpu_class",
+           "int8_dot_product", "precise_u8s8_available", "slow_int8_note", "u8s8_saturates"]

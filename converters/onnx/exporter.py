@@ -34,8 +34,10 @@ from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.report.records import FormatReport
 from edgeact.report.render import some_of
 from edgeact.runtime.onnx import OnnxRunner
+from edgeact.targets import timing_threads
 
 from .check import check_activations, check_graph_shape, check_integer_kernels, count_ops
+from .kernels import verify_arithmetic
 from .rewrites import conv1d_epilogue_into_conv, fold_constant_mul_into_scale, reduce_mean_to_global_pool
 
 
@@ -269,11 +271,17 @@ class OnnxExporter:
         with job.step("onnx: verify"):
             holdout = to_layout(job, job.calibration.holdout)
             threads = verify_threads()
-            fp32_runner, int8_runner = OnnxRunner(fp32, threads=threads), OnnxRunner(int8, threads=threads)
+            arithmetic = verify_arithmetic(job.options.onnx_weight_bits)
+            fp32_runner = OnnxRunner(fp32, threads=threads)
+            int8_runner = OnnxRunner(int8, threads=threads, optimization=arithmetic.optimization,
+                                     config=arithmetic.config)
             job.predictions["onnx_fp32"] = fp32_runner.predict({k: v[:FLOAT_CHECK_SAMPLES] for k, v in holdout.items()})
             job.predictions["onnx_int8"] = int8_runner.predict(holdout)
             job.int8_files["onnx"] = int8
             method = job.options.calibration_method
+            timing = timing_threads(job.options.target)
+            if arithmetic.method != "kernels":
+                job.notes.append(f"onnx int8 verified with {arithmetic.text}")
             report.files = {"fp32": str(job.output_dir / fp32_name), "int8": str(job.output_dir / int8_name)}
             report.size_bytes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
             report.runtime = {"name": int8_runner.runtime, "version": int8_runner.runtime_version}
@@ -291,8 +299,12 @@ class OnnxExporter:
                 "op_counts": {"fp32": count_ops(fp32), "int8": count_ops(int8)},
                 "graph_shape": check_graph_shape(fp32, job.options.onnx_layout.value),
                 "integer_kernels": check_integer_kernels(int8),
-                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name), threads=threads,
-                                              runners=(int8_runner, fp32_runner)),
+                "verified_with": arithmetic.to_dict(),
+                # Timed with this host's default kernels, in the target's threads: the verification's
+                # runners are reused only when they are those.
+                "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name), threads=timing,
+                                              runners=(int8_runner if arithmetic.method == "kernels" else None,
+                                                       fp32_runner) if timing == threads else None),
                 "rewrites": rewrites,
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},

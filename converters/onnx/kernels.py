@@ -10,11 +10,53 @@ kernels far from the model's own arithmetic), e.g. 8-bit weights on x86-64 witho
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from converters.job import ConvertJob
-from edgeact.cpu_features import u8s8_saturates
+from edgeact.cpu_features import precise_u8s8_available, u8s8_saturates
 from edgeact.metrics import sqnr_db
+
+# ORT's session config key for exact U8S8 products on x86-64 without VNNI (kOrtSessionOptionsAvx2PrecisionMode
+# in onnxruntime_session_options_config_keys.h: "use slower U8U8 matrix multiplications. Only effective
+# with AVX2 or AVX512 platforms").
+PRECISE_U8S8 = "session.x64quantprecision"
+
+
+@dataclass
+class VerifyArithmetic:
+    """How convert runs the INT8 ONNX model on this host to judge it: with the host's integer
+    kernels when they compute what the target computes, else with the target's arithmetic."""
+
+    method: str  # "kernels", "x64quantprecision" (ORT's exact U8U8 kernels) or "qdq_reference" (DQ -> float op -> Q)
+    text: str
+    optimization: str = "all"
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def verify_arithmetic(weight_bits: int) -> VerifyArithmetic:
+    """The arithmetic the host verification judges an INT8 ONNX model by.
+
+    8-bit weights on an x86-64 host without VNNI (edgeact.cpu_features.u8s8_saturates): ORT's
+    U8S8 kernels saturate there, but not on the ARM/VNNI target such weights are for, so the
+    host runs the target's exact arithmetic: ORT's U8U8 kernels (session.x64quantprecision=1)
+    where ORT has them (AVX2/AVX-512), else the model's own QDQ arithmetic (basic optimisation:
+    DequantizeLinear -> float op -> QuantizeLinear).
+    """
+    if weight_bits != 8 or not u8s8_saturates():
+        return VerifyArithmetic("kernels", "ONNX Runtime's integer kernels on this CPU (they compute what the "
+                                           "target computes)")
+    if precise_u8s8_available():
+        return VerifyArithmetic("x64quantprecision", f"ONNX Runtime's exact U8U8 kernels ({PRECISE_U8S8}=1): "
+                                "this x86-64 CPU has no VNNI and its U8S8 kernels saturate 8-bit weights, which the "
+                                "ARM/VNNI target computes exactly", config={PRECISE_U8S8: "1"})
+    return VerifyArithmetic("qdq_reference", "the model's QDQ arithmetic (DequantizeLinear -> float op -> "
+                            "QuantizeLinear): this x86-64 CPU has no VNNI and no AVX2 for ORT's exact kernels, and its "
+                            "U8S8 kernels saturate 8-bit weights, which the ARM/VNNI target computes exactly",
+                            optimization="basic")
 
 # Samples the diagnosis runs: it explains a failed check, the verdict is already made.
 DIAGNOSIS_SAMPLES = 8
@@ -59,8 +101,9 @@ def kernel_advice(job: ConvertJob, found: dict) -> str:
                 f"model's own QDQ arithmetic is at {qdq_db:.1f} dB")
     if job.options.onnx_weight_bits == 8 and u8s8_saturates():
         return (f"{measured}: x86-64 without VNNI saturates 8-bit weights; convert with --onnx-weight-bits 7 "
-                "(the default), or verify on the ARM/VNNI target this model is for")
+                "(or --target x86-avx2) for this CPU, or verify on the ARM/VNNI target this model is for")
     return f"{measured}: the kernels misbehave here, not the quantization; run the model on its target to compare"
 
 
-__all__ = ["DIAGNOSIS_SAMPLES", "KERNEL_MARGIN_DB", "kernel_advice", "kernel_diagnosis"]
+__all__ = ["DIAGNOSIS_SAMPLES", "KERNEL_MARGIN_DB", "PRECISE_U8S8", "VerifyArithmetic", "kernel_advice",
+           "kernel_diagnosis", "verify_arithmetic"]

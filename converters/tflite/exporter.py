@@ -21,6 +21,7 @@ from edgeact.formats.tflite_model import read_tflite
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
+from edgeact.targets import timing_threads
 
 from .check import check_fusion, check_integer_only
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
@@ -136,6 +137,8 @@ class TFLiteExporter:
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},
             "integer_only": check_integer_only(int8_info, float_io=job.options.io_type is IOType.FLOAT),
-            "fast_path": fast_path_report(int8, fp32, "tflite", (int8_name, fp32_name), threads=threads,
-                                          runners=(int8_runner, fp32_runner)),
+            "fast_path": fast_path_report(int8, fp32, "tflite", (int8_name, fp32_name),
+                                          threads=timing_threads(job.options.target),
+                                          runners=(int8_runner, fp32_runner)
+                                          if timing_threads(job.options.target) == threads else None),
         }

@@ -10,6 +10,7 @@ from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, IOType
 from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import EdgeactWarning, InputError
 from edgeact.fileio import dumps_json
+from edgeact.targets import Target
 
 from .options import (
     SHAPE_METAVAR,
@@ -48,10 +49,13 @@ from .options import (
               help="Percentile for --calibration-method percentile, in (0, 100].")
 @click.option("--onnx-layout", type=click.Choice(choices(OnnxLayout)), default="nhwc", show_default=True,
               help="Input layout of the ONNX models.")
-@click.option("--onnx-weight-bits", type=click.Choice([str(b) for b in ONNX_WEIGHT_LEVELS]), default="7",
-              show_default=True,
-              help="ONNX INT8 weight range: 7 bits are exact in ONNX Runtime on every CPU; 8 bits saturate on "
-                   "x86-64 without VNNI, for ARM (Raspberry Pi) or VNNI targets only.")
+@click.option("--target", type=click.Choice(choices(Target)),
+              help="Device the model is for: sets the ONNX weight bits, the threads of the timed loop, the formats "
+                   "and interface that run there, a TFLite batch fixed to 1, and (Coral) the Edge TPU pre-flight "
+                   "and compile [default: a Raspberry Pi-class ARM CPU].")
+@click.option("--onnx-weight-bits", type=click.Choice([str(b) for b in ONNX_WEIGHT_LEVELS]),
+              help="ONNX INT8 weight range: 8 bits for ARM (Raspberry Pi) and VNNI CPUs, 7 for x86-64 without VNNI, "
+                   "whose ONNX Runtime kernels saturate 8-bit weights [default: the --target's; 8 without one].")
 @click.option("--opset", type=click.IntRange(min=13, max=18), default=17, show_default=True,
               help="ONNX opset (tf2onnx 1.17 writes 13 to 18).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar=SHAPE_METAVAR,
@@ -68,9 +72,9 @@ from .options import (
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
-            labels, name, no_fuse, calibration_method, percentile, onnx_layout, onnx_weight_bits, opset, input_shapes,
-            tolerances, output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr, custom_objects,
-            trust_model_code, force, as_json):
+            labels, name, no_fuse, calibration_method, percentile, onnx_layout, target, onnx_weight_bits, opset,
+            input_shapes, tolerances, output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr,
+            custom_objects, trust_model_code, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     \b
@@ -100,7 +104,8 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         samples=samples, holdout=holdout, seed=seed, passes=() if no_fuse else None,
         labels=_read_labels(labels) if labels else None, name=name, force=force,
         calibration_method=CalibrationMethod(calibration_method), percentile=percentile,
-        onnx_layout=OnnxLayout(onnx_layout), onnx_weight_bits=int(onnx_weight_bits), opset=opset,
+        onnx_layout=OnnxLayout(onnx_layout), target=target,
+        onnx_weight_bits=int(onnx_weight_bits) if onnx_weight_bits else None, opset=opset,
         input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
         layer_error=layer_error, budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),

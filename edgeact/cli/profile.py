@@ -10,7 +10,7 @@ from edgeact.data.preprocess import Preset, make_preprocessing
 from edgeact.errors import InputError, RuntimeCrashError
 from edgeact.fileio import check_output_file
 from edgeact.profile.render import column_names
-from edgeact.profile.targets import Target
+from edgeact.profile.targets import Target, target_from_reports
 from edgeact.remote.ssh import DevicesFailedError
 from edgeact.runtime import RuntimeName
 
@@ -44,8 +44,9 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
                                  "[default: xnnpack; edgetpu for Coral targets].")
 @click.option("--streams", type=int, default=1, show_default=True,
               help="Throughput mode: N interpreters in N threads, reporting images per second.")
-@click.option("--target", type=click.Choice(choices(Target)), default=Target.DESKTOP.value, show_default=True,
-              help="Device the numbers are for; its runtime, delegate and INT8 needs are checked.")
+@click.option("--target", type=click.Choice(choices(Target)),
+              help="Device the numbers are for; its runtime, delegate and INT8 needs are checked "
+                   "[default: the target the models' convert report names, else desktop].")
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
 @click.option("--input-shape", metavar="D1,D2,...",
@@ -120,7 +121,8 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
     custom = preset or mean or std
     options = ProfileOptions(
         data=data, reference=reference, runs=runs, warmup=warmup, threads=threads, runtimes=tuple(runtimes),
-        delegate=check_delegate(delegate) if delegate else None, streams=streams, target=Target(target),
+        delegate=check_delegate(delegate) if delegate else None, streams=streams,
+        target=Target(target) if target else (target_from_reports(models) or Target.DESKTOP),
         preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std)) if custom else None,
         limit=limit, output=output_name, input_shape=_shape(input_shape), isolate=isolate, progress=progress,
         devices=tuple(devices),

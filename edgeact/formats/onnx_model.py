@@ -62,7 +62,7 @@ def saturation_note(path: str | Path) -> str | None:
         return None
     return (f"{path} has full-range int8 weights, which ONNX Runtime's U8S8 kernels saturate on "
             "this x86-64 CPU without VNNI: its accuracy here is lower than on an ARM device or a VNNI CPU. "
-            "Convert with --onnx-weight-bits 7 (the default) for a model exact everywhere, or set ORT's "
+            "Convert with --onnx-weight-bits 7 (or --target x86-avx2) for a model exact everywhere, or set ORT's "
             "session option session.x64quantprecision=1 to compute it exactly here")
 
 

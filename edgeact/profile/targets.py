@@ -6,23 +6,15 @@ compiled by edgetpu_compiler. Unmet requirements are one InputError naming each 
 """
 from __future__ import annotations
 
-import enum
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeact.errors import InputError
 from edgeact.runtime import Delegate, RuntimeName, model_format
+from edgeact.targets import Target
 
 EDGETPU_OP = "CUSTOM:edgetpu-custom-op"
-
-
-class Target(str, enum.Enum):
-    DESKTOP = "desktop"
-    RPI4 = "rpi4"
-    RPI5 = "rpi5"
-    CORAL_USB = "coral-usb"
-    CORAL_DEVBOARD = "coral-devboard"
 
 
 @dataclass(frozen=True)
@@ -52,7 +44,31 @@ TARGETS: dict[Target, TargetSpec] = {
                                  Delegate.EDGETPU.value, ("tflite",), edgetpu=True),
     Target.CORAL_DEVBOARD: TargetSpec("Coral Dev Board (Edge TPU)", _CORAL_RUNTIMES, (Delegate.EDGETPU.value,),
                                       Delegate.EDGETPU.value, ("tflite",), edgetpu=True, machines=("aarch64",)),
+    Target.X86_VNNI: TargetSpec("x86-64 CPU with VNNI", machines=("x86_64", "amd64")),
+    Target.X86_AVX2: TargetSpec("x86-64 CPU without VNNI", machines=("x86_64", "amd64")),
 }
+
+
+def target_from_reports(models) -> Target | None:
+    """The target the models' convert reports name (`convert --target`), when they agree on one
+    (an Edge TPU target only for compiled `*_edgetpu.tflite` models); None otherwise."""
+    from edgeact.report.sidecar import find_report
+
+    named = set()
+    for model in models:
+        try:
+            report = find_report(model)
+        except InputError:
+            continue  # profile reads the report itself and says what is wrong with it
+        if report is not None and report.target:
+            named.add(report.target)
+    if len(named) != 1:
+        return None
+    target = Target(named.pop())
+    # An Edge TPU target needs the compiled model; the _int8 file beside it profiles on the CPU.
+    if TARGETS[target].edgetpu and not all(Path(m).stem.endswith("_edgetpu") for m in models):
+        return None
+    return target
 
 
 def default_delegate(target: Target | str) -> str:

@@ -148,6 +148,9 @@ class ConvertReport:
     # With a budget: {budget, metric, eval_data, met, formats: {fmt: SearchResult.to_dict() + file}}
     # (converters.budget.search); rendered by edgeact.report.budget. Optional: schema 2 without it reads.
     accuracy_budget: dict | None = None
+    # The device convert converted for (edgeact.targets.target_record): name (None without --target),
+    # its CPU class, threads, the defaults it set. Optional: schema 2 without it reads.
+    target: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

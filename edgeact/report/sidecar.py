@@ -33,6 +33,7 @@ class ModelReport:
     input_shape: tuple[int, ...] | None  # (H, W, C), without batch
     input_range: tuple[float, float] | None = None  # of the calibration inputs, after preprocessing
     output_kinds: dict[str, str] | None = None  # output name -> "class_scores" | "dense" (schema 2)
+    target: str | None = None  # the device `convert --target` converted for (edgeact.targets.Target)
 
 
 def report_name(model_path: str | Path) -> str:
@@ -68,6 +69,7 @@ def read_report(path: str | Path) -> ModelReport:
         input_range=(float(low), float(high)) if low is not None and high is not None else None,
         output_kinds={str(o["name"]): str(o.get("kind")) for o in data.get("outputs") or []
                       if isinstance(o, dict) and "name" in o} or None,
+        target=(data.get("target") or {}).get("name"),
     )
 
 

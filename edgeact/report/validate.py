@@ -77,6 +77,14 @@ def validate_report_data(data, path: Path | str) -> None:
     budget = data.get("accuracy_budget")  # optional in schema 2 (convert --max-drop/...)
     if budget is not None and (not isinstance(budget, dict) or not isinstance(budget.get("formats", {}), dict)):
         fail("accuracy_budget", "is not an object with formats")
+    target = data.get("target")  # optional in schema 2 (convert --target)
+    if target is not None:
+        from edgeact.targets import Target
+
+        known = [t.value for t in Target]
+        if not isinstance(target, dict) or target.get("name") not in (None, *known):
+            fail("target.name", f"is {str((target or {}).get('name') if isinstance(target, dict) else target)[:40]!r}, "
+                 f"not one of {', '.join(known)}")
     labels = data.get("labels")
     if labels is not None and (not isinstance(labels, list) or len(labels) > MAX_LABELS
                                or not all(isinstance(label, (str, int)) for label in labels)):

@@ -40,10 +40,12 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def session_options(threads: int | None = None, optimized_path: str | Path | None = None, level: str = "all"):
+def session_options(threads: int | None = None, optimized_path: str | Path | None = None, level: str = "all",
+                    config: dict[str, str] | None = None):
     """ORT session options: graph optimisations (all by default; "basic" keeps a QDQ model's
     DequantizeLinear/QuantizeLinear groups, its arithmetic as written, instead of integer
-    kernels), optional thread count and optimized-graph dump."""
+    kernels), optional thread count and optimized-graph dump, and session config entries
+    (e.g. session.x64quantprecision=1: U8U8 kernels that cannot saturate on x86-64 without VNNI)."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -54,6 +56,8 @@ def session_options(threads: int | None = None, optimized_path: str | Path | Non
         options.inter_op_num_threads = 1
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     return options
 
 
@@ -118,7 +122,8 @@ class OnnxRunner(Runner):
 
     def __init__(self, path: str | Path, runtime: RuntimeName | str | None = None,
                  threads: int | None = None, delegate: str = "xnnpack",
-                 input_shape: tuple[int, ...] | None = None, optimization: str = "all") -> None:
+                 input_shape: tuple[int, ...] | None = None, optimization: str = "all",
+                 config: dict[str, str] | None = None) -> None:
         if runtime is not None and RuntimeName(runtime) is not RuntimeName.ONNXRUNTIME:
             raise InputError(f"runtime '{RuntimeName(runtime).value}' does not run .onnx models; "
                              "use --runtime onnxruntime")
@@ -134,7 +139,8 @@ class OnnxRunner(Runner):
             load_checked(self.path)
         try:
             with runtime_output_captured():  # ORT prints its own log line and banners on fds 1 and 2
-                self.session = ort.InferenceSession(str(self.path), session_options(threads, level=optimization),
+                self.session = ort.InferenceSession(str(self.path), session_options(threads, level=optimization,
+                                                                                    config=config),
                                                     providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {first_line(exc, 200)}; "
