@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.budget.search import check_model, judge_by_budget, open_budget, search_to_budget
+from converters.edgetpu.section import edgetpu_outputs, edgetpu_step
 from edgeact import __version__
 from edgeact.config import ONNX_WEIGHT_LEVELS, Format, IOType
 from edgeact.errors import ConversionError, InputError, VerificationError, first_line
@@ -99,6 +100,8 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
     else:
         name = options.name or getattr(model, "name", "model")
     outputs = [output_dir / f for fmt in formats for f in exporters[fmt].output_names(name)]
+    if device_spec(options.target).edgetpu:
+        outputs += edgetpu_outputs(output_dir, name)
     check_writable(outputs + [report_path(output_dir, name)], options.force)  # before anything heavy
     budget = open_budget(options)  # --eval-data read and the budget refused here, before the model loads
     calibration = open_calibration(calibration)  # a missing or empty folder refused before the model loads
@@ -135,6 +138,8 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
                 for key in [k for k in job.predictions if k.startswith(f"{fmt.value}_")]:
                     del job.predictions[key]
             report.formats[fmt.value] = section
+        if device_spec(options.target).edgetpu:
+            edgetpu_step(name, output_dir, report, staged)
         if budget is not None:
             search_to_budget(budget, job, report, staged)
         report.checks = run_checks(job, report)

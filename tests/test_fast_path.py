@@ -361,8 +361,9 @@ def test_dense_on_a_feature_map_becomes_a_pointwise_conv_and_stays_in_one_partit
 
     files = {}
     for label, passes in (("with", None), ("without", ())):
+        # desktop keeps the open batch, whose shape ops the pass (not the batch fix) must remove here
         convert(model, calibration, tmp_path / label, ConvertOptions(formats=(Format.TFLITE,), passes=passes,
-                                                                     layer_error="never"))
+                                                                     layer_error="never", target="desktop"))
         files[label] = tmp_path / label / "dense_map_int8.tflite"
     shape_ops = {"SHAPE", "GATHER", "REDUCE_PROD", "PACK"}
     assert shape_ops <= set(read_tflite(files["without"]).op_counts())

@@ -51,13 +51,15 @@ WINGS: dict[str, set[str]] = {
     "converters.onnx": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
                         "edgeact.report", "calibration", "converters.keras", "converters (base)",
                         "converters.layer_error"},
+    # host: edgetpu_compiler's run and log beside the device-side pre-flight (edgeact.fastpath.edgetpu)
+    "converters.edgetpu": {CORE, "edgeact.formats", "edgeact.fastpath", "edgeact.report"},
     "converters.budget": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
                           "edgeact.report", "calibration", "converters.keras", "converters (base)",
                           "converters.layer_error", "converters.passes", "converters.tflite", "converters.onnx"},
     "converters (top)": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
                          "edgeact.report", "calibration", "converters.keras", "converters (base)",
                          "converters.layer_error", "converters.passes", "converters.tflite", "converters.onnx",
-                         "converters.budget"},
+                         "converters.budget", "converters.edgetpu"},
 }
 CONVERTERS_BASE = {"converters.options", "converters.job", "converters.progress", "converters.verify",
                    "converters.metadata", "converters.registry", "converters.check_registry"}

@@ -21,9 +21,10 @@ from edgeact.formats.tflite_model import read_tflite
 from edgeact.quiet import last_error_line, native_output_captured
 from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
-from edgeact.targets import timing_threads
+from edgeact.targets import device_spec, timing_threads
 
 from .check import check_fusion, check_integer_only
+from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
 from .ranges import convert_guarded
 
@@ -92,6 +93,13 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
     return model, guard.to_dict()
 
 
+def with_target_batch(job: ConvertJob, model: bytes) -> tuple[bytes, dict]:
+    """The model with its batch fixed to 1 where the target wants it (converters.tflite.fixed_batch)."""
+    if not device_spec(job.options.target).fixed_batch:
+        return model, {"skipped": "the target keeps an open batch"}
+    return fixed_batch(model)
+
+
 def _with_metadata(job: ConvertJob, model: bytes, io_type: IOType, pixel_in: PixelIn | None) -> bytes:
     source = sha256_of(job.loaded.path) if job.loaded.path.exists() else None
     contract = build_contract(job, io_type.value, pixel_in.to_dict() if pixel_in else None, source)
@@ -109,11 +117,13 @@ class TFLiteExporter:
         fp32_name, int8_name = self.output_names(job.name)
         io_type = job.options.io_type
         pixel_in = pixel_in_plan(job)
+        batch = {}
         with job.step("tflite: float reference"):
-            fp32 = staged.write_bytes(job.output_dir / fp32_name,
-                                      _with_metadata(job, export_float(job), IOType.FLOAT, None))
+            fp32_model, batch["fp32"] = with_target_batch(job, export_float(job))
+            fp32 = staged.write_bytes(job.output_dir / fp32_name, _with_metadata(job, fp32_model, IOType.FLOAT, None))
         with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
             int8_model, calibration = export_int8(job, bar)
+            int8_model, batch["int8"] = with_target_batch(job, int8_model)
             int8 = staged.write_bytes(job.output_dir / int8_name, _with_metadata(job, int8_model, io_type, pixel_in))
         with job.step("tflite: verify"):
             fp32_info, int8_info = read_tflite(fp32), read_tflite(int8)
@@ -132,6 +142,7 @@ class TFLiteExporter:
         report.outputs = [s.to_dict() for s in int8_runner.outputs]
         report.details = {
             "io_type": job.options.io_type.value,
+            "fixed_batch": batch,
             "calibration": calibration,
             "pixel_in": pixel_in.to_dict() if pixel_in else None,
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},

@@ -7,13 +7,26 @@ from edgeact.errors import InputError, ModelLoadError
 from edgeact.formats.tflite_model import read_tflite
 
 
-def describe_model(path: str | Path, op_times: bool = False) -> dict:
+def describe_model(path: str | Path, op_times: bool = False, target: str | None = None) -> dict:
     """Ops, fused activations, tensors, quantization and size of a model file, as a dict.
 
     `op_times`: also the per-op-type time shares (`edgeact.fastpath.op_time`), under "op_times".
+    `target`: an Edge TPU target (coral-usb, coral-devboard) adds the pre-flight
+    (`edgeact.fastpath.edgetpu`), under "edgetpu".
     """
     path = Path(path)
     info = _describe(path)
+    if target is not None:
+        from edgeact.targets import Target, device_spec
+
+        info["target"] = Target(target).value
+        if device_spec(target).edgetpu:
+            if path.suffix.lower() != ".tflite":
+                raise InputError(f"--target {Target(target).value} runs .tflite models only; give the _int8.tflite "
+                                 f"model, not {path.name}")
+            from edgeact.fastpath.edgetpu import preflight
+
+            info["edgetpu"] = preflight(path).to_dict()
     if op_times:
         from edgeact.fastpath.op_time import measured_op_times
 

@@ -170,6 +170,10 @@ def render_format_section(name: str, section) -> str:
         from edgeact.fastpath.speed_verdict import render_fast_path
 
         lines.append(render_fast_path(details["fast_path"]))
+    if details.get("edgetpu"):
+        from edgeact.fastpath.edgetpu import render_edgetpu_step
+
+        lines += render_edgetpu_step(details["edgetpu"])
     return "\n".join(lines)
 
 
@@ -200,6 +204,10 @@ def render_inspect(info: dict) -> str:
         from edgeact.fastpath.op_shares import render_op_times
 
         lines.append(render_op_times(info["op_times"]))
+    if info.get("edgetpu"):
+        from edgeact.fastpath.edgetpu import render_preflight
+
+        lines.append(render_preflight(info["edgetpu"]))
     return "\n".join(lines)
 
 
