@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgeact.cpu_features import SPEEDUP_BANDS, host_cpu_class
 from edgeact.errors import EdgeactError
 
 from .coverage import Coverage, model_coverage
@@ -36,6 +37,7 @@ class SpeedVerdict:
     device: str | None = None
     notes: list[str] = field(default_factory=list)
     runs: dict | None = None  # convert's timed loop: calls timed per model ({"int8": n, "float": n})
+    band: dict | None = None  # the speed-up band of the CPU that ran it (`judge_band`)
 
     @property
     def speedup(self) -> float:
@@ -49,6 +51,8 @@ class SpeedVerdict:
         where = f" on {self.device}" if self.device else ""
         line = (f"speed{where}: {Path(self.int8).name} is {self.speedup:.2f}x the speed of {Path(self.float).name} "
                 f"({self.int8_ms:.3f} ms vs {self.float_ms:.3f} ms, p50)")
+        if self.band:
+            line += "\n  " + self.band["text"]
         if not self.slower:
             return line + self._time_line()
         line += f"\nWARNING: INT8 is slower than float ({self.format})"
@@ -70,6 +74,52 @@ class SpeedVerdict:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "speedup": self.speedup, "slower": self.slower}
+
+
+def judge_band(verdict: SpeedVerdict, cls=None, where: str = "this host") -> None:
+    """Set `verdict.band`: the measured INT8/float ratio against the band of the CPU that ran it.
+
+    `cls`: its edgeact.cpu_features.CpuClass (read from its feature flags, not its name); None:
+    unknown, no band. Below the band, what leaves the fast path is named (from the coverage,
+    when measured); above it, the pair is suspect.
+    """
+    from edgeact.cpu_features import SPEEDUP_BANDS, describe_cpu_class
+
+    if cls is None:
+        return
+    low, high = SPEEDUP_BANDS[cls]
+    ratio = verdict.speedup
+    cpu = f"{describe_cpu_class(cls)} ({where})"
+    if ratio < low:
+        state = "below"
+        text = f"band: {ratio:.2f}x is below the {low:g}-{high:g}x INT8 speed-up of {cpu}"
+        if verdict.coverage and verdict.coverage.get("left"):
+            text += f": off the fast path, {verdict.coverage['summary']}"
+            text += "".join(f"; {op}: {reason}" for op, reason in list(verdict.coverage["reasons"].items())[:3])
+        elif verdict.coverage:
+            text += ": every op is on the fast path, so the float kernels or the model's shape (small, memory-bound " \
+                    "layers) are why"
+        else:
+            text += "; edgeact inspect --op-times names the ops that leave the fast path"
+    elif ratio <= high:
+        state = "ceiling"
+        text = f"band: {ratio:.2f}x is at the ceiling, within the {low:g}-{high:g}x INT8 speed-up of {cpu}"
+    else:
+        state = "above"
+        text = (f"band: {ratio:.2f}x is suspiciously above the {low:g}-{high:g}x INT8 speed-up of {cpu}: check that "
+                "both files are the same network, run with the same threads, and that the float model is not "
+                "slowed by an op off its fast path")
+    verdict.band = {"cpu_class": cls.value, "low": low, "high": high, "state": state, "text": text}
+
+
+def device_cpu_class(device: dict | None):
+    """The CPU class a device reported (edgeact.remote.fleet's summary), or None."""
+    from edgeact.cpu_features import CpuClass
+
+    try:
+        return CpuClass(device["cpu_class"]) if device and device.get("cpu_class") else None
+    except ValueError:
+        return None
 
 
 # Below this speed-up on a CPU without an 8-bit dot product, the verdict says the CPU is why.
@@ -154,7 +204,10 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
         other = match[0]
         verdict = SpeedVerdict(row["model"], other["model"], row["format"], row["latency_ms"]["p50"],
                                other["latency_ms"]["p50"], device=(row.get("device") or {}).get("name"))
-        if verdict.slower and row.get("delegate") != "none":
+        on_cpu = row.get("delegate") not in ("edgetpu",)
+        cls = (device_cpu_class(row.get("device")) if verdict.device else host_cpu_class()) if on_cpu else None
+        below = cls is not None and verdict.speedup < SPEEDUP_BANDS[cls][0]
+        if (verdict.slower or below) and coverage is not None and row.get("delegate") != "none":
             try:
                 found: Coverage = coverage(row["model"], delegate=row.get("delegate") or "xnnpack",
                                            threads=row.get("threads"))
@@ -171,6 +224,7 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
                 verdict.notes.append("coverage measured with this host's runtime, not the device's")
         if not verdict.device:
             add_cpu_note(verdict)
+        judge_band(verdict, cls, where=f"device {verdict.device}" if verdict.device else "this host")
         verdicts.append(verdict)
     return verdicts
 
@@ -186,7 +240,8 @@ def render_speed(report: dict) -> str:
     lines = []
     for item in report.get("speed") or []:
         verdict = SpeedVerdict(**{k: item[k] for k in ("int8", "float", "format", "int8_ms", "float_ms",
-                                                       "coverage", "device", "notes")}, op_times=item.get("op_times"))
+                                                       "coverage", "device", "notes")}, op_times=item.get("op_times"),
+                               band=item.get("band"))
         lines.append(verdict.text())
         lines.extend(f"  note: {n}" for n in verdict.notes)
     return ("\n" + "\n".join(lines)) if lines else ""
@@ -245,6 +300,7 @@ def measure_speed_pair(int8_path: str | Path, float_path: str | Path, fmt: str, 
     # profiler times its own runs (10: convert's time matters more than a tight figure).
     verdict.op_times = measured_op_times(int8_path, threads=threads, fmt=fmt, coverage=coverage, runs=10,
                                          whole_ms=medians[0] if fmt == "tflite" else None)
+    judge_band(verdict, host_cpu_class())
     return verdict
 
 

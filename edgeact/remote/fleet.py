@@ -55,7 +55,19 @@ class DeviceRun:
             "python": before.get("python"), "numpy": before.get("numpy"), "governor": before.get("governor"),
             "temperature_before_c": _max_temp(before), "temperature_after_c": _max_temp(after),
             "throttled": throttled, "throttle_flags": flags.get("raw"),
+            "cpu_class": _cpu_class(before),
         }
+
+
+def _cpu_class(facts: dict) -> str | None:
+    """The device's CPU class from the flags its probe read (edgeact.cpu_features), for the speed band."""
+    from edgeact.cpu_features import cpu_class
+
+    features = facts.get("cpu_features")
+    if not facts.get("arch") or features is None:
+        return None
+    found = cpu_class(facts["arch"], set(features))
+    return found.value if found else None
 
 
 def _max_temp(facts: dict) -> float | None:

@@ -38,6 +38,19 @@ def _cpu_model():
     return platform.processor() or None
 
 
+# The feature flags that decide a CPU's INT8 arithmetic (edgeact.cpu_features reads them on the host
+# side): the dot product on ARM, VNNI and AVX2/AVX-512 on x86-64. Only these travel.
+_INT8_FLAGS = ("asimddp", "avx2", "avx512f", "avx512_vnni", "avx512vnni", "avx_vnni", "avxvnni", "sse4_1")
+
+
+def _cpu_features():
+    """The INT8-relevant flags of /proc/cpuinfo's `flags` (x86) or `Features` (ARM); None where unreadable."""
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.split(":", 1)[0].strip().lower() in ("flags", "features") and ":" in line:
+            return sorted(set(line.split(":", 1)[1].split()) & set(_INT8_FLAGS))
+    return None
+
+
 def _temperatures():
     temps = {}
     for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
@@ -106,6 +119,7 @@ def gather_facts():
         "model": _read("/proc/device-tree/model") or _read("/sys/firmware/devicetree/base/model"),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_features": _cpu_features(),
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "numpy": _version("numpy"),
