@@ -93,7 +93,9 @@ def judge_band(verdict: SpeedVerdict, cls=None, where: str = "this host") -> Non
     if ratio < low:
         state = "below"
         text = f"band: {ratio:.2f}x is below the {low:g}-{high:g}x INT8 speed-up of {cpu}"
-        if verdict.coverage and verdict.coverage.get("left"):
+        if verdict.slower:
+            pass  # the warning under it names what leaves the fast path
+        elif verdict.coverage and verdict.coverage.get("left"):
             text += f": off the fast path, {verdict.coverage['summary']}"
             text += "".join(f"; {op}: {reason}" for op, reason in list(verdict.coverage["reasons"].items())[:3])
         elif verdict.coverage:
