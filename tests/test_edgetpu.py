@@ -303,3 +303,21 @@ def test_profile_reads_the_target_from_the_report(tmp_path, monkeypatch, target)
     assert target_from_reports([compiled]) is Target(target)
     _convert(_cnn(keras, "pi"), tmp_path, target="rpi5")
     assert target_from_reports([tmp_path / "pi_int8.tflite", tmp_path / "pi_fp32.tflite"]) is Target.RPI5
+
+
+def test_profile_without_target_takes_the_reports(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from edgeact.cli import cli
+
+    _clean_path(monkeypatch, tmp_path)
+    keras = _keras()
+    _convert(_cnn(keras, "pi"), tmp_path, target="rpi5")
+    args = ["profile", str(tmp_path / "pi_int8.tflite"), "--runs", "2", "--warmup", "1", "--in-process", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["target"]["name"] == "rpi5"
+    given = CliRunner().invoke(cli, args + ["--target", "desktop"])
+    assert json.loads(given.output)["target"]["name"] == "desktop"

@@ -127,8 +127,9 @@ class Preflight:
         total = len(self.ops)
         share = self.mapped_ops / total if total else 0.0
         macs = self.mapped_macs / self.total_macs if self.total_macs else share
-        line = (f"Edge TPU pre-flight: {self.mapped_ops} of {total} ops ({share:.0%}) and {macs:.1%} of MACs "
-                "predicted on the Edge TPU")
+        # Rounded down: 99.96% is not "100.0%" when a convolution is left on the CPU.
+        line = (f"Edge TPU pre-flight: {self.mapped_ops} of {total} ops ({math.floor(share * 100):d}%) and "
+                f"{math.floor(macs * 1000) / 10:.1f}% of MACs predicted on the Edge TPU")
         first = self.first_unmapped
         if first is not None:
             line += f"; from op #{first.index} {first.type} on, the rest runs on the CPU"
