@@ -173,7 +173,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         keras_signature,
         saved_model_signature,
     )
-    from converters.passes.pipeline import DEFAULT_PIPELINE, run_pipeline
+    from converters.passes.pipeline import DEFAULT_PIPELINE, EDGETPU_PASSES, run_pipeline
 
     keras_model = loaded.keras_model
     if keras_model is not None:
@@ -204,6 +204,8 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
             stats, outputs = float_pass(keras_model, calib.holdout)
         reference = dict(zip(signature.output_names, outputs))
         passes = list(DEFAULT_PIPELINE if options.passes is None else options.passes)
+        if options.passes is None and device_spec(options.target).edgetpu:
+            passes += EDGETPU_PASSES
         with progress_step("graph passes", options.progress):
             folded, pass_results = run_pipeline(keras_model, passes, calib.holdout.head(PASS_SAMPLES),
                                                 reference=[o[:PASS_SAMPLES] for o in outputs])

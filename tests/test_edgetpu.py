@@ -97,7 +97,7 @@ def test_an_unsupported_op_in_the_middle_leaves_everything_after_it_on_the_cpu(t
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(inputs, keras.layers.Dense(4, name="scores")(x), name="leaky")
-    _convert(model, tmp_path)
+    _convert(model, tmp_path, target="rpi4")  # a CPU target keeps the LEAKY_RELU (XNNPACK runs it in INT8)
     path = tmp_path / "leaky_int8.tflite"
     ops = read_tflite(path).ops
     found = preflight(path)
@@ -111,6 +111,31 @@ def test_an_unsupported_op_in_the_middle_leaves_everything_after_it_on_the_cpu(t
     assert found.mapped_macs == conv1
     assert found.total_macs == conv1 + _conv_macs(8, 8, 8, 3, 8) + 8 * 4
     assert "from op #%d LEAKY_RELU on, the rest runs on the CPU" % middle in found.summary()
+
+
+def test_for_the_edge_tpu_leaky_relu_becomes_a_maximum_and_everything_maps(tmp_path, monkeypatch):
+    _clean_path(monkeypatch, tmp_path)
+    keras = _keras()
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.LeakyReLU(negative_slope=0.1, name="leaky")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="scores")(x), name="leaky")
+    report = _convert(model, tmp_path, target="coral-usb")
+    counts = read_tflite(tmp_path / "leaky_int8.tflite").op_counts()
+    assert "LEAKY_RELU" not in counts and counts.get("MAXIMUM") == 1 and counts.get("MUL") == 1
+    found = preflight(tmp_path / "leaky_int8.tflite")
+    assert found.mapped_ops == len(found.ops) and found.mapped_macs == found.total_macs
+    done = next(p for p in report.passes if p["name"] == "leaky_relu_to_maximum")
+    assert [c["layer"] for c in done["changed"]] == ["leaky"] and done["max_abs_diff"] < 1e-5  # the same function
+    assert all(c.passed for c in report.checks if c.kind == "parity"), [c.summary for c in report.checks]
+    # A slope above 1 is not a maximum: the pass leaves it (and says why).
+    from converters.passes.pipeline import run_pipeline
+
+    steep = keras.Sequential([keras.Input((4,)), keras.layers.LeakyReLU(negative_slope=1.5, name="steep")])
+    _, results = run_pipeline(steep, ["leaky_relu_to_maximum"], np.ones((2, 4), np.float32))
+    assert not results[0].changed and "outside 0..1" in results[0].skipped[0]["reason"]
 
 
 def _flatten_model(keras):

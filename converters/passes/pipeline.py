@@ -19,6 +19,7 @@ from . import (  # noqa: F401
     fold_batchnorm,
     fuse_activation,
     grouped_conv_to_depthwise,
+    leaky_relu_to_maximum,
 )
 from .registry import PASSES
 
@@ -26,6 +27,8 @@ from .registry import PASSES
 # convolution must be a DepthwiseConv2D before either can reach it.
 # decompose_hard_swish keeps INT8 MobileNetV3-style graphs in one XNNPACK partition. (A global
 # average pool stays a MEAN: XNNPACK in LiteRT 2.3 runs INT8 MEAN but not INT8 AVERAGE_POOL_2D.)
+# Added for Edge TPU targets (converters.pipeline): ops the Edge TPU compiler maps where TFLite writes one it does not.
+EDGETPU_PASSES = ["leaky_relu_to_maximum"]
 DEFAULT_PIPELINE = [
     "constant_normalization", "grouped_conv_to_depthwise", "dense_to_pointwise", "fold_batchnorm", "fuse_activation",
     "decompose_hard_swish",
