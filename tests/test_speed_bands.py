@@ -117,3 +117,13 @@ def test_convert_speed_line_carries_the_band_of_this_host(tmp_path, monkeypatch)
     assert fast["band"]["text"] in fast["text"]
     expected = "below" if fast["speedup"] < 2.5 else "ceiling" if fast["speedup"] <= 4.0 else "above"
     assert fast["band"]["state"] == expected
+
+
+def test_profile_notes_a_host_of_another_cpu_class_than_the_target(monkeypatch):
+    from edgeact.profile.targets import host_note
+
+    _patch(monkeypatch, *CLASSES[CpuClass.X86_VNNI])
+    assert "not on an x86-64 CPU without VNNI (target x86-avx2)" in host_note("x86-avx2")
+    assert host_note("x86-vnni") is None and host_note("desktop") is None
+    _patch(monkeypatch, *CLASSES[CpuClass.X86])
+    assert "not on an x86-64 CPU with VNNI" in host_note("x86-vnni") and host_note("x86-avx2") is None

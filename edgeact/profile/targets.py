@@ -120,6 +120,13 @@ def host_note(target: Target | str) -> str | None:
     if spec.machines and machine not in spec.machines:
         return (f"measured on this {machine} machine, not on a {spec.description}; "
                 "run edgeact profile on the device for its numbers")
+    from edgeact.cpu_features import describe_cpu_class, host_cpu_class
+    from edgeact.targets import device_spec
+
+    wanted, here = device_spec(target).cpu, host_cpu_class()
+    if wanted is not None and here is not None and wanted is not here and not spec.edgetpu:
+        return (f"measured on {describe_cpu_class(here)}, not on {describe_cpu_class(wanted)} (target "
+                f"{Target(target).value}): their INT8 speed-ups differ; run edgeact profile on such a CPU")
     return None
 
 
