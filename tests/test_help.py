@@ -53,6 +53,23 @@ def help_examples() -> list[tuple[tuple[str, ...], str]]:
     return found
 
 
+# The page of the docs that documents each command's options.
+OPTION_PAGES = {"convert": "docs/convert.md", "profile": "docs/profile.md", "layers": "docs/layer-error.md",
+                "inspect": "docs/inspect.md"}
+
+
+@pytest.mark.parametrize("command", sorted(OPTION_PAGES))
+def test_every_option_of_a_command_is_documented_on_its_page(command):
+    """Each option the command really takes (read from its click parameters, not from --help)
+    appears on its docs page as `--name`, so an option added without its documentation fails."""
+    params = cli.get_command(click.Context(cli), command).params
+    options = {name for p in params if isinstance(p, click.Option) for name in p.opts if name.startswith("--")}
+    options.discard("--help")
+    page = (ROOT / OPTION_PAGES[command]).read_text()
+    documented = set(re.findall(r"`(--[a-z0-9-]+)", page))
+    assert sorted(options - documented) == [], f"{OPTION_PAGES[command]} does not document these {command} options"
+
+
 def test_edgeact_alone_prints_the_help_and_exits_0():
     result = CliRunner().invoke(cli, [])
     assert result.exit_code == 0, result.output

@@ -57,14 +57,6 @@ def error_of(args: list[str]) -> str:
     return lines[0]
 
 
-def test_help_lists_every_option():
-    text = run(["--help"]).output
-    for option in ("--data", "--reference", "--runs", "--warmup", "--threads", "--runtime", "--delegate",
-                   "--streams", "--target", "--preprocess", "--mean", "--std", "--limit", "--isolate", "--csv",
-                   "--markdown", "--plot", "--progress", "--json"):
-        assert option in text
-
-
 def test_table_with_data_and_keras_reference(models, data, small_cnn_file):
     result = run([models / "small_cnn_int8.tflite", models / "small_cnn_fp32.tflite", "--data", data / "classes",
                   "--reference", small_cnn_file, "--runs", 20, "--warmup", 2, "--threads", 2, "--no-progress"])
