@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -13,21 +12,11 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 
+from .helpers import assert_one_line_error
+
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    # Steps that finished before the failure print their timed line (not a terminal); the error is
-    # the one other line, and the last.
-    lines = [line for line in lines if not re.fullmatch(r"edgeact: .+ \.\.\. \d+\.\d s", line)]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("command", [[], ["convert"], ["inspect"]])

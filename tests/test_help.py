@@ -17,9 +17,8 @@ from click.testing import CliRunner
 from edgeact.cli import cli
 
 from .conftest import ROOT
-from .test_readme import README_DEVICE
+from .helpers import README_DEVICE, export_float_onnx
 
-# What LiteRT/XNNPACK, ONNX Runtime, TensorFlow and absl print when they are not kept quiet.
 RUNTIME_LOG = re.compile(r"INFO:|WARNING:|XNNPACK|TfLite|onnxruntime|tensorflow|oneDNN|absl|^[IWE]\d{4} |cuda",
                          re.IGNORECASE | re.MULTILINE)
 
@@ -116,8 +115,6 @@ def test_profile_json_keeps_runtime_logs_off_stderr(converted_small, small_cnn, 
     """A real process (native logs go to file descriptor 2): a TFLite model, an ONNX model and a Keras
     reference, so LiteRT/XNNPACK, ONNX Runtime and TensorFlow all load. stdout is JSON, stderr is empty."""
     import numpy as np
-
-    from .test_runtime import export_float_onnx
 
     out, _ = converted_small
     onnx_path = tmp_path / "small_cnn_fp32.onnx"

@@ -14,10 +14,8 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 from edgeact.runtime import open_runner
-from tests.test_profile import write_class_folders
-from tests.test_runtime import export_float_onnx
 
-from .helpers import only
+from .helpers import export_float_onnx, only, write_class_folders
 
 
 @pytest.fixture(scope="module")
