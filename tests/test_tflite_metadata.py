@@ -471,9 +471,9 @@ def test_inspect_shows_the_graph_and_one_line_on_broken_standard_metadata(meta_m
     lines = output.splitlines()
     assert [line for line in lines if line.startswith("metadata problem: ")] == [f"metadata problem: {problem}"]
     assert "metadata: TFLite Model Metadata present but unreadable" in lines
-    # the graph is all there: the same op table as the sound file's
-    assert [line for line in lines if line.startswith("|")] == [line for line in good.splitlines()
-                                                                 if line.startswith("|")]
+    # the graph is all there: the same op counts and op table as the sound file's
+    graph = lambda text: text[text.index("op counts:"):].splitlines()
+    assert len(graph(output)) > 5 and graph(output) == graph(good)
 
 
 @pytest.mark.slow
