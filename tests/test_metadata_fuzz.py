@@ -2,8 +2,8 @@
 EDGEACT_CONTRACT and the associated-files zip after the flatbuffer.
 
 The graph is left intact, so every mutant must still inspect: `read_metadata` in-process returns
-(never raises) with at most a list of one-line problems, and `edgeact inspect` (tests/fuzz_batch.py,
-in child processes under a 4 GiB address-space limit) exits 0 with the op table and at most one
+(never raises) with at most a list of one-line problems, and `edgeact inspect` (tests/fuzz_batch.py, the CLI
+in a child process under a 4 GiB address-space limit) exits 0 with the op table and at most one
 `metadata problem:` line, which it prints exactly when read_metadata found a problem. No
 traceback, no signal. Every eighth mutant also goes through `edgeact profile`, which reads the
 contract (exit 0, or a one-line exit 2 for a broken contract).
