@@ -346,3 +346,27 @@ def test_profile_without_target_takes_the_reports(tmp_path, monkeypatch):
     assert json.loads(result.output)["target"]["name"] == "rpi5"
     given = CliRunner().invoke(cli, args + ["--target", "desktop"])
     assert json.loads(given.output)["target"]["name"] == "desktop"
+
+
+def test_the_batch_fix_leaves_a_model_with_another_open_size_as_it_is(tmp_path):
+    """The guard: only an open batch is fixed; an open length would make a different model."""
+    import tensorflow as tf
+
+    from converters.tflite.fixed_batch import fixed_batch
+
+    keras = _keras()
+    inputs = keras.Input((None, 4), name="sequence")  # open batch and open length
+    x = keras.layers.Conv1D(4, 3, padding="same", activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(x))
+    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    same, changed = fixed_batch(data)
+    assert same == data and "open size besides the batch" in changed["skipped"]
+    fixed_once, _ = fixed_batch(_float_flatten(keras))
+    again, changed = fixed_batch(fixed_once)
+    assert again == fixed_once and changed["skipped"] == "the batch is already fixed"
+
+
+def _float_flatten(keras):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(_flatten_model(keras)).convert()
