@@ -370,3 +370,20 @@ def _float_flatten(keras):
     import tensorflow as tf
 
     return tf.lite.TFLiteConverter.from_keras_model(_flatten_model(keras)).convert()
+
+
+def test_a_report_naming_an_unknown_target_is_refused_by_key(tmp_path):
+    import json
+
+    from edgeact.errors import InputError
+    from edgeact.report.sidecar import read_report
+
+    report = {"schema_version": 2, "name": "m", "preprocessing": {"preset": "unit"}, "inputs": [], "outputs": []}
+    path = tmp_path / "m.edgeact.json"
+    for target, ok in (({"name": "rpi5"}, True), ({"name": None}, True), ({"name": "pi9"}, False), ("rpi5", False)):
+        path.write_text(json.dumps({**report, "target": target}))
+        if ok:
+            assert read_report(path).target == target["name"]
+        else:
+            with pytest.raises(InputError, match="'target.name'"):
+                read_report(path)
