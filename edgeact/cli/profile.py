@@ -129,16 +129,8 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         reference_code=make_model_code(custom_objects, trust_model_code)
         if reference and (custom_objects or trust_model_code) else None,
     )
-    from edgeact.fastpath.speed_verdict import add_speed_verdicts, render_speed
-
-    report = add_speed_verdicts(profile_models(list(models), options))
-    if as_json:
-        click.echo(render_json(report))
-    else:
-        from edgeact.report.render import fit_lines
-
-        speed = render_speed(report)
-        click.echo(render_profile(report, table) + (fit_lines(speed, table.width) if table.width else speed))
+    report = profile_models(list(models), options)
+    click.echo(render_json(report) if as_json else render_profile(report, table))
     for path, render in ((csv_path, render_csv), (markdown_path, render_markdown)):
         if path:
             write_text_atomic(path, render(report))
@@ -150,7 +142,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         accuracy_plot = plot_accuracy_vs_latency(report, plot_path)
         if accuracy_plot:
             click.echo(f"wrote {accuracy_plot}", err=True)
-    if report.get("crashed"):  # the other models' rows are printed above
-        raise RuntimeCrashError("; ".join(report["crashed"]))
-    if report.get("errors"):  # results from the other devices are printed above
-        raise DevicesFailedError("; ".join(report["errors"]))
+    if report.crashed:  # the other models' rows are printed above
+        raise RuntimeCrashError("; ".join(report.crashed))
+    if report.errors:  # results from the other devices are printed above
+        raise DevicesFailedError("; ".join(report.errors))
