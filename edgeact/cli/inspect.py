@@ -7,7 +7,7 @@ import click
 
 from edgeact.fileio import dumps_json
 
-from .options import json_option
+from .options import json_option, verbose_option
 
 
 @click.command()
@@ -15,6 +15,7 @@ from .options import json_option
 @click.option("--op-times", is_flag=True,
               help="Also time the ops per type and give the share of time off the fast path (TFLite: each op "
                    "left off the delegate run alone; ONNX: ONNX Runtime's profiler). Takes a few seconds.")
+@verbose_option
 @json_option
 def inspect(model, op_times, as_json):
     """Show the operators, fused activations, tensor types and quantization of a .tflite or .onnx MODEL."""
