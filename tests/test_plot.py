@@ -20,7 +20,7 @@ from edgeact.profile.plot import (
     plot_accuracy_vs_latency,
 )
 
-from .test_terminal_output import demo_rows, make_report, make_row  # noqa: E402
+from .profile_fixtures import demo_rows, make_report, make_row  # noqa: E402
 
 EXPECTED_PIXELS = (round(ACCURACY_FIGSIZE[0] * ACCURACY_DPI), round(ACCURACY_FIGSIZE[1] * ACCURACY_DPI))
 
