@@ -13,6 +13,24 @@ def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")(fn)
 
 
+class Count(click.IntRange):
+    """A whole number of at least `min` (click.IntRange), refused as the house refuses bad input:
+    one line naming the option and the fix, exit 2 (`EdgeactGroup.invoke`), before anything runs.
+    The words are `LoopSettings`' own, so a Python caller and the command read the same message."""
+
+    def __init__(self, min: int, what: str) -> None:
+        super().__init__(min=min)
+        self.what = what  # "at least 1 timed run", "0 or more warm-up runs"
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            option = param.opts[0] if param is not None else "the value"
+            shown = value if isinstance(value, int) or str(value).lstrip("-").isdigit() else repr(value)
+            raise InputError(f"{option} {shown}: give {self.what}") from None
+
+
 def _set_verbose(ctx: click.Context, _param, value: bool) -> bool:
     from edgeact.quiet import set_verbose
 

@@ -15,6 +15,7 @@ from edgeact.runtime import RuntimeName
 
 from .device import device_options, make_device_options
 from .options import (
+    Count,
     check_output_paths,
     floats,
     json_option,
@@ -42,16 +43,18 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
               help="Folder with one subfolder of images per class, or .npz with x (and y labels).")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Float model to compare every row with: .keras/.h5/SavedModel, or a float .tflite/.onnx.")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed inferences per model.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--runs", type=Count(1, "at least 1 timed run"), default=100, show_default=True,
+              help="Timed inferences per model.")
+@click.option("--warmup", type=Count(0, "0 or more warm-up runs"), default=10, show_default=True,
               help="Untimed inferences before timing.")
-@click.option("--threads", type=click.IntRange(min=1), help="Runtime threads per model [default: the runtime's own].")
+@click.option("--threads", type=Count(1, "at least 1 thread"),
+              help="Runtime threads per model [default: the runtime's own].")
 @click.option("--runtime", "runtimes", type=click.Choice(choices(RuntimeName)), multiple=True,
               help="Runtime; repeat to compare several [default: first installed of litert, "
                    "tflite-runtime, tf-lite for .tflite; onnxruntime for .onnx].")
 @click.option("--delegate", help="xnnpack, none, edgetpu, or the path of a delegate library "
                                  "[default: xnnpack; edgetpu for Coral targets].")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--streams", type=Count(1, "at least 1 stream"), default=1, show_default=True,
               help="Throughput mode: N interpreters in N threads, reporting images per second.")
 @click.option("--target", type=click.Choice(choices(Target)), default=Target.DESKTOP.value, show_default=True,
               help="Device the numbers are for; its runtime, delegate and INT8 needs are checked.")
