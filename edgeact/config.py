@@ -44,6 +44,14 @@ class OnnxLayout(str, enum.Enum):
     NCHW = "nchw"
 
 
+class LayerErrorMode(str, enum.Enum):
+    """When `convert` measures the per-layer INT8 error for its report."""
+
+    ALWAYS = "always"
+    AUTO = "auto"  # only when an INT8 check fails
+    NEVER = "never"
+
+
 def choices(enum_type: type[enum.Enum]) -> list[str]:
     """The values of an enum, for `click.Choice`."""
     return [member.value for member in enum_type]

@@ -179,7 +179,7 @@ def test_profile_notes_a_full_range_model_only_where_the_kernels_saturate(
     _convert(bright_conv_file, bright_pixels, tmp_path / "eight", 8)
     monkeypatch.setattr(cpu_features, "u8s8_saturates", lambda *a, **k: saturates)
     paths = [tmp_path / "seven" / "bright_int8.onnx", tmp_path / "eight" / "bright_int8.onnx"]
-    notes = profile_models(paths, ProfileOptions(runs=2, warmup=1, progress=False))["notes"]
+    notes = profile_models(paths, ProfileOptions(runs=2, warmup=1, progress=False)).notes
     flagged = [n for n in notes if "full-range int8 weights" in n]
     if saturates:
         assert len(flagged) == 1 and flagged[0].startswith(f"{paths[1]} has full-range"), notes  # the 8-bit file

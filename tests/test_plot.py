@@ -20,7 +20,7 @@ from edgeact.profile.plot import (
     plot_accuracy_vs_latency,
 )
 
-from .test_terminal_output import demo_rows, make_report, make_row  # noqa: E402
+from .profile_fixtures import demo_rows, make_report, make_row  # noqa: E402
 
 EXPECTED_PIXELS = (round(ACCURACY_FIGSIZE[0] * ACCURACY_DPI), round(ACCURACY_FIGSIZE[1] * ACCURACY_DPI))
 
@@ -72,7 +72,7 @@ def test_points_come_from_the_report_and_the_file_has_the_expected_size(tmp_path
     report = make_report(rows, reference_top1=0.994)
     points, axis, reference = accuracy_points(report)
     assert [(p.latency_ms, p.accuracy, p.is_float) for p in points] == [
-        (r["latency_ms"]["p50"], r["accuracy"]["top1"], "fp32" in r["name"]) for r in rows]
+        (r.latency_ms.p50, r.accuracy.top1, "fp32" in r.name) for r in rows]
     assert "top-1 accuracy" in axis and reference == 0.994
     written = plot_accuracy_vs_latency(report, tmp_path / "profile.png")
     assert written == tmp_path / "profile_accuracy.png" and png_size(written) == EXPECTED_PIXELS

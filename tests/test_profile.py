@@ -327,25 +327,25 @@ def test_profile_models_scores_against_labels_and_reference(converted_small, lab
     root, pixels, labels = labelled
     report = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(
         data=root / "data.npz", reference=out / "small_cnn_fp32.tflite", runs=10, warmup=1, progress=False))
-    row = report["models"][0]
+    row = report.models[0]
     x = pixels / np.float32(255)
     int8 = only(open_runner(out / "small_cnn_int8.tflite").predict(x))
     fp32 = only(open_runner(out / "small_cnn_fp32.tflite").predict(x))
-    assert row["accuracy"]["top1"] == pytest.approx(np.mean(int8.argmax(1) == labels))
-    assert row["reference"]["top1_agreement"] == pytest.approx(np.mean(int8.argmax(1) == fp32.argmax(1)))
-    assert row["reference"]["max_abs_diff"] == pytest.approx(np.abs(int8 - fp32).max(), rel=1e-5)
-    assert row["preprocessing"] == "unit" and row["report"].endswith("small_cnn.edgeact.json")
-    assert report["data"]["samples"] == 40 and report["reference"]["kind"] == "tflite"
+    assert row.accuracy.top1 == pytest.approx(np.mean(int8.argmax(1) == labels))
+    assert row.reference.top1_agreement == pytest.approx(np.mean(int8.argmax(1) == fp32.argmax(1)))
+    assert row.reference.max_abs_diff == pytest.approx(np.abs(int8 - fp32).max(), rel=1e-5)
+    assert row.preprocessing == "unit" and row.report.endswith("small_cnn.edgeact.json")
+    assert report.data.samples == 40 and report.reference.kind == "tflite"
 
 
 def test_isolated_run_gives_the_same_outputs(converted_small, labelled):
     out, _ = converted_small
     root, _, _ = labelled
     options = dict(data=root / "data.npz", runs=5, warmup=1, progress=False)
-    inside = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(**options))["models"][0]
-    isolated = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(isolate=True, **options))["models"][0]
-    assert isolated["accuracy"] == inside["accuracy"]
-    assert isolated["latency_ms"]["runs"] == 5
+    inside = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(**options)).models[0]
+    isolated = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(isolate=True, **options)).models[0]
+    assert isolated.accuracy == inside.accuracy
+    assert isolated.latency_ms.runs == 5
 
 
 def test_isolated_crash_becomes_an_error(converted_small, tmp_path, monkeypatch):
@@ -358,9 +358,9 @@ def test_isolated_crash_becomes_an_error(converted_small, tmp_path, monkeypatch)
     monkeypatch.setattr(isolated.sys, "executable", str(crasher))
     report = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(runs=2, warmup=0, isolate=True,
                                                                            progress=False))
-    assert report["models"] == []
+    assert report.models == []
     crashed = f"the runtime crashed on {out / 'small_cnn_int8.tflite'} (signal 11, SIGSEGV)"
-    assert report["crashed"][0].startswith(crashed)
+    assert report.crashed[0].startswith(crashed)
 
 
 def test_pixels_without_a_report_need_preprocessing(converted_small, labelled, tmp_path):
@@ -372,7 +372,7 @@ def test_pixels_without_a_report_need_preprocessing(converted_small, labelled, t
         profile_models([lone], ProfileOptions(data=root / "data.npz", runs=2, progress=False))
     report = profile_models([lone], ProfileOptions(data=root / "data.npz", runs=2, progress=False,
                                                    preprocessing=make_preprocessing("unit")))
-    assert report["models"][0]["preprocessing"] == "unit"
+    assert report.models[0].preprocessing == "unit"
 
 
 def test_renderers_share_the_json_keys(converted_small, labelled):

@@ -38,16 +38,16 @@ def test_int8_top1_within_half_a_point_of_float_on_10000_images(mnist_models, mn
               mnist_models / "mnist_cnn_int8.onnx"]
     report = profile_models(models, ProfileOptions(data=mnist_test_npz, reference=EXAMPLE_MODEL, runs=50,
                                                    warmup=5, threads=2, progress=False))
-    rows = {r["name"]: r for r in report["models"]}
-    float_top1 = rows["mnist_cnn_fp32.tflite"]["accuracy"]["top1"]
-    assert report["data"]["samples"] == 10000
+    rows = {r.name: r for r in report.models}
+    float_top1 = rows["mnist_cnn_fp32.tflite"].accuracy.top1
+    assert report.data.samples == 10000
     assert float_top1 > 0.98, "the example model is trained"
-    assert rows["mnist_cnn_fp32.tflite"]["reference"]["max_abs_diff"] < 1e-4  # the float export is the Keras model
+    assert rows["mnist_cnn_fp32.tflite"].reference.max_abs_diff < 1e-4  # the float export is the Keras model
     for name in ("mnist_cnn_int8.tflite", "mnist_cnn_int8.onnx"):
         row = rows[name]
-        assert row["accuracy"]["samples"] == 10000
-        assert row["accuracy"]["top1"] >= float_top1 - 0.005, (name, row["accuracy"], float_top1)
-        assert row["reference"]["top1_agreement"] > 0.99 and row["reference"]["cosine"] > 0.99
+        assert row.accuracy.samples == 10000
+        assert row.accuracy.top1 >= float_top1 - 0.005, (name, row.accuracy, float_top1)
+        assert row.reference.top1_agreement > 0.99 and row.reference.cosine > 0.99
 
 
 def test_example_image_folder_profiles_from_the_command_line(mnist_models, tmp_path):

@@ -14,16 +14,16 @@ def _row(converted_small):
 
     out, _ = converted_small
     report = profile_models([out / "small_cnn_int8.tflite"], ProfileOptions(runs=3, warmup=1, isolate=True))
-    assert report["schema_version"] == 1
-    (row,) = report["models"]
-    return row
+    assert report.schema_version == 1
+    (row,) = report.models
+    return row.to_dict()
 
 
 def test_round_trip_through_json(converted_small):
     row = _row(converted_small)
     again = ProfileRow.from_dict(json.loads(json.dumps(row)))
     assert again.to_dict() == row
-    assert again.latency_ms["p50"] == row["latency_ms"]["p50"] and again.runtime == "litert"
+    assert again.latency_ms.p50 == row["latency_ms"]["p50"] and again.runtime == "litert"
 
 
 @pytest.mark.parametrize("key, value, message", [

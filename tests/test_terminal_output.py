@@ -6,57 +6,13 @@ import pytest
 
 from edgeact.errors import InputError
 from edgeact.profile.render import COLUMNS, TableOptions, column_names, parse_columns, render_markdown, render_profile
+from edgeact.profile.report import DeviceRecord
 from edgeact.profile.summary import precision, summary_sentences
 from edgeact.report.table import ELLIPSIS, layout_table, render_metrics, render_table, shorten
 
+from .profile_fixtures import demo_rows, make_report, make_row
+
 WIDTHS = (80, 100, 160)
-
-
-def make_row(name: str, p50: float, top1: float | None = None, agree: float | None = None, runtime="litert",
-             delegate="xnnpack", int8_io: bool = False, device: str | None = None) -> dict:
-    dtype = "int8" if int8_io else "float32"
-    row = {
-        "model": f"/models/{name}", "name": name, "format": name.rsplit(".", 1)[1], "runtime": runtime,
-        "runtime_version": "2.3.0", "delegate": delegate, "threads": 2, "size_bytes": 62656,
-        "inputs": [{"name": "x", "shape": [1, 28, 28, 1], "dtype": dtype}],
-        "outputs": [{"name": "y", "shape": [1, 10], "dtype": dtype}],
-        "init_ms": 4.07, "cold_ms": 0.0626, "warmup": 5,
-        "latency_ms": {"runs": 50, "mean": p50 * 1.01, "std": p50 / 50, "min": p50 * 0.95, "p50": p50,
-                       "p90": p50 * 1.1, "p99": p50 * 1.3, "max": p50 * 1.4},
-        "throughput_ips": 1000 / p50, "memory": {"peak_rss_mb": 88.0, "growth_mb": 3.5},
-        "accuracy": {"top1": top1, "top5": 1.0, "samples": 500} if top1 is not None else None,
-        "reference": {"samples": 500, "top1_agreement": agree, "cosine": 0.9998, "max_abs_diff": 0.13,
-                      "mean_abs_diff": 0.0008, "sqnr_db": 36.7} if agree is not None else None,
-    }
-    if device:
-        row["device"] = {"name": device, "arch": "aarch64", "throttled": False}
-    return row
-
-
-def make_report(rows: list[dict], reference_top1: float | None = None, devices: list[dict] | None = None) -> dict:
-    labelled = any(r["accuracy"] for r in rows)
-    reference = None
-    if any(r["reference"] for r in rows):
-        reference = {"path": "examples/mnist/mnist_cnn.keras", "kind": "keras"}
-        if reference_top1 is not None:
-            reference["accuracy"] = {"top1": reference_top1, "top5": 1.0, "samples": 500}
-    return {
-        "target": {"name": "desktop", "description": "this desktop"},
-        "host": {"machine": "x86_64", "processor": "AMD EPYC", "cpus": 2},
-        "settings": {"runs": 50, "warmup": 5, "threads": 2, "streams": 1, "isolate": False},
-        "data": {"source": "folder examples/mnist/test_images", "samples": 500, "labelled": labelled,
-                 "classes": [str(i) for i in range(10)]} if labelled else
-                {"source": "random", "samples": 64, "labelled": False},
-        "reference": reference, "models": rows, "devices": devices or [], "errors": [], "notes": [],
-    }
-
-
-def demo_rows() -> list[dict]:
-    """The three rows `make demo` profiles, with round numbers."""
-    return [make_row("mnist_cnn_int8.tflite", 0.0161, 0.996, 0.994, int8_io=True),
-            make_row("mnist_cnn_int8.onnx", 0.0335, 0.992, 0.990, runtime="onnxruntime",
-                     delegate="CPUExecutionProvider"),
-            make_row("mnist_cnn_fp32.tflite", 0.0211, 0.994, 1.0)]
 
 
 def assert_fits(text: str, width: int) -> None:
@@ -74,8 +30,8 @@ def test_profile_table_fits_the_width(width, count):
     for needed in ("runtime", "p50", "top-1", "agree"):  # what a reader needs first is there at 80 too
         assert needed in header.split()
     for row in rows:  # one line per model, p50 as the table formats it
-        assert any(line.startswith(row["name"]) and f"{row['latency_ms']['p50']:.4f}"[:5] in line
-                   for line in text.splitlines()), row["name"]
+        assert any(line.startswith(row.name) and f"{row.latency_ms.p50:.4f}"[:5] in line
+                   for line in text.splitlines()), row.name
 
 
 def test_wider_terminals_show_more_columns_and_name_what_they_leave_out():
@@ -105,9 +61,9 @@ def test_one_or_two_models_get_one_row_per_metric(width, count):
     assert_fits(text, width)
     lines = text.splitlines()
     p50 = next(line for line in lines if line.startswith("p50 ms"))
-    assert p50.split()[2:] == [f"{r['latency_ms']['p50']:.4f}" for r in rows]
+    assert p50.split()[2:] == [f"{r.latency_ms.p50:.4f}" for r in rows]
     top1 = next(line for line in lines if line.startswith("top-1 accuracy"))
-    assert top1.split()[2:] == [f"{100 * r['accuracy']['top1']:.2f}%" for r in rows]
+    assert top1.split()[2:] == [f"{100 * r.accuracy.top1:.2f}%" for r in rows]
     assert not any(line.startswith("model ") for line in lines)  # no row view
 
 
@@ -153,10 +109,10 @@ def test_summary_names_the_fastest_and_what_int8_costs_against_the_reference():
     rows = demo_rows()
     sentences = summary_sentences(make_report(rows, reference_top1=0.994))
     assert 2 <= len(sentences) <= 3
-    fastest = min(rows, key=lambda r: r["latency_ms"]["p50"])
-    slowest = max(rows, key=lambda r: r["latency_ms"]["p50"])
-    assert sentences[0].startswith(f"Fastest: {fastest['name']} on {fastest['runtime']}, p50 0.0161 ms")
-    assert f"{slowest['latency_ms']['p50'] / fastest['latency_ms']['p50']:.1f}x" in sentences[0]
+    fastest = min(rows, key=lambda r: r.latency_ms.p50)
+    slowest = max(rows, key=lambda r: r.latency_ms.p50)
+    assert sentences[0].startswith(f"Fastest: {fastest.name} on {fastest.runtime}, p50 0.0161 ms")
+    assert f"{slowest.latency_ms.p50 / fastest.latency_ms.p50:.1f}x" in sentences[0]
     # the worst INT8 row is the ONNX one: 99.20 % against the reference's 99.40 %, 1 sample of 500
     assert "INT8 costs top-1 accuracy against the float reference (keras): 99.20% vs 99.40%" in sentences[1]
     assert "-0.20 points, 1 of 500 samples" in sentences[1] and "mnist_cnn_int8.onnx" in sentences[1]
@@ -167,7 +123,7 @@ def test_summary_names_the_fastest_and_what_int8_costs_against_the_reference():
 def test_summary_without_reference_uses_the_float_row_and_without_labels_says_what_to_give():
     rows = demo_rows()
     for row in rows:
-        row["reference"] = None
+        row.reference = None
     text = " ".join(summary_sentences(make_report(rows)))
     assert "against the float mnist_cnn_fp32.tflite: 99.20% vs 99.40%" in text
     bare = [make_row("m_int8.tflite", 1.0), make_row("m_fp32.tflite", 2.0)]
@@ -176,8 +132,8 @@ def test_summary_without_reference_uses_the_float_row_and_without_labels_says_wh
 
 def test_summary_reports_throttled_and_failed_devices():
     rows = [make_row("m_int8.tflite", 5.0, device="pi@lab-pi")]
-    devices = [{"name": "pi@lab-pi", "throttled": True, "error": None},
-               {"name": "pi@other", "throttled": False, "error": "device pi@other: connection refused"}]
+    devices = [DeviceRecord("pi@lab-pi", throttled=True),
+               DeviceRecord("pi@other", error="device pi@other: connection refused")]
     last = summary_sentences(make_report(rows, devices=devices))[-1]
     assert "1 of 2 device(s) failed: device pi@other: connection refused" in last
     assert "throttled (numbers not steady-state): pi@lab-pi" in last

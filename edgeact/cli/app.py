@@ -14,6 +14,7 @@ from .convert import convert
 from .device import device
 from .inspect import inspect
 from .layers import layers
+from .options import verbose_option
 from .profile import profile
 
 
@@ -45,14 +46,10 @@ class EdgeactGroup(click.Group):
 
 @click.group(cls=EdgeactGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgeact")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Show the runtimes' own log output (LiteRT, ONNX Runtime) on stderr.")
-def cli(verbose: bool) -> None:
+@verbose_option
+def cli() -> None:
     """Put quantized CNNs on edge devices: convert Keras models to INT8 TFLite and ONNX, inspect
     and profile them on the desktop or on a Raspberry Pi / Coral."""
-    from edgeact.quiet import set_verbose
-
-    set_verbose(verbose)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, IOType, OnnxLayout, choices
+from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, IOType, LayerErrorMode, OnnxLayout, choices
 from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import EdgeactWarning, InputError
 from edgeact.fileio import dumps_json
@@ -22,6 +22,7 @@ from .options import (
     parse_input_shapes,
     preprocess_options,
     print_warnings,
+    verbose_option,
 )
 
 
@@ -65,11 +66,13 @@ from .options import (
               help="Override a check threshold: top1, cosine, sqnr, rel-diff, float-sqnr, float-rel-diff.")
 @click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
               help="Judge an output as class_scores or dense instead of the detected kind.")
-@click.option("--layer-error", type=click.Choice(["always", "auto", "never"]), default="always", show_default=True,
+@click.option("--layer-error", type=click.Choice(choices(LayerErrorMode)), default=LayerErrorMode.ALWAYS.value,
+              show_default=True,
               help="Per-layer INT8 error in the report: always, only when an INT8 check fails (auto), never.")
 @budget_options
 @model_code_options
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@verbose_option
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, target, onnx_weight_bits, opset,
@@ -108,7 +111,7 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         onnx_weight_bits=int(onnx_weight_bits) if onnx_weight_bits else None, opset=opset,
         input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
-        layer_error=layer_error, budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),
+        layer_error=LayerErrorMode(layer_error), budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),
         eval_data=eval_data, model_code=make_model_code(custom_objects, trust_model_code),
     )
     with warnings.catch_warnings(record=True) as caught:

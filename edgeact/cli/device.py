@@ -7,10 +7,11 @@ import shlex
 import click
 
 from edgeact.config import Format, choices
-from edgeact.remote import parse_device
-from edgeact.remote.device_profile import DeviceOptions, DeviceSession
-from edgeact.remote.doctor import can_profile, diagnose
+from edgeact.remote.device_profile import DeviceOptions
+from edgeact.remote.doctor import DeviceCheck, check_device
 from edgeact.report.table import mark
+
+from .options import verbose_option
 
 
 def device_options(fn):
@@ -47,6 +48,7 @@ def device(ctx: click.Context) -> None:
 @click.option("--edgetpu", is_flag=True, help="Also require the Coral Edge TPU library.")
 @click.option("--format", "formats", type=click.Choice(choices(Format)), multiple=True,
               help="Model formats to run there; repeatable [default: tflite].")
+@verbose_option
 @click.option("--json", "as_json", is_flag=True, help="Print the facts and findings as JSON.")
 def check(host, device_python, device_timeout, device_cache, ssh_options, edgetpu, formats, as_json):
     """Check that HOST ([user@]host[:port] or an ssh config alias) can run `edgeact profile`.
@@ -56,23 +58,23 @@ def check(host, device_python, device_timeout, device_cache, ssh_options, edgetp
 
     Example: edgeact device check pi@raspberrypi.local
     """
-    spec = parse_device(host)
-    options = make_device_options(device_python, device_timeout, device_cache, ssh_options)
-    with DeviceSession(spec, options) as session:
-        facts = session.facts()
-    findings = diagnose(facts, edgetpu, tuple(formats) or ("tflite",))
-    ok = can_profile(findings)
-    if as_json:
-        click.echo(json.dumps({"device": str(spec), "facts": facts, "findings": [f.to_dict() for f in findings],
-                               "can_profile": ok}, indent=2))
-    else:
-        click.echo(f"{spec}: {facts.get('model') or facts.get('cpu_model')}, {facts.get('arch')}, "
-                   f"{facts.get('cpu_count')} cores, {facts.get('os')}")
-        temps = ", ".join(f"{k} {v:.1f} C" for k, v in (facts.get("temperature_c") or {}).items())
-        click.echo(f"governor {facts.get('governor') or 'unknown'}; temperature {temps or 'unknown'}")
-        for f in findings:
-            symbol = {"ok": mark(True), "missing": mark(False)}.get(f.status, "!")
-            click.echo(f"{symbol} {f.item}: {f.detail}" + (f"\n    fix: {f.fix}" if f.fix else ""))
-        click.echo(f"{mark(ok)} {'ready to profile' if ok else 'cannot run a profile yet'}")
-    if not ok:
+    result = check_device(host, make_device_options(device_python, device_timeout, device_cache, ssh_options),
+                          edgetpu, tuple(formats))
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else render_check(result))
+    if not result.can_profile:
         raise click.exceptions.Exit(1)
+
+
+def render_check(result: DeviceCheck) -> str:
+    """The device's facts, one line per finding with its fix, and the verdict."""
+    facts = result.facts
+    temps = ", ".join(f"{k} {v:.1f} C" for k, v in (facts.get("temperature_c") or {}).items())
+    lines = [f"{result.device}: {facts.get('model') or facts.get('cpu_model')}, {facts.get('arch')}, "
+             f"{facts.get('cpu_count')} cores, {facts.get('os')}",
+             f"governor {facts.get('governor') or 'unknown'}; temperature {temps or 'unknown'}"]
+    for f in result.findings:
+        symbol = {"ok": mark(True), "missing": mark(False)}.get(f.status, "!")
+        lines.append(f"{symbol} {f.item}: {f.detail}" + (f"\n    fix: {f.fix}" if f.fix else ""))
+    ready = result.can_profile
+    lines.append(f"{mark(ready)} {'ready to profile' if ready else 'cannot run a profile yet'}")
+    return "\n".join(lines)

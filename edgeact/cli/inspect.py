@@ -9,7 +9,7 @@ from edgeact.config import choices
 from edgeact.fileio import dumps_json
 from edgeact.targets import Target
 
-from .options import json_option
+from .options import json_option, verbose_option
 
 
 @click.command()
@@ -21,6 +21,7 @@ from .options import json_option
               help="The device the model is for; coral-usb / coral-devboard add the Edge TPU pre-flight: per op, "
                    "whether edgetpu_compiler will map it and why not, the mapped share of ops and MACs, and the "
                    "parameters against the on-chip memory.")
+@verbose_option
 @json_option
 def inspect(model, op_times, target, as_json):
     """Show the operators, fused activations, tensor types and quantization of a .tflite or .onnx MODEL."""

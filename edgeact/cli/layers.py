@@ -11,9 +11,17 @@ from pathlib import Path
 import click
 
 from edgeact.data.preprocess import Preset, make_preprocessing
-from edgeact.fileio import check_output_file, dumps_json
+from edgeact.fileio import dumps_json
 
-from .options import floats, json_option, make_model_code, model_code_options, preprocess_options
+from .options import (
+    check_output_paths,
+    floats,
+    json_option,
+    make_model_code,
+    model_code_options,
+    preprocess_options,
+    verbose_option,
+)
 
 
 @click.command()
@@ -34,6 +42,7 @@ from .options import floats, json_option, make_model_code, model_code_options, p
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw SQNR along depth to FILE.png (needs matplotlib).")
 @model_code_options
+@verbose_option
 @json_option
 def layers(models, data, float_model, keras_model, top, by_own, samples, preset, mean, std, csv_path, plot_path,
            custom_objects, trust_model_code, as_json):
@@ -54,13 +63,7 @@ def layers(models, data, float_model, keras_model, top, by_own, samples, preset,
     from edgeact.fileio import write_text_atomic
     from edgeact.report.layer_errors import plot_layer_errors, render_layer_csv, render_layer_errors
 
-    for path in (csv_path, plot_path):
-        if path:
-            check_output_file(path)  # before anything is measured
-    if plot_path:
-        from edgeact.report.plot import check_plot
-
-        check_plot(plot_path)
+    check_output_paths(csv_path, plot=plot_path)
     custom = preset or mean or std
     job = LayerJob(models=tuple(models), data=data, float_model=float_model, keras_model=keras_model,
                    preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std))

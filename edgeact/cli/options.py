@@ -13,6 +13,54 @@ def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")(fn)
 
 
+class Count(click.IntRange):
+    """A whole number of at least `min` (click.IntRange), refused as the house refuses bad input:
+    one line naming the option and the fix, exit 2 (`EdgeactGroup.invoke`), before anything runs.
+    The words are `LoopSettings`' own, so a Python caller and the command read the same message."""
+
+    def __init__(self, min: int, what: str) -> None:
+        super().__init__(min=min)
+        self.what = what  # "at least 1 timed run", "0 or more warm-up runs"
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            option = param.opts[0] if param is not None else "the value"
+            shown = value if isinstance(value, int) or str(value).lstrip("-").isdigit() else repr(value)
+            raise InputError(f"{option} {shown}: give {self.what}") from None
+
+
+def _set_verbose(ctx: click.Context, _param, value: bool) -> bool:
+    from edgeact.quiet import set_verbose
+
+    # The group resets it on every invocation (CliRunner runs many in one process); a command's
+    # own -v only turns it on, so `edgeact -v profile` and `edgeact profile -v` are the same.
+    if value or ctx.parent is None:
+        set_verbose(value)
+    return value
+
+
+def verbose_option(fn):
+    """-v/--verbose, the one switch for the runtimes' own log lines: on the group and every command."""
+    return click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbose,
+                        help="Show the runtimes' own log lines (LiteRT, XNNPACK, ONNX Runtime, TensorFlow), kept "
+                             "off the terminal otherwise, and an error's full message.")(fn)
+
+
+def check_output_paths(*paths, plot=None) -> None:
+    """--csv/--markdown/--plot files checked before anything is measured (a typo costs no run)."""
+    from edgeact.fileio import check_output_file
+
+    for path in (*paths, plot):
+        if path:
+            check_output_file(path)
+    if plot:
+        from edgeact.report.plot import check_plot
+
+        check_plot(plot)
+
+
 def floats(text: str | None) -> tuple[float, ...] | None:
     if not text:
         return None

@@ -8,14 +8,23 @@ import click
 from edgeact.config import choices
 from edgeact.data.preprocess import Preset, make_preprocessing
 from edgeact.errors import InputError, RuntimeCrashError
-from edgeact.fileio import check_output_file
 from edgeact.profile.render import column_names
 from edgeact.profile.targets import Target, target_from_reports
 from edgeact.remote.ssh import DevicesFailedError
 from edgeact.runtime import RuntimeName
 
 from .device import device_options, make_device_options
-from .options import floats, json_option, make_model_code, model_code_options, parse_shape, preprocess_options
+from .options import (
+    Count,
+    check_output_paths,
+    floats,
+    json_option,
+    make_model_code,
+    model_code_options,
+    parse_shape,
+    preprocess_options,
+    verbose_option,
+)
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
@@ -34,15 +43,18 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
               help="Folder with one subfolder of images per class, or .npz with x (and y labels).")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Float model to compare every row with: .keras/.h5/SavedModel, or a float .tflite/.onnx.")
-@click.option("--runs", type=int, default=100, show_default=True, help="Timed inferences per model.")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed inferences before timing.")
-@click.option("--threads", type=int, help="Runtime threads per model [default: the runtime's own].")
+@click.option("--runs", type=Count(1, "at least 1 timed run"), default=100, show_default=True,
+              help="Timed inferences per model.")
+@click.option("--warmup", type=Count(0, "0 or more warm-up runs"), default=10, show_default=True,
+              help="Untimed inferences before timing.")
+@click.option("--threads", type=Count(1, "at least 1 thread"),
+              help="Runtime threads per model [default: the runtime's own].")
 @click.option("--runtime", "runtimes", type=click.Choice(choices(RuntimeName)), multiple=True,
               help="Runtime; repeat to compare several [default: first installed of litert, "
                    "tflite-runtime, tf-lite for .tflite; onnxruntime for .onnx].")
 @click.option("--delegate", help="xnnpack, none, edgetpu, or the path of a delegate library "
                                  "[default: xnnpack; edgetpu for Coral targets].")
-@click.option("--streams", type=int, default=1, show_default=True,
+@click.option("--streams", type=Count(1, "at least 1 stream"), default=1, show_default=True,
               help="Throughput mode: N interpreters in N threads, reporting images per second.")
 @click.option("--target", type=click.Choice(choices(Target)),
               help="Device the numbers are for; its runtime, delegate and INT8 needs are checked "
@@ -66,8 +78,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 @click.option("--columns", "columns_text", metavar="A,B,C",
               help="Show these columns, in this order: " + ",".join(column_names()) + ".")
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: when stderr is a terminal].")
-@click.option("--verbose", is_flag=True,
-              help="Show the runtimes' own log lines (LiteRT, XNNPACK, TensorFlow), kept off the terminal otherwise.")
+@verbose_option
 @click.option("--device", "devices", multiple=True, metavar="[USER@]HOST[:PORT]",
               help="Measure on this device over SSH (its own Python and runtime); repeat for several, "
                    "profiled concurrently; 'local' is this machine.")
@@ -76,7 +87,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
             std, limit, input_shape, output_name, isolate, csv_path, markdown_path, plot_path, wide, columns_text,
-            progress, verbose, devices, device_python, device_timeout, device_cache, ssh_options, custom_objects,
+            progress, devices, device_python, device_timeout, device_cache, ssh_options, custom_objects,
             trust_model_code, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
@@ -103,21 +114,12 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         render_profile,
     )
     from edgeact.profile.session import ProfileOptions, profile_models
-    from edgeact.quiet import set_verbose
     from edgeact.report.table import terminal_width
     from edgeact.runtime import check_delegate
 
-    if verbose:  # the same switch as `edgeact -v`, which every invocation resets
-        set_verbose(True)
     table = TableOptions(width=terminal_width(), wide=wide,
                          columns=parse_columns(columns_text) if columns_text else ())  # a typo costs no run
-    for path in (csv_path, markdown_path, plot_path):
-        if path:
-            check_output_file(path)  # before anything is measured
-    if plot_path:
-        from edgeact.report.plot import check_plot
-
-        check_plot(plot_path)
+    check_output_paths(csv_path, markdown_path, plot=plot_path)
     custom = preset or mean or std
     options = ProfileOptions(
         data=data, reference=reference, runs=runs, warmup=warmup, threads=threads, runtimes=tuple(runtimes),
@@ -131,16 +133,8 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         reference_code=make_model_code(custom_objects, trust_model_code)
         if reference and (custom_objects or trust_model_code) else None,
     )
-    from edgeact.fastpath.speed_verdict import add_speed_verdicts, render_speed
-
-    report = add_speed_verdicts(profile_models(list(models), options))
-    if as_json:
-        click.echo(render_json(report))
-    else:
-        from edgeact.report.render import fit_lines
-
-        speed = render_speed(report)
-        click.echo(render_profile(report, table) + (fit_lines(speed, table.width) if table.width else speed))
+    report = profile_models(list(models), options)
+    click.echo(render_json(report) if as_json else render_profile(report, table))
     for path, render in ((csv_path, render_csv), (markdown_path, render_markdown)):
         if path:
             write_text_atomic(path, render(report))
@@ -152,7 +146,7 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         accuracy_plot = plot_accuracy_vs_latency(report, plot_path)
         if accuracy_plot:
             click.echo(f"wrote {accuracy_plot}", err=True)
-    if report.get("crashed"):  # the other models' rows are printed above
-        raise RuntimeCrashError("; ".join(report["crashed"]))
-    if report.get("errors"):  # results from the other devices are printed above
-        raise DevicesFailedError("; ".join(report["errors"]))
+    if report.crashed:  # the other models' rows are printed above
+        raise RuntimeCrashError("; ".join(report.crashed))
+    if report.errors:  # results from the other devices are printed above
+        raise DevicesFailedError("; ".join(report.errors))

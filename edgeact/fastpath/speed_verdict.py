@@ -162,24 +162,13 @@ def _sibling_key(path: str) -> str:
     return _FLOAT_NAME.sub("", _INT8_NAME.sub("", stem)).strip("_-.")
 
 
-def _report_sibling(row: dict) -> str | None:
-    """The float file the edgeact report of an INT8 row names for the same format."""
-    if not row.get("report"):
-        return None
-    import json
-
-    try:
-        report = json.loads(Path(row["report"]).read_text())
-        return report["formats"][row["format"]]["files"]["fp32"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list[SpeedVerdict]:
+def speed_verdicts(report: dict, coverage=model_coverage, op_times=None, sibling=None) -> list[SpeedVerdict]:
     """Pair INT8 and float rows of a profile report and judge each pair.
 
     Args:
-        report: what `profile_models` returns.
+        report: {"models": [row dicts]} (`ProfileRow.to_dict()`); `profile_models` calls this.
+        sibling: `(model path, format) -> float file or None`: the float model the INT8 model's
+            convert report names (`edgeact.report.sidecar.float_sibling`); None: by file name only.
         coverage: `(path, delegate=, threads=) -> Coverage`; replaced in tests.
         op_times: `(path, threads=, delegate=, coverage=, whole_ms=) -> dict` (`op_time.measured_op_times`),
             run when INT8 is slower and ops left the fast path (their share of the time); None: not measured.
@@ -197,7 +186,7 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
         floats = [r for r in rows if not kinds[r["model"]] and setting(r) == setting(row)]
         if not floats:
             continue
-        named = _report_sibling(row)
+        named = sibling(row["model"], row["format"]) if sibling else None
         match = [r for r in floats if named and Path(r["model"]).resolve() == Path(named).resolve()] \
             or [r for r in floats if _sibling_key(r["model"]) == _sibling_key(row["model"])] \
             or (floats if len(floats) == 1 else [])
@@ -229,12 +218,6 @@ def speed_verdicts(report: dict, coverage=model_coverage, op_times=None) -> list
         judge_band(verdict, cls, where=f"device {verdict.device}" if verdict.device else "this host")
         verdicts.append(verdict)
     return verdicts
-
-
-def add_speed_verdicts(report: dict) -> dict:
-    """Store the verdicts in the profile report under "speed" (for JSON) and return the report."""
-    report["speed"] = [v.to_dict() for v in speed_verdicts(report, op_times=measured_op_times)]
-    return report
 
 
 def render_speed(report: dict) -> str:

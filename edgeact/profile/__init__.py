@@ -1,6 +1,7 @@
 """`edgeact profile` as a library: one session over models, data, reference and devices.
 
-`session` runs a profile (`profile_models`), `row` is one measured row, `reference` the float
+`session` runs a profile (`profile_models`, returning a `report.ProfileReport`), `row` is one
+measured row, `fields` the checked reader both are built from JSON with, `reference` the float
 model each row is compared with, `targets` the devices edgeact knows, `summary` the closing
 sentences, `render` the table/JSON/CSV/Markdown, `plot` the figures.
 

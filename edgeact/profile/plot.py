@@ -13,15 +13,18 @@ import numpy as np
 
 from edgeact.report.plot import check_plot, pyplot, save_figure
 
+from .report import ProfileReport
+from .row import ProfileRow
 
-def plot_latencies(report: dict, path: str | Path) -> Path:
+
+def plot_latencies(report: ProfileReport, path: str | Path) -> Path:
     """Box plots (left) and cumulative distributions (right) of each row's timed runs, log-scaled."""
     path = Path(path)
     check_plot(path)
     plt = pyplot()
-    rows = report["models"]
-    labels = [f"{r['name']}\n{r['runtime']} {r['delegate']}" for r in rows]
-    timings = [np.asarray(r["timings_ms"], dtype=float) for r in rows]
+    rows = report.models
+    labels = [f"{r.name}\n{r.runtime} {r.delegate}" for r in rows]
+    timings = [np.asarray(r.timings_ms, dtype=float) for r in rows]
     fig, (box, cdf) = plt.subplots(1, 2, figsize=(12, 1.2 + 0.7 * len(rows) + 2), constrained_layout=True)
     _horizontal_boxplot(box, timings, labels)
     box.set_xscale("log")
@@ -35,9 +38,9 @@ def plot_latencies(report: dict, path: str | Path) -> Path:
     cdf.set_ylabel("fraction of runs")
     cdf.grid(True, which="both", alpha=0.3)
     cdf.legend(fontsize="small", loc="lower right")
-    settings = report["settings"]
-    fig.suptitle(f"edgeact profile: {report['target']['name']}, {report['host']['machine']}, "
-                 f"{settings['runs']} runs, threads {settings['threads'] or 'default'}")
+    settings = report.settings
+    fig.suptitle(f"edgeact profile: {report.target.name}, {report.host.machine}, "
+                 f"{settings.runs} runs, threads {settings.threads or 'default'}")
     save_figure(fig, path, 110)
     return path
 
@@ -69,7 +72,7 @@ class AccuracyPoint:
     is_float: bool = False
 
 
-def accuracy_points(report: dict) -> tuple[list[AccuracyPoint], str, float | None]:
+def accuracy_points(report: ProfileReport) -> tuple[list[AccuracyPoint], str, float | None]:
     """The points, what the accuracy axis measures, and the float reference's value (or None).
 
     Top-1 on the labels when there are labels; else top-1 agreement with --reference (the
@@ -77,17 +80,24 @@ def accuracy_points(report: dict) -> tuple[list[AccuracyPoint], str, float | Non
     """
     from .summary import FLOAT, precision, row_label
 
-    rows = [r for r in report["models"] if (r.get("latency_ms") or {}).get("p50") is not None]
-    reference = report.get("reference") or {}
-    if any((r.get("accuracy") or {}).get("top1") is not None for r in rows):
-        key, axis = ("accuracy", "top1"), "top-1 accuracy on --data (%)"
-        ref_value = (reference.get("accuracy") or {}).get("top1")
-    elif any((r.get("reference") or {}).get("top1_agreement") is not None for r in rows):
-        key, axis, ref_value = ("reference", "top1_agreement"), "top-1 agreement with --reference (%)", 1.0
+    rows = report.models
+
+    def top1(row: ProfileRow) -> float | None:
+        return row.accuracy.top1 if row.accuracy else None
+
+    def agreement(row: ProfileRow) -> float | None:
+        return row.reference.top1_agreement if row.reference else None
+
+    reference = report.reference
+    if any(top1(r) is not None for r in rows):
+        value, axis = top1, "top-1 accuracy on --data (%)"
+        ref_value = reference.accuracy.top1 if reference and reference.accuracy else None
+    elif any(agreement(r) is not None for r in rows):
+        value, axis, ref_value = agreement, "top-1 agreement with --reference (%)", 1.0
     else:
         return [], "", None
-    points = [AccuracyPoint(row_label(r, rows), r["latency_ms"]["p50"], r[key[0]][key[1]], precision(r) == FLOAT)
-              for r in rows if (r.get(key[0]) or {}).get(key[1]) is not None]
+    points = [AccuracyPoint(row_label(r, rows), r.latency_ms.p50, value(r), precision(r) == FLOAT)
+              for r in rows if value(r) is not None]
     return points, axis, ref_value
 
 
@@ -128,7 +138,7 @@ def accuracy_plot_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}_accuracy{path.suffix}")
 
 
-def plot_accuracy_vs_latency(report: dict, path: str | Path) -> Path | None:
+def plot_accuracy_vs_latency(report: ProfileReport, path: str | Path) -> Path | None:
     """Accuracy against p50 latency, one point per model and runtime, to `accuracy_plot_path(path)`.
 
     Returns the file written, or None when no accuracy or agreement was measured.
@@ -138,9 +148,9 @@ def plot_accuracy_vs_latency(report: dict, path: str | Path) -> Path | None:
         return None
     out = accuracy_plot_path(path)
     check_plot(out)
-    kind = (report.get("reference") or {}).get("kind")
+    kind = report.reference.kind if report.reference else None
     fig, _ = accuracy_figure(points, axis_label, reference, f"float reference ({kind})" if kind else "float reference",
-                             f"accuracy vs latency: {report['target']['name']}, {report['host']['machine']}")
+                             f"accuracy vs latency: {report.target.name}, {report.host.machine}")
     save_figure(fig, out, ACCURACY_DPI)
     return out
 

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from edgeact.errors import InputError
+from edgeact.fastpath.speed_verdict import render_speed
 from edgeact.fileio import dumps_json
+from edgeact.report.render import fit_lines
 from edgeact.report.table import fmt, is_empty, layout_table, render_metrics, wrap
 
+from .report import ProfileReport
+from .row import Memory, ProfileRow
 from .summary import summary_sentences
 
 TRANSPOSE_AT_MOST = 2  # rows; more than this and one row per model reads better
@@ -35,8 +39,8 @@ def _size(value: int) -> str:
     return f"{value / 1024:.1f} KiB" if value < 1024 * 1024 else f"{value / 1024 / 1024:.2f} MiB"
 
 
-def _memory(memory: dict) -> str:
-    return f"{memory['peak_rss_mb']:.0f} (+{memory['growth_mb']:.1f})"
+def _memory(memory: Memory) -> str:
+    return f"{memory.peak_rss_mb:.0f} (+{memory.growth_mb:.1f})"
 
 
 def _delegate(value: str) -> str:
@@ -128,20 +132,21 @@ def parse_columns(text: str) -> tuple[str, ...]:
     return names
 
 
-def lookup(row: dict, key: str) -> Any:
-    """`row['latency_ms']['p50']` for 'latency_ms.p50'; None where any part is missing."""
+def lookup(row: ProfileRow, key: str) -> Any:
+    """`row.latency_ms.p50` for 'latency_ms.p50' (a dict's key where the row holds a dict, as
+    `streams`); None where any part is missing."""
     value: Any = row
     for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+        if value is None:
             return None
-        value = value[part]
     return value
 
 
-def _columns(report: dict, options: TableOptions) -> tuple[list[ProfileColumn], list[int | None]]:
+def _columns(report: ProfileReport, options: TableOptions) -> tuple[list[ProfileColumn], list[int | None]]:
     """The candidate columns and their priorities (None: not in the default view)."""
-    rows = report["models"]
-    every = [DEVICE_COLUMN, *COLUMNS] if any("device" in row for row in rows) else list(COLUMNS)
+    rows = report.models
+    every = [DEVICE_COLUMN, *COLUMNS] if any(row.device for row in rows) else list(COLUMNS)
     if options.columns:
         by_name = {c.name: c for c in every + [DEVICE_COLUMN]}
         return [by_name[n] for n in options.columns], [0] * len(options.columns)
@@ -158,23 +163,23 @@ def _columns(report: dict, options: TableOptions) -> tuple[list[ProfileColumn], 
     return [c for c, _ in kept], [p for _, p in kept]
 
 
-def _cells(report: dict, columns: list[ProfileColumn]) -> list[list[str]]:
-    return [["-" if (v := lookup(row, c.key)) is None else c.show(v) for c in columns] for row in report["models"]]
+def _cells(report: ProfileReport, columns: list[ProfileColumn]) -> list[list[str]]:
+    return [["-" if (v := lookup(row, c.key)) is None else c.show(v) for c in columns] for row in report.models]
 
 
-def table_cells(report: dict) -> tuple[list[str], list[list[str]]]:
+def table_cells(report: ProfileReport) -> tuple[list[str], list[list[str]]]:
     """Headers and every cell as text, every column (the Markdown file's table)."""
     columns, _ = _columns(report, TableOptions(wide=True))
     return [c.header for c in columns], _cells(report, columns)
 
 
-def render_rows(report: dict, options: TableOptions = TableOptions()) -> tuple[str, list[str]]:
+def render_rows(report: ProfileReport, options: TableOptions = TableOptions()) -> tuple[str, list[str]]:
     """The table itself (no header or notes) and the --columns names of those left out for width."""
     columns, priorities = _columns(report, options)
     cells = _cells(report, columns)
     transpose = options.transpose if options.transpose is not None else len(cells) <= TRANSPOSE_AT_MOST
     if transpose:
-        names = [row["name"] for row in report["models"]]
+        names = [row.name for row in report.models]
         metrics = [(c.label, [r[i] for r in cells]) for i, c in enumerate(columns) if c.name != "model"]
         return render_metrics(names, metrics, width=options.width, drop_empty=not options.columns), []
     layout = layout_table([c.header for c in columns], cells, width=None if options.wide else options.width,
@@ -184,41 +189,41 @@ def render_rows(report: dict, options: TableOptions = TableOptions()) -> tuple[s
     return layout.text, [names[h] for h in layout.hidden]
 
 
-def header_lines(report: dict) -> list[str]:
-    s, data, host = report["settings"], report["data"], report["host"]
+def header_lines(report: ProfileReport) -> list[str]:
+    s, data, host, target = report.settings, report.data, report.host, report.target
     lines = [
-        f"edgeact profile: target {report['target']['name']} ({report['target']['description']}), "
-        + (f"measured on {len(report['devices'])} device(s) below; data and reference on this "
-           f"{host['machine']} host" if report.get("devices") else
-           f"measured on {host['machine']} {host['processor']}, {host['cpus']} cpus"),
-        f"runs {s['runs']} after {s['warmup']} warm-up, threads {s['threads'] or 'default'}, streams {s['streams']}"
-        + (", each model in a child process" if s.get("isolate") else ""),
-        f"data: {data['source']}, {data['samples']} samples"
-        + (f", {len(data['classes'])} classes" if data.get("classes") else "")
-        + ("" if data.get("labelled") else " (no labels)"),
+        f"edgeact profile: target {target.name} ({target.description}), "
+        + (f"measured on {len(report.devices)} device(s) below; data and reference on this "
+           f"{host.machine} host" if report.devices else
+           f"measured on {host.machine} {host.processor}, {host.cpus} cpus"),
+        f"runs {s.runs} after {s.warmup} warm-up, threads {s.threads or 'default'}, streams {s.streams}"
+        + (", each model in a child process" if s.isolate else ""),
+        f"data: {data.source}, {data.samples} samples"
+        + (f", {len(data.classes)} classes" if data.classes else "")
+        + ("" if data.labelled else " (no labels)"),
     ]
-    versions = sorted({f"{row['runtime']} {row['runtime_version']}" for row in report["models"]})
+    versions = sorted({f"{row.runtime} {row.runtime_version}" for row in report.models})
     if versions:
         lines.append("runtimes: " + ", ".join(versions))
-    if report.get("reference"):
-        ref = report["reference"]
-        accuracy = (ref.get("accuracy") or {}).get("top1")
-        lines.append(f"reference: {ref['path']} ({ref['kind']})"
+    ref = report.reference
+    if ref:
+        accuracy = ref.accuracy.top1 if ref.accuracy else None
+        lines.append(f"reference: {ref.path} ({ref.kind})"
                      + (f", top-1 {100 * accuracy:.2f}%" if accuracy is not None else ""))
-    for device in report.get("devices", []):
-        if device.get("error"):
-            lines.append(f"FAILED {device['error']}")
+    for device in report.devices:
+        if device.error:
+            lines.append(f"FAILED {device.error}")
             continue
-        temps = [t for t in (device.get("temperature_before_c"), device.get("temperature_after_c")) if t is not None]
-        lines.append(f"device {device['name']}: {device.get('model') or device.get('cpu_model')}, {device['arch']}, "
-                     f"{device['cpu_count']} cores, {device.get('os')}, Python {device.get('python')}, "
-                     f"numpy {device.get('numpy')}, governor {device.get('governor') or 'unknown'}"
+        temps = [t for t in (device.temperature_before_c, device.temperature_after_c) if t is not None]
+        lines.append(f"device {device.name}: {device.model or device.cpu_model}, {device.arch}, "
+                     f"{device.cpu_count} cores, {device.os}, Python {device.python}, "
+                     f"numpy {device.numpy}, governor {device.governor or 'unknown'}"
                      + (f", {temps[0]:.1f} -> {temps[-1]:.1f} C" if temps else "")
-                     + (", THROTTLED" if device.get("throttled") else ""))
+                     + (", THROTTLED" if device.throttled else ""))
     return lines
 
 
-def render_profile(report: dict, options: TableOptions = TableOptions()) -> str:
+def render_profile(report: ProfileReport, options: TableOptions = TableOptions()) -> str:
     """The terminal output: what was measured, the table, a legend, notes and a plain summary.
 
     With `options.width`, no line is longer than it (prose is wrapped, the table fitted).
@@ -227,36 +232,37 @@ def render_profile(report: dict, options: TableOptions = TableOptions()) -> str:
     parts = [line for text in header_lines(report) for line in wrap(text, width, "  ")]
     table, hidden = render_rows(report, options)
     parts.append(table)
-    streams = report["settings"]["streams"]
-    agree = any(row.get("reference") for row in report["models"])
+    streams = report.settings.streams
+    agree = any(row.reference for row in report.models)
     legend = LEGEND.format(streams=f"{streams} streams" if streams > 1 else "one stream, timed loop",
                            agree=" agree: top-1 agreement with --reference;" if agree else "")
     parts.extend(wrap(legend, width, "  "))
     if hidden:
         parts.extend(wrap(f"not shown for width: {','.join(hidden)} (--wide shows all, --columns picks; "
                           "the JSON, CSV and Markdown keep all)", width, "  "))
-    for note in report.get("notes", []):
+    for note in report.notes:
         parts.extend(wrap(f"note: {note}", width, "  "))
     parts.append("")
     parts.extend(line for sentence in summary_sentences(report) for line in wrap(sentence, width, "  "))
-    return "\n".join(parts)
+    speed = render_speed({"speed": [verdict.to_dict() for verdict in report.speed]})
+    return "\n".join(parts) + (fit_lines(speed, width) if width else speed)
 
 
-def render_json(report: dict) -> str:
-    """Strict JSON: an infinite SQNR (identical outputs) is written as the string "inf"."""
-    return dumps_json(report)
+def render_json(report: ProfileReport) -> str:
+    """`report.to_dict()` as strict JSON: an infinite SQNR (identical outputs) is written as the string "inf"."""
+    return dumps_json(report.to_dict())
 
 
-def render_csv(report: dict) -> str:
+def render_csv(report: ProfileReport) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_KEYS)
-    for row in report["models"]:
+    for row in report.models:
         writer.writerow(["" if (v := lookup(row, key)) is None else v for key in CSV_KEYS])
     return buffer.getvalue()
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: ProfileReport) -> str:
     """Every column that has a value, one row per model, then the notes and the summary."""
     columns, _ = _columns(report, TableOptions(wide=True))
     cells = _cells(report, columns)
@@ -266,5 +272,5 @@ def render_markdown(report: dict) -> str:
     lines.append("|" + "|".join("---" if columns[i].text else "---:" for i in keep) + "|")
     for row in cells:
         lines.append("| " + " | ".join(row[i].replace("|", "\\|") for i in keep) + " |")
-    lines.extend(["", *(f"- {n}" for n in report.get("notes", [])), "", *summary_sentences(report)])
+    lines.extend(["", *(f"- {n}" for n in report.notes), "", *summary_sentences(report)])
     return "\n".join(lines).rstrip() + "\n"

@@ -24,16 +24,18 @@ from edgeact.data.preprocess import Preprocessing
 from edgeact.data.samples import ModelInput
 from edgeact.data.source import DataSource, read_source
 from edgeact.errors import InputError, ModelLoadError, RuntimeCrashError, RuntimeUnavailableError
+from edgeact.fastpath.speed_verdict import SpeedVerdict, speed_verdicts
 from edgeact.formats.limits import check_sample_shape
 from edgeact.formats.onnx_model import saturation_note
 from edgeact.measure.isolated import run_isolated
 from edgeact.measure.profiler import LoopSettings, ModelProfile, profile_model
 from edgeact.metrics import agreement, topk_accuracy
-from edgeact.report.sidecar import ModelReport, find_report, report_path
+from edgeact.report.sidecar import ModelReport, find_report, float_sibling, report_path
 from edgeact.runtime import RuntimeName, installed_runtimes, model_format, open_runner, runtimes_for
 
 from .reference import Reference
-from .row import PROFILE_SCHEMA_VERSION, ProfileRow
+from .report import DataSummary, DeviceRecord, HostInfo, ProfileReport, ProfileSettings, ReferenceInfo, TargetInfo
+from .row import Accuracy, ProfileRow
 from .targets import TARGETS, Target, check_target, default_delegate, host_info, host_note
 
 RANDOM_SAMPLES = 64
@@ -93,8 +95,10 @@ class ModelPlan:
         return int(np.prod(self.outputs[self.scored])) if self.scored else 0
 
 
-def profile_models(models: list[str | Path], options: ProfileOptions | None = None) -> dict:
-    """Measure and score every model; the report `edgeact profile` renders.
+def profile_models(models: list[str | Path], options: ProfileOptions | None = None) -> ProfileReport:
+    """Measure, score and judge every model: the whole report `edgeact profile` renders.
+
+    The report's `speed` holds the INT8-against-float verdicts of the rows run alike.
 
     Raises:
         EdgeactError subclasses for bad input, before anything is measured where possible.
@@ -141,7 +145,27 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         if device is not None:
             row["device"] = device
         # The summary came from another process or a device: typed and checked before any use.
-        rows.append(ProfileRow.from_dict(row, f"the profile of {plan.path.name}").to_dict())
+        rows.append(ProfileRow.from_dict(row, f"the profile of {plan.path.name}"))
+    devices = [DeviceRecord.from_dict({**run.summary(), "facts_before": run.facts_before,
+                                       "facts_after": run.facts_after, "error": run.error},
+                                      f"device {run.device}") for run in device_runs]
+    return ProfileReport(
+        edgeact_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        target=TargetInfo(target.value, TARGETS[target].description),
+        host=HostInfo.from_dict(host_info(), "this host"),
+        settings=ProfileSettings(options.runs, options.warmup, options.threads, options.streams, options.isolate,
+                                 options.limit),
+        data=DataSummary.from_dict(data.summary(), "--data") if data else DataSummary("random", RANDOM_SAMPLES, False),
+        reference=_describe_reference(reference, reference_outputs, data, plans),
+        models=rows, devices=devices, errors=[d.error for d in devices if d.error], crashed=crashed,
+        notes=_notes(target, options, measured, devices, data),
+        speed=judge_speed(rows),
+    )
+
+
+def _notes(target: Target, options: ProfileOptions, measured: list, devices: list[DeviceRecord],
+           data: DataSource | None) -> list[str]:
     notes = [n for n in (host_note(target),) if n and not options.devices]
     # ORT's CPU kernels on this host may compute a full-range model wrongly (measured here, or with
     # --device local); another device reads its own flags, which this host cannot.
@@ -149,42 +173,38 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         onnx_on_cpu = {plan.path for plan, _, _ in measured
                        if model_format(plan.path) == "onnx" and plan.delegate in ("xnnpack", "none")}
         notes += [n for n in (saturation_note(path) for path in sorted(onnx_on_cpu)) if n]
-    notes += [f"device {run.device} reported throttling after the run ({run.summary()['throttle_flags']}): "
-              "its numbers are not steady-state" for run in device_runs if run.summary()["throttled"]]
+    notes += [f"device {d.name} reported throttling after the run ({d.throttle_flags}): "
+              "its numbers are not steady-state" for d in devices if d.throttled]
     if data is None:
         notes.append(f"no --data: timed on {RANDOM_SAMPLES} random inputs; accuracy needs labelled --data")
-    return {
-        "schema_version": PROFILE_SCHEMA_VERSION,
-        "edgeact_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "target": {"name": target.value, "description": TARGETS[target].description},
-        "host": host_info(),
-        "settings": {"runs": options.runs, "warmup": options.warmup, "threads": options.threads,
-                     "streams": options.streams, "isolate": options.isolate, "limit": options.limit},
-        "data": data.summary() if data else {"source": "random", "samples": RANDOM_SAMPLES, "labelled": False},
-        "reference": _describe_reference(reference, reference_outputs, data, plans),
-        "models": rows,
-        "devices": [{**run.summary(), "facts_before": run.facts_before, "facts_after": run.facts_after,
-                     "error": run.error} for run in device_runs],
-        "errors": [run.error for run in device_runs if run.error],
-        "crashed": crashed,
-        "notes": notes,
-    }
+    return notes
+
+
+def judge_speed(rows: list[ProfileRow]) -> list[SpeedVerdict]:
+    """INT8 against its float sibling for every pair of rows run alike (`edgeact.fastpath.speed_verdict`).
+
+    The sibling is the float file the INT8 model's convert report names, else the one of the
+    same name. Where INT8 is slower, the ops its delegate left are found and timed.
+    """
+    from edgeact.fastpath.op_time import measured_op_times
+
+    return speed_verdicts({"models": [row.to_dict() for row in rows]}, op_times=measured_op_times,
+                          sibling=float_sibling)
 
 
 def _describe_reference(reference: Reference | None, outputs: dict, data: DataSource | None,
-                        plans: list[ModelPlan]) -> dict | None:
+                        plans: list[ModelPlan]) -> ReferenceInfo | None:
     """The reference, with its own top-1 on the labels when every model saw the same inputs:
     the float accuracy the summary and the accuracy-latency plot measure INT8 against."""
     if reference is None:
         return None
-    described = reference.describe()
+    described = ReferenceInfo.from_dict(reference.describe(), "--reference")
     scored = {plan.scored for plan in plans}
     if len(outputs) == 1 and len(scored) == 1 and data is not None and data.labels is not None:
         (by_name,) = outputs.values()
         name = scored.pop()
         if name in by_name:
-            described["accuracy"] = score(by_name[name], data.labels)
+            described.accuracy = Accuracy(**score(by_name[name], data.labels))
     return described
 
 

@@ -93,3 +93,38 @@ def diagnose(facts: dict, edgetpu: bool = False, formats: tuple[str, ...] = ("tf
 
 def can_profile(findings: list[Finding]) -> bool:
     return not any(f.status == "missing" for f in findings)
+
+
+@dataclass
+class DeviceCheck:
+    """`edgeact device check`: a device's facts, what was found, and whether it can run a profile."""
+
+    device: str
+    facts: dict
+    findings: list[Finding]
+
+    @property
+    def can_profile(self) -> bool:
+        return can_profile(self.findings)
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "facts": self.facts, "findings": [f.to_dict() for f in self.findings],
+                "can_profile": self.can_profile}
+
+
+def check_device(host: str, options=None, edgetpu: bool = False,
+                 formats: tuple[str, ...] = ("tflite",)) -> DeviceCheck:
+    """Read the facts of HOST ([user@]host[:port] or an ssh alias) over SSH and diagnose them.
+
+    Args:
+        options: `edgeact.remote.device_profile.DeviceOptions` (how to reach it); None: the defaults.
+    Raises:
+        InputError for a malformed host; DeviceError when it cannot be reached or has no Python.
+    """
+    from .device_profile import DeviceOptions, DeviceSession
+    from .target import parse_device
+
+    spec = parse_device(host)
+    with DeviceSession(spec, options or DeviceOptions()) as session:
+        facts = session.facts()
+    return DeviceCheck(str(spec), facts, diagnose(facts, edgetpu, tuple(formats) or ("tflite",)))

@@ -77,3 +77,24 @@ def find_report(model_path: str | Path) -> ModelReport | None:
     """The report beside a model, or None when there is none."""
     path = report_path(model_path)
     return read_report(path) if path.is_file() else None
+
+
+def float_sibling(model_path: str | Path, fmt: str) -> Path | None:
+    """The float model the convert report beside `model_path` names for format `fmt`, or None.
+
+    Read through the typed report (`ConvertReport`); the file is looked for beside the report
+    by name, so a folder of converted models that was moved or copied still pairs up. None
+    without a report, with a report of another schema, or one that converted no float `fmt` file.
+    """
+    from .records import ConvertReport
+
+    path = report_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        report = ConvertReport.from_dict(json.loads(path.read_text()), str(path))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, InputError):
+        return None
+    section = report.formats.get(fmt)
+    named = section.files.get("fp32") if section else None
+    return path.parent / Path(named).name if named else None
