@@ -54,8 +54,9 @@ def producer_nodes(int8_path: Path, tensors: list[str]) -> list[str]:
     return names
 
 
-def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "model"):
-    """A ConvertJob for searching outside `convert` (benchmarks, tests): NHWC, calibration as given."""
+def onnx_job(keras_model, calibration, folder: Path, name: str = "model"):
+    """A ConvertJob for searching outside `convert` (benchmarks, tests): NHWC, calibration as given
+    (an array for a single-input model, or Samples by input name)."""
     from calibration import CalibrationSet
     from converters.job import ConvertJob
     from converters.keras.signature import keras_signature
@@ -63,7 +64,7 @@ def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "mo
     from edgeact.config import Format
 
     signature = keras_signature(keras_model)
-    source = Samples({signature.inputs[0].name: calibration})
+    source = calibration if isinstance(calibration, Samples) else Samples({signature.inputs[0].name: calibration})
     return ConvertJob(name, Path(folder), None, keras_model, signature, CalibrationSet(source, source.head(8)), {},
                       ConvertOptions(formats=(Format.ONNX,), progress=False))
 

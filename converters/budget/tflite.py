@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.adapters import representative_dataset
 from converters.options import Budget
 from converters.tflite.ranges import (
     RangeMethod,
@@ -150,10 +151,9 @@ class TFLiteBackend:
 
         from edgeact.quiet import native_output_captured
 
-        names = [str(t.name) for t in variant.model.inputs]
         converter = tf.lite.TFLiteConverter.from_keras_model(named_model(variant.model, self.output_names))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([sample[n] for n in names] for sample in self.calibration)
+        converter.representative_dataset = representative_dataset(self.calibration)
         ops = tf.lite.OpsSet
         converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         with native_output_captured():  # the old quantizer path: edgeact's in-place calibration guard does not apply
@@ -194,10 +194,9 @@ def calibrate(keras_model, calibration: Samples, io_type: IOType, output_names: 
 
     from converters.tflite.ranges import _io_dtype, convert_guarded
 
-    names = [str(t.name) for t in keras_model.inputs]
     converter = tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample[n] for n in names] for sample in calibration)
+    converter.representative_dataset = representative_dataset(calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
     return convert_guarded(converter, calibrate_only=True)[0]
