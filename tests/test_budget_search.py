@@ -190,3 +190,31 @@ def test_a_two_input_two_output_model_is_searched_with_a_budget_per_named_output
     for fmt, outputs in written.items():
         for name in ("scores", "box"):
             assert _sqnr(reference[name], outputs[name]) >= 25.0, (fmt, name)
+
+
+def test_the_onnx_fusion_and_kernel_checks_skip_a_conv_kept_in_float_on_purpose(keras, tmp_path):
+    """The issue's exit 1: a Conv + Relu the search kept in float left its Relu a separate node, and the
+    fusion check failed on it. Named as kept in float, it is not judged, and the summaries say so."""
+    import onnx
+
+    from converters.budget.onnx import onnx_job
+    from converters.onnx.check import check_activations, check_integer_kernels
+    from converters.onnx.exporter import export_float_onnx, quantize_onnx
+
+    model, calibration, _ = _outlier_cnn(keras)
+    job = onnx_job(model, calibration, tmp_path, "outlier")
+    export_float_onnx(job, fp32 := tmp_path / "outlier_fp32.onnx")
+    conv = next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv" and "c2" in n.name)
+    quantize_onnx(job, fp32, int8 := tmp_path / "outlier_int8.onnx", exclude=[conv])
+    plain = check_activations(int8, quantized=True)
+    assert not plain["passed"] and plain["unfused"][0]["node"]  # the float Conv's Relu stands alone
+    kept = check_activations(int8, quantized=True, float_nodes=[conv])
+    assert kept["passed"] and any(s.get("budget_float") and "not judged" in s["reason"] for s in kept["standalone"])
+    # Kernels: with c1 and c2 both excluded ORT runs two float convolutions (with c2 alone excluded
+    # it still fuses DQ -> Conv -> Q into a QLinearConv: measured with onnxruntime 1.32).
+    other = next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv" and "c1" in n.name)
+    quantize_onnx(job, fp32, both := tmp_path / "both_int8.onnx", exclude=[conv, other])
+    assert not check_integer_kernels(both)["passed"]
+    assert not check_integer_kernels(both, [conv])["passed"]  # only the named nodes are excused
+    kernels = check_integer_kernels(both, [conv, other])
+    assert kernels["passed"] and kernels["kept_float"] == sorted([conv, other]) and "not judged" in kernels["summary"]
