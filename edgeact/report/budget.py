@@ -56,8 +56,9 @@ def render_search_table(search: dict, width: int | None = None) -> str:
              f"{a.get('int8_share', 1.0):.0%}", f"{a['latency_ms']:.3g}",
              "<- best" if a["attempt"] == search["best"] else ""] for a in search["attempts"]]
     title = f"INT8 search against --{goal_text(search['budget'])}: {'met' if search['met'] else 'NOT met'}"
+    # On a narrow terminal the best-attempt marker and the INT8 share outlive full-integer and latency.
     text = render_table(["#", "what changed", search["metric"], "full-integer", "INT8 MACs", "latency ms", ""], rows,
-                        title=title, width=width)
+                        title=title, width=width, priorities=[0, 0, 0, 2, 1, 3, 0])
     best = next(a for a in search["attempts"] if a["attempt"] == search["best"])
     if not best["full_integer"]:
         text += (f"\nThe best model keeps {', '.join(best['float_layers'])} in float: it is no longer "
@@ -88,8 +89,10 @@ def render_accuracy_budget(section: dict, width: int | None = None) -> str:
     """convert's lines for the report's `accuracy_budget`: data, one table per format, the files."""
     data = section.get("eval_data") or {}
     labelled = ", labelled" if data.get("labelled") else ""
+    split = f": {data['selection_samples']} to select on, {data['holdout_samples']} held out" \
+        if data.get("holdout_samples") else ""
     lines = [f"\naccuracy budget --{goal_text(section['budget'])} on {data.get('source', '?')} "
-             f"({data.get('samples', '?')} samples{labelled})"]
+             f"({data.get('samples', '?')} samples{labelled}{split})"]
     for fmt, search in section.get("formats", {}).items():
         lines.append(f"\n{fmt}: " + render_search_table(search, width))
     for fmt, search in section.get("formats", {}).items():
