@@ -149,6 +149,9 @@ def test_min_agreement_on_held_out_samples_keeps_the_model_integer(files, tmp_pa
     (["--min-sqnr", 20, "--eval-data", "WRONG_SHAPE"], ["wrong_shape.npz"]),
     (["--max-drop", 1, "--eval-data", "TOO_MANY_CLASSES"], ["label 7", "5 classes"]),
     (["--min-agreement", 0.9, "--io", "uint8"], ["pixel-in", "--io int8"]),
+    (["--min-sqnr", 20, "--min-int8-share", 2], ["--min-int8-share 2", "0..1"]),
+    (["--min-sqnr", 20, "--eval-holdout", 1], ["--eval-holdout 1", "[0, 1)"]),
+    (["--min-sqnr", 20, "--search-seconds", 0], ["--search-seconds 0", "not positive"]),
 ])
 def test_bad_budget_input_is_one_line_exit_2_and_writes_nothing(files, tmp_path, extra, fragments):
     names = {"EVAL": files["eval"], "UNLABELLED": files["unlabelled"], "MISSING": tmp_path / "nope.npz",

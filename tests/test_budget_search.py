@@ -218,3 +218,12 @@ def test_the_onnx_fusion_and_kernel_checks_skip_a_conv_kept_in_float_on_purpose(
     assert not check_integer_kernels(both, [conv])["passed"]  # only the named nodes are excused
     kernels = check_integer_kernels(both, [conv, other])
     assert kernels["passed"] and kernels["kept_float"] == sorted([conv, other]) and "not judged" in kernels["summary"]
+
+
+def test_the_time_bound_stops_the_search_and_says_what_it_did_not_try(keras):
+    model, calibration, x = _one_bad_layer(keras, "relu6")
+    result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_agreement=0.95), holdout=None,
+                           limits=SearchLimits(seconds=1e-9))
+    assert [a.changed for a in result.attempts] == ["minmax ranges"]  # the first attempt always runs
+    assert not result.met and any("time bound" in n and "not tried: percentile ranges" in n for n in result.notes)
+    assert "time bound" in render_search_table(result.to_dict())

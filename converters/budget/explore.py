@@ -102,7 +102,7 @@ class _Search:
 
     def out_of_time(self, what: str) -> bool:
         spent = time.perf_counter() - self.start
-        if spent <= self.limits.seconds:
+        if spent <= self.limits.seconds or not self.attempts:  # the first attempt always runs
             return False
         self.notes.append(f"time bound {self.limits.seconds:g} s reached after {len(self.attempts)} attempts "
                           f"({spent:.0f} s): not tried: {what}")
@@ -155,7 +155,8 @@ def explore(backend, budget: Budget, scorer: Scorer, selection: Samples, macs: d
             continue
         variants[chain] = variant
         for method in backend.methods:
-            if search.out_of_time(f"{method} ranges after {' + '.join(chain) or 'no fix'}, and what follows"):
+            chain_text = " + ".join(chain) or "no fix"
+            if search.out_of_time(f"{method} {backend.range_word} after {chain_text}, and what follows"):
                 return search, search.best()
             prefix = f"{_fix_text(chain, whats)}, " if chain else ""
             say(f"{prefix}{method} {backend.range_word}")
