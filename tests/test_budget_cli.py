@@ -205,3 +205,42 @@ def test_the_report_reads_back_with_and_without_the_budget_section(files, tmp_pa
 
     with pytest.raises(ReportError, match="accuracy_budget"):
         ConvertReport.from_dict({**base, "accuracy_budget": [1]})
+
+
+@pytest.mark.slow
+def test_a_two_input_two_output_model_meets_min_sqnr_per_named_output(keras, tmp_path):
+    from converters.budget.evaluate import split_holdout
+    from edgeact.data.samples import Samples
+    from edgeact.runtime.tflite import TFLiteRunner
+
+    layers = keras.layers
+    keras.utils.set_random_seed(4)
+    image, extra = keras.Input((8, 8, 3), name="image"), keras.Input((4,), name="extra")
+    h = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(8, 3, activation="relu", name="c")(image))
+    h = layers.Concatenate(name="join")([h, layers.Dense(4, activation="relu", name="e")(extra)])
+    model = keras.Model([image, extra], [layers.Dense(5, name="scores")(h), layers.Dense(2, name="box")(h)],
+                        name="twoio")
+    model.save(path := tmp_path / "twoio.keras")
+    rng = np.random.default_rng(0)
+
+    def data(n):
+        return {"image": rng.uniform(0, 1, (n, 8, 8, 3)).astype(np.float32),
+                "extra": rng.uniform(0, 1, (n, 4)).astype(np.float32)}
+
+    np.savez(calibration := tmp_path / "calib.npz", **data(160))
+    np.savez(evaluation := tmp_path / "eval.npz", **(x := data(90)))
+    out = tmp_path / "out"
+    result = invoke("convert", path, "-c", calibration, "--eval-data", evaluation, "--min-sqnr", 25, "-o", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "twoio.edgeact.json").read_text())
+    search = report["accuracy_budget"]["formats"]["tflite"]
+    assert search["met"] and set(_best(search)["outputs"]) == {"scores", "box"}
+    # Independently: the written file's holdout SQNR (the same seeded split as convert's), worst output.
+    _, held = split_holdout(Samples(x))
+    reference = dict(zip(model.output_names, model.predict([held.arrays["image"], held.arrays["extra"]], verbose=0)))
+    outputs = TFLiteRunner(out / "twoio_int8.tflite").predict(held.arrays)
+    sqnrs = {name: 10 * np.log10(np.sum(reference[name] ** 2) / np.sum((reference[name] - outputs[name]) ** 2))
+             for name in reference}
+    named = search["holdout"]["output"]  # the output whose interval reaches lowest
+    assert search["holdout"]["samples"] == 27 and named in sqnrs
+    assert search["holdout"]["value"] == pytest.approx(sqnrs[named], abs=1e-3) and min(sqnrs.values()) >= 25
