@@ -7,11 +7,12 @@ The pipeline calls in four places (converters.pipeline.convert):
 1. `open_budget(options)` before the model is loaded: the budget's options and --eval-data
    are read and refused here, cheaply (one line, exit 2);
 2. `check_model(plan, signature, keras_model, options)` once the signature is known, before
-   any calibration data is read: one input, one output, class scores for a top-1 budget;
+   any calibration data is read: outputs the budget can judge (class scores for a top-1
+   budget, one of them for --max-drop), data that fits every input;
 3. `search_to_budget(plan, job, report, staged)` after the exporters: for each format,
-   `converters.budget.tflite.search_tflite` / `converters.budget.onnx.search_onnx` (range
-   methods, equalization, bias correction, float fallback last) from the job's folded model
-   and calibration samples, measured on the evaluation data. The best attempt's model
+   `converters.budget.tflite.search_tflite` / `converters.budget.onnx.search_onnx` (see
+   `converters.budget.explore`) from the job's folded model and calibration samples, selecting
+   on part of the evaluation data and judging the choice on the rest (`--eval-holdout`). The best attempt's model
    replaces the staged `<name>_int8.*`, gets the model contract again, and is verified again
    (held-out predictions, op counts, integer-only, fast path), so the report's files and
    checks describe what is on disk;
