@@ -115,7 +115,7 @@ def _all_conv_culprit(keras):
     return model, data(48), data(100)
 
 
-def test_the_int8_share_bound_refuses_a_result_with_the_compute_in_float(keras):
+def test_the_int8_share_bound_refuses_a_result_with_the_compute_in_float(keras, tmp_path):
     model, calibration, x = _all_conv_culprit(keras)
     macs = layer_macs(model)
     assert macs == {"c2": 64 * 8 * 6, "fc": 6 * 5}  # recomputed by hand: positions x kernel x in x out
@@ -131,6 +131,21 @@ def test_the_int8_share_bound_refuses_a_result_with_the_compute_in_float(keras):
     lowered = search_tflite(model, calibration, Samples({"image": x}), Budget(min_sqnr=35.0, min_int8_share=0.0),
                             holdout=None, limits=SearchLimits(min_int8_share=0.0, wide_activations=False))
     assert lowered.met and lowered.best.float_layers == ["c2"]
+    # ONNX, the case: the budget "met" with the convolution in float is refused, and the file
+    # written is an INT8 model: ORT runs its Conv as QLinearConv (read from ORT's optimised graph).
+    from converters.budget.onnx import onnx_job, search_onnx
+    from converters.onnx.check import check_integer_kernels
+    from converters.onnx.exporter import export_float_onnx
+
+    job = onnx_job(model, calibration, tmp_path, "allconv")
+    export_float_onnx(job, tmp_path / "allconv_fp32.onnx")
+    onnx = search_onnx(job, tmp_path / "allconv_fp32.onnx", Samples({"image": x}), Budget(min_sqnr=35.0),
+                       holdout=None)
+    assert any(a.metric >= 35.0 and a.int8_share < 0.5 for a in onnx.attempts)
+    assert not onnx.met and onnx.best.int8_share == 1.0 and "not an INT8 model" in onnx.needs
+    (tmp_path / "best.onnx").write_bytes(onnx.model)
+    kernels = check_integer_kernels(tmp_path / "best.onnx")
+    assert kernels["passed"] and kernels["integer_conv"] == kernels["conv"] == 1
 
 
 def test_a_budget_the_eval_set_cannot_resolve_is_reported_as_such(keras):
