@@ -150,11 +150,17 @@ def fusion_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
                 "fusion", f"{fmt} {variant} fusion", bool(fusion.get("passed")), format=fmt,
                 rule="no ReLU/ReLU6 left that could fuse into the op before it",
                 summary=(f"{first['op']} after {first['after']}: {first['reason']}" if first else
-                         f"{_fused_count(fusion)} fused, {len(fusion.get('standalone') or [])} standalone by design"),
+                         f"{_fused_count(fusion)} fused, {len(fusion.get('standalone') or [])} standalone by design")
+                + _budget_float_text(fusion),
                 advice="" if not unfused else
                 "a ReLU that could fuse was left standalone: check its producer has no other consumer, "
                 "or rerun without --no-fuse"))
     return checks
+
+
+def _budget_float_text(fusion: dict) -> str:
+    kept = [s for s in fusion.get("standalone") or [] if s.get("budget_float")]
+    return f" ({len(kept)} after layers the accuracy budget search kept in float: not judged)" if kept else ""
 
 
 def _fused_count(fusion: dict) -> int:

@@ -20,8 +20,21 @@ class Budget:
     max_drop: float | None = None
     min_agreement: float | None = None
     min_sqnr: float | None = None
+    # How the search judges and how far it goes (converters.budget.explore):
+    min_int8_share: float = 0.5  # of the conv/dense MACs; below it a result is not an INT8 model
+    eval_holdout: float = 0.3    # of the evaluation samples kept aside to judge the chosen model
+    search_seconds: float = 900.0  # no new attempt after this long (per format)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= float(self.min_int8_share) <= 1.0:
+            raise InputError(f"--min-int8-share {self.min_int8_share:g} is outside 0..1 (the share of the "
+                             "conv/dense multiply-accumulates computed in INT8); give e.g. --min-int8-share 0.5")
+        if not 0.0 <= float(self.eval_holdout) < 1.0:
+            raise InputError(f"--eval-holdout {self.eval_holdout:g} is outside [0, 1) (the share of the evaluation "
+                             "samples the search does not select on); give e.g. --eval-holdout 0.3")
+        if not float(self.search_seconds) > 0:
+            raise InputError(f"--search-seconds {self.search_seconds:g} is not positive; "
+                             "give e.g. --search-seconds 900")
         given = [v for v in (self.max_drop, self.min_agreement, self.min_sqnr) if v is not None]
         if len(given) != 1:
             raise InputError("give exactly one budget: --max-drop, --min-agreement or --min-sqnr")

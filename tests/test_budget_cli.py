@@ -90,6 +90,13 @@ def test_max_drop_is_met_in_both_formats_by_float_fallback(files, tmp_path):
     assert "NOT full-integer" in checks[("integer_kernels", "onnx")]["summary"]
     assert "no longer full-integer" in result.stdout and "Edge TPU" in result.stdout
     assert result.stderr.count("tflite search: ") >= len(section["formats"]["tflite"]["attempts"])
+    # The per-layer section is there after a search, and the checks that judge fusion and integer kernels
+    # skip the layers the search kept in float, saying so (the run exits 0).
+    assert report["layer_errors"] and report["layer_errors"]["layers"]
+    assert "not judged" in checks[("integer_kernels", "onnx")]["summary"]
+    # 64 samples: too few to hold some out (20 at least), and the report says so.
+    assert section["formats"]["tflite"]["holdout"] is None and "no holdout" in " ".join(
+        section["formats"]["tflite"]["notes"])
 
 
 @pytest.mark.slow
@@ -110,7 +117,9 @@ def test_unreachable_budget_exits_1_with_the_best_model_written(files, tmp_path)
     outputs = _predict(out / "onebad_relu6_int8.tflite", files["x"])
     sqnr = 10 * np.log10(np.sum(reference ** 2) / np.sum((reference - outputs) ** 2))
     assert sqnr == pytest.approx(_best(search)["metric"], abs=1e-6)
-    assert _best(search)["metric"] == max(a["metric"] for a in search["attempts"])
+    # the best of the attempts that are INT8 models (at least half the conv/dense MACs INT8)
+    assert _best(search)["metric"] == max(a["metric"] for a in search["attempts"] if a["int8_share"] >= 0.5)
+    assert search["needs"] and "not met:" in result.stdout
 
 
 @pytest.mark.slow
@@ -120,7 +129,8 @@ def test_min_agreement_on_held_out_samples_keeps_the_model_integer(files, tmp_pa
                     "--samples", 32, "--holdout", 16, "-o", out, "--json")
     assert result.exit_code == 0, result.output
     section = json.loads(result.stdout)["accuracy_budget"]
-    assert section["eval_data"] == {"source": "the held-out calibration samples", "samples": 16, "labelled": False}
+    assert section["eval_data"] == {"source": "the held-out calibration samples", "samples": 16, "labelled": False,
+                                    "selection_samples": 16, "holdout_samples": 0}  # 16: too few to split
     best = _best(section["formats"]["tflite"])
     assert best["changed"].startswith("equalize") and best["full_integer"]  # an integer fix, before any fallback
     assert all(a["full_integer"] for a in section["formats"]["tflite"]["attempts"])
@@ -138,6 +148,9 @@ def test_min_agreement_on_held_out_samples_keeps_the_model_integer(files, tmp_pa
     (["--min-sqnr", 20, "--eval-data", "WRONG_SHAPE"], ["wrong_shape.npz"]),
     (["--max-drop", 1, "--eval-data", "TOO_MANY_CLASSES"], ["label 7", "5 classes"]),
     (["--min-agreement", 0.9, "--io", "uint8"], ["pixel-in", "--io int8"]),
+    (["--min-sqnr", 20, "--min-int8-share", 2], ["--min-int8-share 2", "0..1"]),
+    (["--min-sqnr", 20, "--eval-holdout", 1], ["--eval-holdout 1", "[0, 1)"]),
+    (["--min-sqnr", 20, "--search-seconds", 0], ["--search-seconds 0", "not positive"]),
 ])
 def test_bad_budget_input_is_one_line_exit_2_and_writes_nothing(files, tmp_path, extra, fragments):
     names = {"EVAL": files["eval"], "UNLABELLED": files["unlabelled"], "MISSING": tmp_path / "nope.npz",
@@ -154,14 +167,15 @@ def test_bad_budget_input_is_one_line_exit_2_and_writes_nothing(files, tmp_path,
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_a_two_output_model_is_refused_for_any_budget(keras, files, tmp_path):
+def test_max_drop_on_two_class_score_outputs_is_refused_before_calibration(keras, files, tmp_path):
     layers = keras.layers
     inputs = keras.Input((8, 8, 3), name="image")
     h = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(4, 3, name="c")(inputs))
     model = keras.Model(inputs, [layers.Dense(3, name="a")(h), layers.Dense(2, name="b")(h)], name="two")
     model.save(path := tmp_path / "two.keras")
-    result = invoke("convert", path, "-c", files["calibration"], "--min-sqnr", 20, "-o", tmp_path / "out")
-    assert result.exit_code == 2 and "one input and one output" in result.stderr and "2 output(s)" in result.stderr
+    result = invoke("convert", path, "-c", files["calibration"], "--max-drop", 1, "--eval-data", files["eval"],
+                    "--output-kind", "a=class_scores", "--output-kind", "b=class_scores", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "one label per sample" in result.stderr and "a, b" in result.stderr
 
 
 def test_the_report_reads_back_with_and_without_the_budget_section(files, tmp_path):
@@ -190,3 +204,42 @@ def test_the_report_reads_back_with_and_without_the_budget_section(files, tmp_pa
 
     with pytest.raises(ReportError, match="accuracy_budget"):
         ConvertReport.from_dict({**base, "accuracy_budget": [1]})
+
+
+@pytest.mark.slow
+def test_a_two_input_two_output_model_meets_min_sqnr_per_named_output(keras, tmp_path):
+    from converters.budget.evaluate import split_holdout
+    from edgeact.data.samples import Samples
+    from edgeact.runtime.tflite import TFLiteRunner
+
+    layers = keras.layers
+    keras.utils.set_random_seed(4)
+    image, extra = keras.Input((8, 8, 3), name="image"), keras.Input((4,), name="extra")
+    h = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(8, 3, activation="relu", name="c")(image))
+    h = layers.Concatenate(name="join")([h, layers.Dense(4, activation="relu", name="e")(extra)])
+    model = keras.Model([image, extra], [layers.Dense(5, name="scores")(h), layers.Dense(2, name="box")(h)],
+                        name="twoio")
+    model.save(path := tmp_path / "twoio.keras")
+    rng = np.random.default_rng(0)
+
+    def data(n):
+        return {"image": rng.uniform(0, 1, (n, 8, 8, 3)).astype(np.float32),
+                "extra": rng.uniform(0, 1, (n, 4)).astype(np.float32)}
+
+    np.savez(calibration := tmp_path / "calib.npz", **data(160))
+    np.savez(evaluation := tmp_path / "eval.npz", **(x := data(90)))
+    out = tmp_path / "out"
+    result = invoke("convert", path, "-c", calibration, "--eval-data", evaluation, "--min-sqnr", 25, "-o", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "twoio.edgeact.json").read_text())
+    search = report["accuracy_budget"]["formats"]["tflite"]
+    assert search["met"] and set(_best(search)["outputs"]) == {"scores", "box"}
+    # Independently: the written file's holdout SQNR (the same seeded split as convert's), worst output.
+    _, held = split_holdout(Samples(x))
+    reference = dict(zip(model.output_names, model.predict([held.arrays["image"], held.arrays["extra"]], verbose=0)))
+    outputs = TFLiteRunner(out / "twoio_int8.tflite").predict(held.arrays)
+    sqnrs = {name: 10 * np.log10(np.sum(reference[name] ** 2) / np.sum((reference[name] - outputs[name]) ** 2))
+             for name in reference}
+    named = search["holdout"]["output"]  # the output whose interval reaches lowest
+    assert search["holdout"]["samples"] == 27 and named in sqnrs
+    assert search["holdout"]["value"] == pytest.approx(sqnrs[named], abs=1e-3) and min(sqnrs.values()) >= 25

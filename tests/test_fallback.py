@@ -47,9 +47,16 @@ def test_an_impossible_budget_is_refused_with_the_table(one_bad_layer):
     model, calibration, x = one_bad_layer
     result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_sqnr=150.0), max_fallback=2)
     assert not result.met
-    # three range methods, bias correction (equalization finds no pair after ReLU6), two fallback groups
-    assert [a.changed.split(" ")[0] for a in result.attempts] == ["minmax", "percentile", "mse", "bias", "float:",
-                                                                  "float:"]
+    # Every fix chain that applies (equalization finds no pair after ReLU6: bias correction alone)
+    # with every range method, the whole model in 16x8, each candidate alone in float, then the
+    # cumulative fallback (max_fallback=2: the best probe plus one more).
+    stages = [(a.stage, a.ranges) for a in result.attempts]
+    assert stages[:7] == [("ranges", "minmax"), ("ranges", "percentile"), ("ranges", "mse"), ("fix", "minmax"),
+                          ("fix", "percentile"), ("fix", "mse"), ("16x8", "minmax")]
+    assert all(a.fixes == ["bias correction"] for a in result.attempts[3:6])
+    probes = [a for a in result.attempts if a.stage == "probe"]
+    assert {a.float_layers[0] for a in probes} >= {"c1", "c2", "fc"}
+    assert [a.stage for a in result.attempts[7 + len(probes):]] == ["float"]
     assert "NOT met" in render_attempts(result)
     with pytest.raises(BudgetNotMetError) as caught:
         require_budget(result)

@@ -1,15 +1,16 @@
-"""The same search for INT8 ONNX: ORT's calibration methods first, then `nodes_to_exclude`.
+"""The search of `converters.budget.explore` for INT8 ONNX: ORT's calibrators, fixes, `nodes_to_exclude`.
 
     result = search_onnx(job, out / "m_fp32.onnx", Samples({"image": x}, y), Budget(max_drop=0.5))
 
-1. ORT's calibration methods (min/max, percentile, entropy), through the exporter's own
-   `quantize_onnx`, so every attempt has edgeact's QDQ settings;
-2. the integer-preserving fixes of the Keras model (equalization, bias correction), each
-   exported again and kept only when it helps;
-3. the layers with the worst own SQNR excluded from quantization one group at a time
-   (`nodes_to_exclude`: ORT leaves those nodes float, with DequantizeLinear before them).
+`OnnxBackend` gives the search: ORT's calibration methods (min/max, percentile, entropy) through
+the exporter's own `quantize_onnx`, so every attempt has edgeact's QDQ settings; the fixes of
+the Keras model (equalization, bias correction, both), each exported again and tried with every
+method (equalization + percentile included); and nodes kept in float by `nodes_to_exclude`
+(ORT leaves them float, with DequantizeLinear before them). ORT has no per-node 16x8 on its CPU
+kernels (an int16 QDQ tensor runs as float Conv between Dequantize/Quantize), so there is no
+wider-activation attempt here.
 
-Rows, budget and refusal are `converters.budget.tflite`'s.
+Rows, budget and refusal are `converters.budget.explore`'s.
 """
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ from converters.options import Budget
 from edgeact.config import CalibrationMethod
 from edgeact.data.samples import Samples
 
-from .tflite import FIXES, Attempt, SearchResult, apply_fix, measure
+from .explore import SearchLimits, SearchResult
+from .tflite import apply_fix
 
 METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMethod.ENTROPY)
 
 
-def _run(path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
+def _run(path: Path, x) -> tuple[dict[str, np.ndarray], float]:
     from edgeact.runtime.onnx import OnnxRunner
 
     from .tflite import outputs_and_latency
@@ -52,8 +54,9 @@ def producer_nodes(int8_path: Path, tensors: list[str]) -> list[str]:
     return names
 
 
-def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "model"):
-    """A ConvertJob for searching outside `convert` (benchmarks, tests): NHWC, calibration as given."""
+def onnx_job(keras_model, calibration, folder: Path, name: str = "model"):
+    """A ConvertJob for searching outside `convert` (benchmarks, tests): NHWC, calibration as given
+    (an array for a single-input model, or Samples by input name)."""
     from calibration import CalibrationSet
     from converters.job import ConvertJob
     from converters.keras.signature import keras_signature
@@ -61,94 +64,112 @@ def onnx_job(keras_model, calibration: np.ndarray, folder: Path, name: str = "mo
     from edgeact.config import Format
 
     signature = keras_signature(keras_model)
-    source = Samples({signature.inputs[0].name: calibration})
+    source = calibration if isinstance(calibration, Samples) else Samples({signature.inputs[0].name: calibration})
     return ConvertJob(name, Path(folder), None, keras_model, signature, CalibrationSet(source, source.head(8)), {},
                       ConvertOptions(formats=(Format.ONNX,), progress=False))
 
 
-def search_onnx(job, float_path: Path, data: Samples, budget: Budget, group_size: int = 1,
-                max_fallback: int = 8, progress=None, fixes: dict | None = None) -> SearchResult:
-    """Calibration methods first, then float fallback of the worst layers, until `budget` is met.
+class OnnxBackend:
+    """What the search tries for ONNX (see converters.budget.explore); files live in `folder`."""
+
+    range_word = "calibration"
+
+    def __init__(self, job, float_path: Path, folder: Path, fixes: dict | None = None) -> None:
+        self.job, self.float_path, self.folder = job, Path(float_path), Path(folder)
+        self.methods = [m.value for m in METHODS]
+        self.fixes = fixes if fixes is not None else {}
+        self.count = 0
+
+    def prepare(self, chain):
+        from converters.onnx.exporter import export_float_onnx
+
+        job, model, whats = self.job, self.job.keras_model, []
+        calibration = job.calibration.calibration
+        for fix in chain:
+            if fix == "bias correction" and len(calibration.arrays) > 1:
+                return None, "bias correction feeds single-input models"
+            fixed, what = apply_fix(fix, model, calibration.array() if len(calibration.arrays) == 1 else calibration,
+                                    self.fixes)
+            if fixed is None:
+                return None, f"{fix}: {what}"
+            model = fixed
+            whats.append(what)
+        if not chain:
+            return (job, self.float_path), whats
+        fixed_job = dataclasses.replace(job, keras_model=model)
+        self.count += 1
+        fixed_float = self.folder / f"float{self.count}.onnx"
+        export_float_onnx(fixed_job, fixed_float)
+        return (fixed_job, fixed_float), whats
+
+    def quantize(self, variant, method: str, float_nodes=()) -> bytes:
+        from converters.onnx.exporter import quantize_onnx
+
+        base_job, base_float = variant
+        self.count += 1
+        path = self.folder / f"attempt{self.count}.onnx"
+        trial = dataclasses.replace(base_job, options=dataclasses.replace(
+            base_job.options, calibration_method=CalibrationMethod(method)))
+        # Ranges depend only on the float model and the method: ORT's cache spares the fallback
+        # attempts a calibration each (entropy on MobileNetV2: 90 s here).
+        cache = self.folder / f"ranges_{Path(base_float).name}_{method}.json"
+        with streamed_histograms():  # ORT keeps every sample's tensors otherwise (OOM on MobileNetV2)
+            quantize_onnx(trial, base_float, path, exclude=list(float_nodes), calibration_cache=cache)
+        return path.read_bytes()
+
+    def run(self, model: bytes, samples: Samples):
+        from converters.onnx.exporter import to_layout
+
+        path = self.folder / "run.onnx"
+        path.write_bytes(model)
+        return _run(path, to_layout(self.job, samples))
+
+    def candidates(self, variant, method: str, model: bytes) -> list[tuple[str, str]]:
+        """(layer, node) of the quantized nodes, worst own error first (graph order for several inputs)."""
+        from converters.layer_error.measure import keras_layer_name, layer_errors
+
+        base_job, base_float = variant
+        int8 = self.folder / "candidates.onnx"
+        int8.write_bytes(model)
+        calibration = self.job.calibration.calibration
+        if len(calibration.arrays) > 1:
+            import onnx
+
+            graph = onnx.load(str(int8), load_external_data=False).graph
+            layers = [layer.name for layer in base_job.keras_model.layers]
+            readers = {name for node in graph.node if node.op_type == "QuantizeLinear" for name in node.input[:1]}
+            return [(keras_layer_name(node.output[0], layers) or node.name, node.name) for node in graph.node
+                    if node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Transpose")
+                    and any(out in readers for out in node.output)]
+        report = layer_errors(calibration.array(), onnx=(base_float, int8), keras_model=base_job.keras_model)
+        found = []
+        for row in report.worst(None, "onnx", by_own=True):
+            if row.op in ("input", "Transpose"):
+                continue
+            nodes = producer_nodes(int8, [row.tensor])
+            if nodes:
+                found.append((row.layer or row.tensor, nodes[0]))
+        return found
+
+
+def search_onnx(job, float_path: Path, data: Samples, budget: Budget, max_fallback: int = 8, progress=None,
+                fixes: dict | None = None, holdout: Samples | None | str = "split",
+                limits: SearchLimits | None = None, kinds: dict | None = None) -> SearchResult:
+    """The search of `converters.budget.explore` for ONNX, until `budget` is met.
 
     Args:
         job: the ConvertJob the ONNX exporter quantized with (options, calibration, Keras model).
         float_path: the float .onnx.
-        data: evaluation inputs, NHWC, and labels for --max-drop.
-        fixes: a cache of fixed Keras models shared with the TFLite search (`fallback.apply_fix`).
+        data: evaluation inputs by input name (NHWC images), and labels for --max-drop.
+        holdout: as for `converters.budget.tflite.search_tflite`.
+        fixes: a cache of fixed Keras models shared with the TFLite search (`tflite.apply_fix`).
     """
-    from converters.layer_error.measure import layer_errors
-    from converters.onnx.exporter import export_float_onnx, image_layout, quantize_onnx
+    from .evaluate import layer_macs
+    from .tflite import _split, run_search
 
-    say = progress or (lambda text: None)
-    keras_x = data.array()  # one input: the search refuses several (converters.budget.search.check_model)
-    reference = np.asarray(job.keras_model.predict(keras_x, verbose=0), np.float64).reshape(len(keras_x), -1)
-    x = image_layout(keras_x, job.options.onnx_layout)
-    attempts: list[Attempt] = []
-    models: dict[int, bytes] = {}
+    limits = limits or SearchLimits(max_fallback=max_fallback)
+    selection, holdout = _split(data, holdout)
     with tempfile.TemporaryDirectory(prefix="edgeact-fallback-onnx-") as tmp:
-        def attempt(changed: str, method: CalibrationMethod, exclude: list[str], labels: list[str],
-                    source: tuple = (job, float_path)) -> Attempt:
-            path = Path(tmp) / f"attempt{len(attempts) + 1}.onnx"
-            base_job, base_float = source
-            trial = dataclasses.replace(base_job, options=dataclasses.replace(base_job.options,
-                                                                               calibration_method=method))
-            # Ranges depend only on the float model and the method: ORT's cache spares the fallback
-            # attempts a calibration each (entropy on MobileNetV2: 90 s here).
-            cache = Path(tmp) / f"ranges_{Path(base_float).name}_{method.value}.json"
-            with streamed_histograms():  # ORT keeps every sample's tensors otherwise (OOM on MobileNetV2)
-                quantize_onnx(trial, base_float, path, exclude=exclude, calibration_cache=cache)
-            outputs, latency = _run(path, x)
-            row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.labels),
-                          not exclude, round(latency, 4), list(labels), method.value)
-            attempts.append(row)
-            models[row.attempt] = path.read_bytes()
-            return row
-
-        best = None
-        for method in METHODS:
-            say(f"calibration: {method.value}")
-            row = attempt(f"{method.value} calibration", method, [], [])
-            if best is None or budget.better(row.metric, best.metric):
-                best = row
-            if budget.met(row.metric):
-                break
-        source = base = (job, float_path)
-        base_row = best
-        for fix in FIXES if not budget.met(best.metric) else ():
-            say(f"fix: {fix}")
-            fixed, what = apply_fix(fix, source[0].keras_model, job.calibration.calibration.array(), fixes)
-            if fixed is None:
-                continue
-            fixed_job = dataclasses.replace(job, keras_model=fixed)
-            fixed_float = Path(tmp) / f"float{len(attempts) + 1}.onnx"
-            export_float_onnx(fixed_job, fixed_float)
-            method = CalibrationMethod(best.ranges)
-            row = attempt(f"{fix} ({what}), {method.value} calibration", method, [], [], (fixed_job, fixed_float))
-            if budget.better(row.metric, best.metric):  # kept only when it helps
-                best, source = row, (fixed_job, fixed_float)
-                if fix != "bias correction":  # see converters.budget.tflite: not under float layers
-                    base, base_row = source, row
-            if budget.met(row.metric):
-                break
-        if not budget.met(best.metric):
-            say("ranking layers by their own error")
-            base_job, base_float = base
-            best_path = Path(tmp) / "best.onnx"  # the best model without bias correction
-            best_path.write_bytes(models[base_row.attempt])
-            report = layer_errors(job.calibration.calibration.array(), onnx=(base_float, best_path),
-                                  keras_model=base_job.keras_model)
-            ranked = [r for r in report.worst(None, "onnx", by_own=True) if r.op not in ("input", "Transpose")]
-            method = CalibrationMethod(base_row.ranges)
-            tensors: list[str] = []
-            labels: list[str] = []
-            for start in range(0, min(len(ranked), group_size * max_fallback), group_size):
-                group = ranked[start:start + group_size]
-                tensors += [r.tensor for r in group]
-                labels += [r.layer or r.tensor for r in group]
-                say(f"float: +{', '.join(r.layer or r.tensor for r in group)} ({len(labels)} layer(s) in float)")
-                row = attempt(f"float: {', '.join(labels)}", method, producer_nodes(best_path, tensors), labels, base)
-                if budget.better(row.metric, best.metric):
-                    best = row
-                if budget.met(row.metric):
-                    break
-    return SearchResult(budget, attempts, best, models[best.attempt], budget.met(best.metric))
+        backend = OnnxBackend(job, float_path, Path(tmp), fixes)
+        return run_search(backend, job.keras_model, budget, selection, holdout, layer_macs(job.keras_model),
+                          limits, progress, kinds)

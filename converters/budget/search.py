@@ -7,11 +7,12 @@ The pipeline calls in four places (converters.pipeline.convert):
 1. `open_budget(options)` before the model is loaded: the budget's options and --eval-data
    are read and refused here, cheaply (one line, exit 2);
 2. `check_model(plan, signature, keras_model, options)` once the signature is known, before
-   any calibration data is read: one input, one output, class scores for a top-1 budget;
+   any calibration data is read: outputs the budget can judge (class scores for a top-1
+   budget, one of them for --max-drop), data that fits every input;
 3. `search_to_budget(plan, job, report, staged)` after the exporters: for each format,
-   `converters.budget.tflite.search_tflite` / `converters.budget.onnx.search_onnx` (range
-   methods, equalization, bias correction, float fallback last) from the job's folded model
-   and calibration samples, measured on the evaluation data. The best attempt's model
+   `converters.budget.tflite.search_tflite` / `converters.budget.onnx.search_onnx` (see
+   `converters.budget.explore`) from the job's folded model and calibration samples, selecting
+   on part of the evaluation data and judging the choice on the rest (`--eval-holdout`). The best attempt's model
    replaces the staged `<name>_int8.*`, gets the model contract again, and is verified again
    (held-out predictions, op counts, integer-only, fast path), so the report's files and
    checks describe what is on disk;
@@ -40,8 +41,10 @@ HOLDOUT_SOURCE = "the held-out calibration samples"
 
 
 def read_budget(max_drop: float | None, min_agreement: float | None, min_sqnr: float | None,
-                eval_data: Any = None) -> Budget | None:
-    """The budget the CLI options ask for, or None; InputError for two budgets or --eval-data without one."""
+                eval_data: Any = None, **search: float) -> Budget | None:
+    """The budget the CLI options ask for, or None; InputError for two budgets or --eval-data without one.
+
+    `search`: min_int8_share, eval_holdout, search_seconds (None: the default)."""
     given = {k: v for k, v in (("--max-drop", max_drop), ("--min-agreement", min_agreement),
                                ("--min-sqnr", min_sqnr)) if v is not None}
     if not given:
@@ -51,15 +54,17 @@ def read_budget(max_drop: float | None, min_agreement: float | None, min_sqnr: f
         return None
     if len(given) > 1:
         raise InputError(f"give one accuracy budget, not {' and '.join(given)}")
-    return Budget(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr)
+    return Budget(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
+                  **{k: v for k, v in search.items() if v is not None})
 
 
 @dataclass
 class BudgetPlan:
-    """The budget and its evaluation data (None: the job's held-out samples)."""
+    """The budget and its evaluation data (None: the job's held-out samples), and how far the search goes."""
 
     budget: Budget
     data: Any = None  # edgeact.data.source.DataSource: --eval-data as the user gave it
+    limits: Any = None  # converters.budget.explore.SearchLimits
 
 
 def open_budget(options) -> BudgetPlan | None:
@@ -75,33 +80,35 @@ def open_budget(options) -> BudgetPlan | None:
         where = "no --eval-data was given" if data is None else f"{data.where} has no labels"
         raise InputError(f"--max-drop needs labelled --eval-data (class folders, or .npz with x and y), but {where}; "
                          "without labels use --min-agreement or --min-sqnr")
-    return BudgetPlan(budget, data)
+    from .explore import SearchLimits
+
+    limits = SearchLimits(seconds=budget.search_seconds, min_int8_share=budget.min_int8_share)
+    return BudgetPlan(budget, data, limits)
 
 
 def check_model(plan: BudgetPlan, signature, keras_model, options) -> None:
-    """One input, one output (class scores for a top-1 budget), data that fits it: else InputError."""
+    """Outputs the budget can judge (class scores for a top-1 budget), data that fits the inputs: else InputError."""
+    from .evaluate import judged_outputs
+
     option = f"--{plan.budget.option}"
     if keras_model is None:
         raise InputError(f"{option} searches by re-quantizing and fixing the Keras layers; a SavedModel folder has "
                          "none: give the .keras/.h5 file")
     if options.io_type is IOType.UINT8:
         raise InputError(f"{option} cannot search a pixel-in model yet; use --io int8 (the default) or float")
-    if len(signature.inputs) != 1 or len(signature.outputs) != 1:
-        raise InputError(f"{option} measures a model with one input and one output; this one has "
-                         f"{len(signature.inputs)} input(s) and {len(signature.outputs)} output(s) "
-                         f"({', '.join(signature.output_names)})")
-    output = signature.outputs[0]
+    shapes = {o.name: tuple(o.shape) for o in signature.outputs}
+    kinds = {o.name: o.kind for o in signature.outputs}
     if plan.budget.top1:
-        if len(output.shape) != 1 or output.shape[0] < 2:
-            raise InputError(f"{option} compares top-1 classes, but output '{output.name}' has shape "
-                             f"{tuple(output.shape)}, not class scores; use --min-sqnr, which works for any output")
-        if output.kind not in (None, OutputKind.CLASS_SCORES):
+        dense = [o for o in signature.outputs if o.kind not in (None, OutputKind.CLASS_SCORES)]
+        if len(signature.outputs) == 1 and dense:
+            output = dense[0]
             raise InputError(f"{option} compares top-1 classes, but output '{output.name}' is judged {output.kind} "
                              f"({output.why}); mark it --output-kind {output.name}=class_scores, or use --min-sqnr")
+    names = judged_outputs(plan.budget, shapes, kinds)
     if plan.data is not None:  # before calibration: images decoded (once, kept for the search), shapes checked
         plan.data.check(signature.inputs, decode=True)
         if plan.budget.max_drop is not None:  # the only budget that reads the labels
-            plan.data.check_classes(output.shape[0], "the model")
+            plan.data.check_classes(shapes[names[0]][0], "the model")
 
 
 def evaluation(plan: BudgetPlan, job: ConvertJob) -> tuple[Samples, dict]:
@@ -145,12 +152,16 @@ def _attempt_lines(fmt: str, enabled: bool | None):
 
 def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, staged) -> None:
     """Search every written format, write each best model over its staged INT8 file, verify it again."""
+    from .evaluate import split_holdout
     from .onnx import search_onnx
     from .tflite import search_tflite
     from .write import rewrite_onnx, rewrite_tflite
 
     data, source = evaluation(plan, job)
-    calibration = job.calibration.calibration.array()
+    selection, holdout = split_holdout(data, plan.budget.eval_holdout, job.options.seed)
+    source = {**source, "selection_samples": len(selection), "holdout_samples": 0 if holdout is None else len(holdout)}
+    calibration = job.calibration.calibration
+    kinds = {o.name: o.kind for o in job.signature.outputs}
     searches, fixes = {}, {}  # fixes: each Keras fix computed once for both formats
     for fmt, section in report.formats.items():
         if section.error is not None or "int8" not in section.files:
@@ -159,11 +170,13 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
         try:
             with _attempt_lines(fmt, job.options.progress) as say:
                 if fmt == "tflite":
-                    result = search_tflite(job.keras_model, calibration, data, plan.budget, job.options.io_type,
-                                           progress=say, output_names=job.output_names, fixes=fixes)
+                    result = search_tflite(job.keras_model, calibration, selection, plan.budget, job.options.io_type,
+                                           progress=say, output_names=job.output_names, fixes=fixes,
+                                           holdout=holdout, limits=plan.limits, kinds=kinds)
                 else:
                     float_path = staged.staged_file(Path(section.files["fp32"]))
-                    result = search_onnx(job, float_path, data, plan.budget, progress=say, fixes=fixes)
+                    result = search_onnx(job, float_path, selection, plan.budget, progress=say, fixes=fixes,
+                                         holdout=holdout, limits=plan.limits, kinds=kinds)
         except Exception as exc:  # noqa: BLE001  the exporter's model stands; the budget check says why it failed
             searches[fmt] = {"budget": asdict(plan.budget), "metric": plan.budget.metric, "met": False,
                              "error": first_line(exc, 300), "attempts": [], "file": Path(section.files["int8"]).name}
@@ -184,7 +197,7 @@ def best_attempt(search: dict) -> dict:
 @register_check("budget")
 def budget_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
     """One check per searched format: did its written model meet the budget on the evaluation data."""
-    from edgeact.report.budget import goal_text
+    from edgeact.report.budget import confidence_line, goal_text
 
     section = report.accuracy_budget
     if not section:
@@ -199,15 +212,25 @@ def budget_checks(job: ConvertJob, report: ConvertReport) -> list[Check]:
                                 "the budget, or report the error"))
             continue
         best = best_attempt(search)
-        integer = "full-integer" if best["full_integer"] else "NOT full-integer"
+        integer = "full-integer" if best["full_integer"] else \
+            f"NOT full-integer, {best.get('int8_share', 1.0):.0%} of the conv/dense MACs INT8"
+        held = search.get("holdout")
+        sure = confidence_line(search["budget"], held or search.get("selection"),
+                               "held out" if held else "selected on (no holdout)")
         checks.append(Check(
             "budget", f"{fmt} int8 accuracy budget", bool(search["met"]), format=fmt,
-            rule=f"--{goal_text(search['budget'])} on {section['eval_data'].get('source')}",
+            rule=f"--{goal_text(search['budget'])} on {section['eval_data'].get('source')}, on the samples the "
+                 f"search selected on and on those it held out; at least {search.get('min_int8_share', 0.5):.0%} "
+                 "of the conv/dense MACs INT8",
             summary=f"{search['metric']} {best['metric']:.4g} at attempt {best['attempt']} of "
-                    f"{len(search['attempts'])} ({best['changed']}; {integer})",
-            advice="" if search["met"] else "no attempt met the budget; the best model was written (see the attempts "
-            "table): relax the budget, or give more or better calibration data",
-            metrics={"metric": best["metric"], "attempt": best["attempt"], "latency_ms": best["latency_ms"]}))
+                    f"{len(search['attempts'])} ({best['changed']}; {integer}); {sure}",
+            advice="" if search["met"] else (search.get("needs") or "no attempt met the budget") +
+            "; the best model was written (see the attempts table)",
+            metrics={"metric": best["metric"], "attempt": best["attempt"], "latency_ms": best["latency_ms"],
+                     "int8_share": best.get("int8_share", 1.0),
+                     "holdout": (held or {}).get("value"), "holdout_high": (held or {}).get("high"),
+                     "holdout_low": (held or {}).get("low"), "certified": (held or search.get("selection") or {})
+                     .get("certified")}))
     return checks
 
 

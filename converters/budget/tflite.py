@@ -1,30 +1,27 @@
-"""Winning INT8 accuracy back for TFLite: integer-preserving fixes first, float fallback to a budget.
+"""Winning INT8 accuracy back for TFLite: the search of `converters.budget.explore`, TFLite's side of it.
 
     result = search_tflite(folded_model, calibration, Samples({"image": x}, y), Budget(max_drop=0.5))
     print(render_attempts(result)); require_budget(result)   # BudgetNotMetError: exit 1
 
-1. Range methods (min/max, percentile, MSE; `converters.tflite.ranges`), each on the same
-   calibrated model, kept only when it improves the metric.
-2. Fixes of the Keras model that keep it integer (FIXES: cross-layer equalization, bias
-   correction), each recalibrated with the best range method, kept only when they help.
-3. If the budget is still missed: the layers are ranked by their own SQNR (only that layer
-   quantized; `converters.layer_error.measure`), and the worst are kept in float one group at a
-   time (the quantizer's denylist), re-measured after each, until the budget is met or the
-   attempts run out. A model with a float op is no longer full-integer: an Edge TPU splits
-   its graph at each one, and the table says so.
+`TFLiteBackend` gives the search what it tries: the fixes of the Keras model (FIXES: cross-layer
+equalization, bias correction, both) each calibrated once, every range method on them
+(min/max, percentile, MSE; `converters.tflite.ranges`), the whole model in 16x8 mode, and ops
+kept in float by the quantizer's denylist (named by their output tensor). A model with a float
+op is no longer full-integer: an Edge TPU splits its graph at each one, and the table says so.
 
-Every attempt is a row: what changed, the metric on the evaluation data, full-integer or
-not, and the latency measured on this machine (LiteRT, XNNPACK, one sample, median).
+Every attempt is a row: what changed, the metric on the selection samples, full-integer or not,
+its INT8 share of the conv/dense MACs, and the latency measured on this machine (LiteRT, one
+sample, median of 20).
 """
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from calibration.adapters import representative_dataset
 from converters.options import Budget
 from converters.tflite.ranges import (
     RangeMethod,
@@ -38,40 +35,22 @@ from edgeact.config import IOType
 from edgeact.data.samples import Samples
 from edgeact.errors import InputError, VerificationError
 
+from .explore import Attempt, SearchLimits, SearchResult, explore, finish
+
 
 class BudgetNotMetError(VerificationError):
     """No attempt met the accuracy budget; the best model was still written (exit 1)."""
 
 
-@dataclass
-class Attempt:
-    attempt: int
-    changed: str
-    metric: float
-    full_integer: bool
-    latency_ms: float
-    float_layers: list[str] = field(default_factory=list)
-    ranges: str = RangeMethod.MINMAX.value
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def _run(model: bytes, x) -> tuple[np.ndarray, float]:
+    """The first output on x (flattened per sample), and the median latency (ms) of one sample over 20 runs."""
+    outputs, latency = run_tflite(model, x)
+    first = next(iter(outputs.values()))
+    return np.asarray(first, np.float64).reshape(len(first), -1), latency
 
 
-@dataclass
-class SearchResult:
-    budget: Budget
-    attempts: list[Attempt]
-    best: Attempt
-    model: bytes  # the best model's .tflite
-    met: bool
-
-    def to_dict(self) -> dict:
-        return {"budget": asdict(self.budget), "metric": self.budget.metric, "met": self.met,
-                "best": self.best.attempt, "attempts": [a.to_dict() for a in self.attempts]}
-
-
-def _run(model: bytes, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Outputs on x, and the median latency (ms) of one sample over 20 runs."""
+def run_tflite(model: bytes, x) -> tuple[dict[str, np.ndarray], float]:
+    """Outputs by name on x (an array, a {input: array} dict or Samples), and the median latency (ms)."""
     from edgeact.quiet import native_output_captured
     from edgeact.runtime.tflite import TFLiteRunner
 
@@ -83,10 +62,15 @@ def _run(model: bytes, x: np.ndarray) -> tuple[np.ndarray, float]:
         return outputs_and_latency(runner, x)
 
 
-def outputs_and_latency(runner, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """A runner's first output on x, flattened per sample, and its median latency (ms) over 20 runs."""
-    outputs = np.asarray(next(iter(runner.predict(x).values())), np.float64).reshape(len(x), -1)
-    runner.write_input(runner.prepare(x[:1])[0])
+def outputs_and_latency(runner, x) -> tuple[dict[str, np.ndarray], float]:
+    """A runner's outputs on x by name, and its median latency (ms) of one sample over 20 runs."""
+    batch = x.arrays if isinstance(x, Samples) else x
+    outputs = {name: np.asarray(o, np.float64) for name, o in runner.predict(batch).items()}
+    arrays = runner.input_arrays(batch)
+    if len(arrays) == 1:
+        runner.write_input(runner.prepare(arrays[0][:1])[0])
+    else:
+        runner.write_inputs(tuple(runner.prepare(a[:1], i)[0] for i, a in enumerate(arrays)))
     times = []
     for _ in range(20):
         start = time.perf_counter()
@@ -110,98 +94,190 @@ def measure(budget: Budget, outputs: np.ndarray, reference: np.ndarray, labels: 
     return sqnr_db(float(np.sum(reference ** 2)), float(np.sum((reference - outputs) ** 2)))
 
 
-def search_tflite(keras_model, calibration: np.ndarray, data: Samples, budget: Budget,
+def as_samples(keras_model, data) -> Samples:
+    """Samples keyed by the Keras model's input names (a bare array for a single-input model)."""
+    if isinstance(data, Samples):
+        return data
+    return Samples({str(keras_model.inputs[0].name): np.asarray(data, np.float32)})
+
+
+class _Variant:
+    """A fixed Keras model, calibrated once, with the ranges each method chose on it."""
+
+    def __init__(self, model, calibrated: bytes) -> None:
+        self.model, self.calibrated, self.ranged = model, calibrated, {}
+
+
+class TFLiteBackend:
+    """What the search tries for TFLite (see converters.budget.explore)."""
+
+    range_word = "ranges"
+
+    def __init__(self, keras_model, calibration: Samples, io_type: IOType = IOType.INT8,
+                 methods: tuple[RangeMethod, ...] = tuple(RangeMethod), output_names: list[str] | None = None,
+                 fixes: dict | None = None) -> None:
+        self.keras_model, self.calibration, self.io_type = keras_model, calibration, io_type
+        self.methods = [RangeMethod(m).value for m in methods]
+        self.output_names = list(output_names or keras_model.output_names)
+        self.fixes = fixes if fixes is not None else {}
+
+    def prepare(self, chain) -> tuple[_Variant | None, list[str] | str]:
+        model, whats = self.keras_model, []
+        for fix in chain:
+            if fix == "bias correction" and len(self.calibration.arrays) > 1:
+                return None, "bias correction feeds single-input models"
+            fixed, what = apply_fix(fix, model, self.calibration.array() if len(self.calibration.arrays) == 1
+                                    else self.calibration, self.fixes)
+            if fixed is None:
+                return None, f"{fix}: {what}"
+            model = fixed
+            whats.append(what)
+        return _Variant(model, calibrate(model, self.calibration, self.io_type, self.output_names)), whats
+
+    def _ranged(self, variant: _Variant, method: str) -> bytes:
+        if method not in variant.ranged:
+            method_ = RangeMethod(method)
+            variant.ranged[method] = variant.calibrated if method_ is RangeMethod.MINMAX else \
+                set_ranges(variant.calibrated, ranges_for(variant.calibrated, self.calibration, method_))
+        return variant.ranged[method]
+
+    def quantize(self, variant: _Variant, method: str, float_keys=()) -> bytes:
+        return quantize_calibrated(self._ranged(variant, method), self.io_type, list(float_keys))
+
+    def wide(self, variant: _Variant, method: str) -> bytes:
+        """The whole model in 16x8 mode (int16 activations, int8 weights, float in and out), TFLite's own
+        min/max calibration: the quantizer takes one inference type per model, not per layer."""
+        import tensorflow as tf
+
+        from edgeact.quiet import native_output_captured
+
+        converter = tf.lite.TFLiteConverter.from_keras_model(named_model(variant.model, self.output_names))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset(self.calibration)
+        ops = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        with native_output_captured():  # the old quantizer path: edgeact's in-place calibration guard does not apply
+            return bytes(converter.convert())
+
+    def run(self, model: bytes, samples: Samples) -> tuple[dict[str, np.ndarray], float]:
+        return run_tflite(model, samples)
+
+    def candidates(self, variant: _Variant, method: str, model: bytes) -> list[tuple[str, str]]:
+        """(layer, output tensor) of the quantized ops, worst own error first (op order for several inputs)."""
+        from converters.layer_error.measure import keras_layer_name, layer_errors
+        from converters.layer_error.tflite import open_interpreter, quantized_outputs
+        from edgeact.quiet import native_output_captured
+
+        if len(self.calibration.arrays) > 1:  # per-layer error feeds one input: the ops in order
+            interpreter = open_interpreter(model)
+            names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+            outputs = {d["index"] for d in interpreter.get_output_details()}
+            layers = [layer.name for layer in variant.model.layers]
+            found = []
+            for _, _, index, _, _ in quantized_outputs(interpreter):
+                if index not in outputs:
+                    found.append((keras_layer_name(names[index], layers) or names[index], names[index]))
+            return found
+        with native_output_captured():
+            import tensorflow as tf
+
+            fp32 = tf.lite.TFLiteConverter.from_keras_model(named_model(variant.model, self.output_names)).convert()
+        report = layer_errors(self.calibration.array(), tflite=(fp32, model), keras_model=variant.model)
+        return [(r.layer or r.tensor, r.tensor) for r in report.worst(None, "tflite", by_own=True)]
+
+
+def calibrate(keras_model, calibration: Samples, io_type: IOType, output_names: list[str]) -> bytes:
+    """`converters.tflite.ranges.calibrate_tflite`, also for several inputs (fed in the model's input order)."""
+    if len(calibration.arrays) == 1:
+        return calibrate_tflite(keras_model, calibration.array(), io_type, output_names)
+    import tensorflow as tf
+
+    from converters.tflite.ranges import _io_dtype, convert_guarded
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
+    return convert_guarded(converter, calibrate_only=True)[0]
+
+
+def ranges_for(calibrated: bytes, calibration: Samples, method: RangeMethod) -> dict:
+    """`choose_ranges` on the calibration samples; for several inputs the values are observed here."""
+    if len(calibration.arrays) == 1:
+        return choose_ranges(calibrated, calibration.array(), method)
+    from converters.layer_error.tflite import open_interpreter
+    from converters.tflite.ranges import MAX_VALUES, calibrated_ranges, mse_ranges, percentile_ranges
+
+    interpreter = open_interpreter(calibrated)
+    wanted = set(calibrated_ranges(calibrated))
+    index = {d["name"]: d["index"] for d in interpreter.get_tensor_details() if d["name"] in wanted}
+    inputs = interpreter.get_input_details()
+    feeds = [(d["index"], next(n for n in calibration.names if n in d["name"])) for d in inputs]
+    per_sample = max(1, MAX_VALUES // max(1, len(calibration)))
+    rng = np.random.default_rng(0)
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in index}
+    for sample in calibration:
+        for i, name in feeds:
+            interpreter.set_tensor(i, sample[name].astype(np.float32))
+        interpreter.invoke()
+        for name, i in index.items():
+            values = interpreter.get_tensor(i).ravel()
+            if values.size > per_sample:
+                values = rng.choice(values, per_sample, replace=False)
+            chunks[name].append(values.astype(np.float32))
+    values = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
+    return percentile_ranges(values) if method is RangeMethod.PERCENTILE else mse_ranges(values)
+
+
+def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
                   io_type: IOType = IOType.INT8, methods: tuple[RangeMethod, ...] = tuple(RangeMethod),
-                  group_size: int = 1, max_fallback: int = 8, progress=None,
-                  output_names: list[str] | None = None, fixes: dict | None = None) -> SearchResult:
-    """Range methods first, then float fallback of the worst layers, until `budget` is met.
+                  max_fallback: int = 8, progress=None, output_names: list[str] | None = None,
+                  fixes: dict | None = None, holdout: Samples | None | str = "split",
+                  limits: SearchLimits | None = None, kinds: dict | None = None) -> SearchResult:
+    """The search of `converters.budget.explore` for TFLite, until `budget` is met.
 
     Args:
         keras_model: the (folded) float model.
-        calibration: calibration inputs (N, H, W, C).
-        data: evaluation inputs (and labels); the metric is measured on them.
-        group_size: layers moved to float per fallback attempt.
-        max_fallback: at most this many fallback attempts.
+        calibration: calibration inputs: an array (N, ...) for one input, or Samples by input name.
+        data: evaluation inputs (and labels); the search selects on them.
+        holdout: samples to judge the chosen model on; "split" (the default) keeps
+            `converters.budget.evaluate.HOLDOUT_FRACTION` of `data` aside, None uses no holdout.
+        max_fallback: at most this many cumulative float-fallback attempts (`limits.max_fallback`).
         progress: called with a one-line description before each attempt.
-        output_names: name the models' SignatureDef outputs like this (convert's names), so that
-            the written model is read back by name; None keeps TFLite's output_0.
+        output_names: name the models' SignatureDef outputs like this (convert's names); None: the Keras names.
         fixes: a cache of fixed models shared with the ONNX search (see `apply_fix`).
+        kinds: {output name: OutputKind}, which outputs a top-1 budget judges.
     """
-    from converters.layer_error.measure import layer_errors
-    from edgeact.quiet import native_output_captured
+    from .evaluate import layer_macs
+
+    limits = limits or SearchLimits(max_fallback=max_fallback)
+    calibration = as_samples(keras_model, calibration)
+    selection, holdout = _split(data, holdout)
+    backend = TFLiteBackend(keras_model, calibration, io_type, methods, output_names, fixes)
+    return run_search(backend, keras_model, budget, selection, holdout, layer_macs(keras_model), limits,
+                      progress, kinds)
+
+
+def _split(data: Samples, holdout) -> tuple[Samples, Samples | None]:
+    from .evaluate import split_holdout
+
+    if isinstance(holdout, str):
+        return split_holdout(data)
+    return data, holdout
+
+
+def run_search(backend, keras_model, budget: Budget, selection: Samples, holdout: Samples | None, macs: dict,
+               limits: SearchLimits, progress=None, kinds: dict | None = None) -> SearchResult:
+    """explore() on the selection samples, then finish() on the holdout."""
+    from .evaluate import Scorer
 
     say = progress or (lambda text: None)
-    x = data.array()  # one input: the search refuses several (converters.budget.search.check_model)
-    reference = np.asarray(keras_model.predict(x, verbose=0), np.float64).reshape(len(x), -1)
-    say("calibrating")
-    calibrated = calibrate_tflite(keras_model, calibration, io_type, output_names)
-    attempts: list[Attempt] = []
-    models: dict[int, bytes] = {}
-
-    def attempt(changed: str, model: bytes, ranges: RangeMethod, float_layers: list[str]) -> Attempt:
-        outputs, latency = _run(model, x)
-        row = Attempt(len(attempts) + 1, changed, measure(budget, outputs, reference, data.labels),
-                      not float_layers, round(latency, 4), list(float_layers), ranges.value)
-        attempts.append(row)
-        models[row.attempt] = model
-        return row
-
-    best = None
-    for method in methods:
-        say(f"ranges: {method.value}")
-        ranged = calibrated if method is RangeMethod.MINMAX else \
-            set_ranges(calibrated, choose_ranges(calibrated, calibration, method))
-        row = attempt(f"{method.value} ranges", quantize_calibrated(ranged, io_type), method, [])
-        if best is None or budget.better(row.metric, best.metric):
-            best = row
-            base = (row, ranged, keras_model)
-        if budget.met(row.metric):
-            break
-    model = keras_model
-    for fix in FIXES if not budget.met(best.metric) else ():
-        say(f"fix: {fix}")
-        fixed, what = apply_fix(fix, model, calibration, fixes)
-        if fixed is None:
-            continue
-        method = RangeMethod(best.ranges)
-        recalibrated = calibrate_tflite(fixed, calibration, io_type, output_names)
-        ranged = recalibrated if method is RangeMethod.MINMAX else \
-            set_ranges(recalibrated, choose_ranges(recalibrated, calibration, method))
-        row = attempt(f"{fix} ({what}), {method.value} ranges", quantize_calibrated(ranged, io_type), method, [])
-        if budget.better(row.metric, best.metric):  # kept only when it helps
-            best, model = row, fixed
-            if fix != "bias correction":
-                base = (row, ranged, fixed)
-        if budget.met(row.metric):
-            break
-    if not budget.met(best.metric):
-        # Float fallback starts from the best model without bias correction: a bias shifted
-        # for rounded weights is wrong for the float weights of a layer moved to float.
-        base_row, base_calibrated, model = base
-        say("ranking layers by their own error")
-        with tempfile.TemporaryDirectory(prefix="edgeact-fallback-") as tmp:
-            fp32 = Path(tmp) / "fp32.tflite"
-            with native_output_captured():
-                import tensorflow as tf
-
-                fp32.write_bytes(tf.lite.TFLiteConverter.from_keras_model(named_model(model, output_names)).convert())
-            report = layer_errors(calibration, tflite=(fp32, models[base_row.attempt]), keras_model=model)
-        ranked = [r for r in report.worst(None, "tflite", by_own=True)]
-        floats: list[str] = []
-        labels: list[str] = []
-        method = RangeMethod(base_row.ranges)
-        for start in range(0, min(len(ranked), group_size * max_fallback), group_size):
-            group = ranked[start:start + group_size]
-            floats += [r.tensor for r in group]
-            labels += [r.layer or r.tensor for r in group]
-            say(f"float: +{', '.join(r.layer or r.tensor for r in group)} ({len(labels)} layer(s) in float)")
-            row = attempt(f"float: {', '.join(labels)}", quantize_calibrated(base_calibrated, io_type, floats),
-                          method, labels)
-            if budget.better(row.metric, best.metric):
-                best = row
-            if budget.met(row.metric):
-                break
-    return SearchResult(budget, attempts, best, models[best.attempt], budget.met(best.metric))
+    scorer = Scorer.for_model(keras_model, budget, selection, kinds)
+    held_scorer = Scorer.for_model(keras_model, budget, holdout, kinds) if holdout is not None else None
+    search, best = explore(backend, budget, scorer, selection, macs, limits, say)
+    say("judging the chosen model on the held-out samples" if holdout is not None else "judging the chosen model")
+    return finish(search, best, holdout, held_scorer)
 
 
 # Integer-preserving fixes of the Keras model, tried in this order after the range methods.
@@ -247,3 +323,7 @@ def require_budget(result: SearchResult) -> None:
     if not result.met:
         raise BudgetNotMetError(f"no attempt met the budget ({result.budget.metric} best {result.best.metric} "
                                 f"at attempt {result.best.attempt}); the best model was written, see the table")
+
+
+__all__ = ["Attempt", "BudgetNotMetError", "SearchLimits", "SearchResult", "TFLiteBackend", "apply_fix", "measure",
+           "render_attempts", "require_budget", "run_search", "run_tflite", "search_tflite"]

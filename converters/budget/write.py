@@ -22,7 +22,7 @@ from edgeact.fileio import sha256_of
 from edgeact.quiet import native_output_captured
 from edgeact.report.records import FormatReport
 
-from .tflite import SearchResult
+from .explore import SearchResult
 
 
 def _source_sha(job: ConvertJob) -> str | None:
@@ -62,7 +62,7 @@ def rewrite_tflite(job: ConvertJob, section: FormatReport, staged, result: Searc
     section.size_bytes["int8"] = info.size_bytes
     details = section.details
     details["op_counts"]["int8"] = info.op_counts()
-    details["fusion"]["int8"] = check_fusion(info)
+    details["fusion"]["int8"] = check_fusion(info, result.best.float_nodes)
     details["integer_only"] = _accept_float(check_integer_only(info, float_io=io_type is IOType.FLOAT), result)
     details["ranges"] = result.best.ranges
     details["budget_attempt"] = result.best.attempt
@@ -85,8 +85,13 @@ def rewrite_onnx(job: ConvertJob, section: FormatReport, staged, result: SearchR
     section.size_bytes["int8"] = int8.stat().st_size
     details = section.details
     details["op_counts"]["int8"] = count_ops(int8)
-    details["integer_kernels"] = _accept_float(check_integer_kernels(int8), result, "summary")
-    details["fusion"]["int8"] = check_activations(int8, quantized=True)
+    kernels = check_integer_kernels(int8, result.best.float_nodes)
+    if not result.best.full_integer:
+        kernels["summary"] = (f"NOT full-integer: {', '.join(result.best.float_layers)} kept in float by the accuracy "
+                              f"budget search; {kernels['summary']}")
+        kernels["accepted_float"] = list(result.best.float_layers)
+    details["integer_kernels"] = kernels
+    details["fusion"]["int8"] = check_activations(int8, quantized=True, float_nodes=result.best.float_nodes)
     quantization = details.setdefault("quantization", {})
     quantization["method"] = result.best.ranges
     if result.best.ranges == "percentile":

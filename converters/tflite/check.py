@@ -14,8 +14,11 @@ FUSABLE_ACTIVATIONS = ("RELU", "RELU6", "RELU_N1_TO_1")
 OTHER_ACTIVATIONS = ("LEAKY_RELU", "PRELU", "HARD_SWISH", "GELU", "ELU", "LOGISTIC", "TANH", "RELU_0_TO_1")
 
 
-def check_fusion(model: TFLiteModel) -> dict:
-    """Counts of fused activations per op type, and every standalone activation with a reason."""
+def check_fusion(model: TFLiteModel, float_tensors=()) -> dict:
+    """Counts of fused activations per op type, and every standalone activation with a reason.
+
+    An activation after an op writing one of `float_tensors` (kept in float on purpose by an accuracy
+    budget search) is standalone by design, and says so."""
     fused: dict[str, dict[str, int]] = {}
     for op in model.ops:
         if op.type in FUSING_OPS:
@@ -30,7 +33,10 @@ def check_fusion(model: TFLiteModel) -> dict:
         producer_type = producer.type if producer else "model input"
         entry = {"op": op.type, "index": op.index, "after": producer_type,
                  "tensor": model.tensors[op.outputs[0]].name}
-        if op.type in OTHER_ACTIVATIONS:
+        if producer is not None and producer.outputs and model.tensors[producer.outputs[0]].name in set(float_tensors):
+            standalone.append({**entry, "budget_float": True, "reason": f"follows {producer_type}, kept in float on "
+                               "purpose by the accuracy budget search (not judged)"})
+        elif op.type in OTHER_ACTIVATIONS:
             standalone.append({**entry, "reason": f"{op.type} has no fused form in {producer_type}"})
         elif producer is None or producer.type not in FUSING_OPS:
             standalone.append({**entry, "reason": f"follows {producer_type}, which carries no fused activation"})

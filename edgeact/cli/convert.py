@@ -77,7 +77,7 @@ from .options import (
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, target, onnx_weight_bits, opset,
             input_shapes, tolerances, output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr,
-            custom_objects, trust_model_code, force, as_json):
+            min_int8_share, eval_holdout, search_seconds, custom_objects, trust_model_code, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     \b
@@ -87,8 +87,8 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
 
     \b
     With an accuracy budget: top-1 loss on labelled data (class folders or .npz with x and y)
-    at most 0.5 points, else range methods, equalization, bias correction, float layers are
-    tried in turn (exit 1 when none meets it; the best model is still written):
+    at most 0.5 points, else every fix with every range method, then float layers, are tried
+    (30 % of the data held out to confirm; exit 1 when none meets it; the best model is still written):
       edgeact convert examples/mnist/mnist_cnn.keras -c examples/mnist/calibration \\
         --preprocess unit --eval-data examples/mnist/test_images --max-drop 0.5 -o out/budget/
     """
@@ -111,7 +111,10 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         onnx_weight_bits=int(onnx_weight_bits) if onnx_weight_bits else None, opset=opset,
         input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
-        layer_error=LayerErrorMode(layer_error), budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data),
+        layer_error=LayerErrorMode(layer_error), budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data,
+                                                                    min_int8_share=min_int8_share,
+                                                                    eval_holdout=eval_holdout,
+                                                                    search_seconds=search_seconds),
         eval_data=eval_data, model_code=make_model_code(custom_objects, trust_model_code),
     )
     with warnings.catch_warnings(record=True) as caught:

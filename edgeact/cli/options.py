@@ -85,14 +85,22 @@ def preprocess_options(fn):
 
 def budget_options(fn):
     """--eval-data and one accuracy budget (--max-drop / --min-agreement / --min-sqnr), for convert."""
+    fn = click.option("--search-seconds", type=float, default=None, metavar="S",
+                      help="The budget search starts no new attempt after this long, per format [default: 900].")(fn)
+    fn = click.option("--eval-holdout", type=float, default=None, metavar="FRACTION",
+                      help="Share of the evaluation samples the search does not select on; the chosen model must "
+                      "meet the budget on them too [default: 0.3].")(fn)
+    fn = click.option("--min-int8-share", type=float, default=None, metavar="FRACTION",
+                      help="A budget is met only by a model with at least this share of its conv/dense "
+                      "multiply-accumulates in INT8 [default: 0.5].")(fn)
     fn = click.option("--min-sqnr", type=float, default=None, metavar="DB",
                       help="Accuracy budget: output SQNR against float, in dB (any single output).")(fn)
     fn = click.option("--min-agreement", type=float, default=None, metavar="FRACTION",
                       help="Accuracy budget: top-1 agreement with float, e.g. 0.99 (no labels needed).")(fn)
     fn = click.option("--max-drop", type=float, default=None, metavar="PP",
                       help="Accuracy budget: top-1 points lost against float on labelled --eval-data, e.g. 0.5. "
-                      "A missed budget starts a search: range methods, equalization, bias correction, "
-                      "then float layers.")(fn)
+                      "A missed budget starts a search: every fix (equalization, bias correction) with every "
+                      "range method, then float layers ranked by what each recovers.")(fn)
     fn = click.option("--eval-data", type=click.Path(), default=None,
                       help="Labelled data for the budget: class folders or .npz with x and y "
                       "[default: the held-out calibration samples].")(fn)

@@ -12,25 +12,62 @@ from .table import render_table
 EDGE_TPU_NOTE = "an Edge TPU would split its graph at each float op"
 
 
+GOALS = ("max_drop", "min_agreement", "min_sqnr")
+
+
 def goal_text(budget: dict) -> str:
     """'max-drop 0.5' for {'max_drop': 0.5, 'min_agreement': None, ...}."""
-    return next(f"{key.replace('_', '-')} {value:g}" for key, value in budget.items() if value is not None)
+    return next(f"{key.replace('_', '-')} {budget[key]:g}" for key in GOALS if budget.get(key) is not None)
+
+
+def _fmt(value) -> str:
+    return "?" if value is None else f"{value:.4g}"
+
+
+def confidence_line(budget: dict, entry: dict | None, where: str) -> str:
+    """'holdout (600 samples): top-1 drop 0.31 pp, 95 % interval [-0.2, 0.9]; ...' and what it certifies."""
+    if not entry:
+        return ""
+    unit = " pp" if budget.get("max_drop") is not None else (" dB" if budget.get("min_sqnr") is not None else "")
+    text = (f"{where} ({entry['samples']} samples, output {entry['output']}): {_fmt(entry['value'])}{unit}, "
+            f"95 % interval [{_fmt(entry['low'])}, {_fmt(entry['high'])}]")
+    goal = goal_text(budget)
+    if budget.get("max_drop") is not None and not entry.get("resolvable", True):
+        text += (f"; this eval set cannot resolve --{goal}: the smallest drop it can tell from zero is "
+                 f"{_fmt(entry['resolution'])} pp")
+    elif budget.get("min_agreement") is not None and not entry.get("resolvable", True):
+        text += (f"; this eval set cannot resolve --{goal}: even full agreement has a lower end of "
+                 f"{_fmt(1 - entry['resolution'])}")
+    if entry.get("certified"):
+        return text + f"; the interval is within --{goal}: certified"
+    end = "upper end" if budget.get("max_drop") is not None else "lower end"
+    needed = entry.get("samples_to_certify")
+    more = f"about {needed} samples at these rates would certify it" if needed else \
+        "no number of samples would: the measured value itself misses the budget"
+    return text + f"; the interval's {end} is beyond --{goal}: not certified ({more})"
 
 
 def render_search_table(search: dict, width: int | None = None) -> str:
-    """One search's attempts (a `converters.budget.tflite.SearchResult.to_dict()`), best marked."""
+    """One search's attempts (a `converters.budget.explore.SearchResult.to_dict()`), best marked."""
     if search.get("error"):
         return f"the search against --{goal_text(search['budget'])} failed: {search['error']}"
-    rows = [[a["attempt"], a["changed"], a["metric"], "yes" if a["full_integer"] else "NO", a["latency_ms"],
+    rows = [[a["attempt"], a["changed"], a["metric"],
+             "16x8" if a.get("stage") == "16x8" else "yes" if a["full_integer"] else "NO",
+             f"{a.get('int8_share', 1.0):.0%}", f"{a['latency_ms']:.3g}",
              "<- best" if a["attempt"] == search["best"] else ""] for a in search["attempts"]]
     title = f"INT8 search against --{goal_text(search['budget'])}: {'met' if search['met'] else 'NOT met'}"
-    text = render_table(["#", "what changed", search["metric"], "full-integer", "latency ms", ""], rows,
-                        title=title, width=width)
+    # On a narrow terminal the best-attempt marker and the INT8 share outlive full-integer and latency.
+    text = render_table(["#", "what changed", search["metric"], "full-integer", "INT8 MACs", "latency ms", ""], rows,
+                        title=title, width=width, priorities=[0, 0, 0, 2, 1, 3, 0])
     best = next(a for a in search["attempts"] if a["attempt"] == search["best"])
     if not best["full_integer"]:
         text += (f"\nThe best model keeps {', '.join(best['float_layers'])} in float: it is no longer "
-                 f"full-integer ({EDGE_TPU_NOTE}).")
-    return text
+                 f"full-integer ({EDGE_TPU_NOTE}); {best.get('int8_share', 1.0):.0%} of its conv/dense MACs are INT8.")
+    lines = [confidence_line(search["budget"], search.get("selection"), "selected on"),
+             confidence_line(search["budget"], search.get("holdout"), "held out, never selected on")]
+    lines += [f"not met: {search['needs']}" if search.get("needs") else ""]
+    lines += [f"note: {n}" for n in search.get("notes") or []]
+    return text + "".join(f"\n{line}" for line in lines if line)
 
 
 def written_line(fmt: str, search: dict) -> str:
@@ -52,8 +89,10 @@ def render_accuracy_budget(section: dict, width: int | None = None) -> str:
     """convert's lines for the report's `accuracy_budget`: data, one table per format, the files."""
     data = section.get("eval_data") or {}
     labelled = ", labelled" if data.get("labelled") else ""
+    split = f": {data['selection_samples']} to select on, {data['holdout_samples']} held out" \
+        if data.get("holdout_samples") else ""
     lines = [f"\naccuracy budget --{goal_text(section['budget'])} on {data.get('source', '?')} "
-             f"({data.get('samples', '?')} samples{labelled})"]
+             f"({data.get('samples', '?')} samples{labelled}{split})"]
     for fmt, search in section.get("formats", {}).items():
         lines.append(f"\n{fmt}: " + render_search_table(search, width))
     for fmt, search in section.get("formats", {}).items():
