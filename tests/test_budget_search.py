@@ -13,7 +13,7 @@ from converters.options import Budget
 from edgeact.data.samples import Samples
 from edgeact.report.budget import confidence_line, render_search_table
 
-from .test_fallback import _one_bad_layer
+from .helpers import build_one_bad_layer
 
 
 def _outlier_cnn(keras):
@@ -74,7 +74,7 @@ def test_the_outlier_cnn_meets_the_budget_full_integer_in_both_formats(keras, tm
 
 
 def test_only_float_fallback_meets_it_and_the_measured_ranking_puts_the_culprit_first(keras):
-    model, calibration, _ = _one_bad_layer(keras, "relu6")
+    model, calibration, _ = build_one_bad_layer(keras, "relu6")
     x = np.random.default_rng(5).uniform(0, 1, (100, 8, 8, 3)).astype(np.float32)
     result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_sqnr=200.0), holdout=None,
                            limits=SearchLimits(max_fallback=3, wide_activations=False))
@@ -149,7 +149,7 @@ def test_the_int8_share_bound_refuses_a_result_with_the_compute_in_float(keras, 
 
 
 def test_a_budget_the_eval_set_cannot_resolve_is_reported_as_such(keras):
-    model, _, _ = _one_bad_layer(keras, "relu")
+    model, _, _ = build_one_bad_layer(keras, "relu")
     x = np.random.default_rng(2).uniform(0, 1, (150, 8, 8, 3)).astype(np.float32)
     labels = model.predict(x, verbose=0).argmax(1)
     budget = Budget(max_drop=0.1)
@@ -236,7 +236,7 @@ def test_the_onnx_fusion_and_kernel_checks_skip_a_conv_kept_in_float_on_purpose(
 
 
 def test_the_time_bound_stops_the_search_and_says_what_it_did_not_try(keras):
-    model, calibration, x = _one_bad_layer(keras, "relu6")
+    model, calibration, x = build_one_bad_layer(keras, "relu6")
     result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_agreement=0.95), holdout=None,
                            limits=SearchLimits(seconds=1e-9))
     assert [a.changed for a in result.attempts] == ["minmax ranges"]  # the first attempt always runs

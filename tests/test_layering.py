@@ -207,3 +207,19 @@ def test_the_repository_tracks_no_tool_leftovers():
     leftovers = [f for f in tracked.stdout.split() if f.endswith((".data", ".onnx", ".tflite")) and "/" not in f
                  or Path(f).name == "sym_shape_infer_temp.onnx"]
     assert not leftovers, f"tool output tracked in the repository: {leftovers}"
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in helper modules (tests/helpers.py, fuzzing.py, onnx_models.py, ...),
+    so changing or deselecting one test module cannot break another's collection."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                if module.lstrip(".").removeprefix("tests.").startswith("test_"):
+                    offenders.append(f"{path.name}: from {module} import ...")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}: import {a.name}" for a in node.names
+                              if a.name.removeprefix("tests.").startswith("test_")]
+    assert offenders == []

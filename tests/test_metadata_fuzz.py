@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fuzzing import check_records, run_batch
 from tests.metadata_models import convert_with_metadata, metadata_span, zip_start
-from tests.test_fuzz import check_records, run_batch
 
 FILES = int(os.environ.get("EDGEACT_METADATA_FUZZ_FILES", "120"))
 SEED = int(os.environ.get("EDGEACT_METADATA_FUZZ_SEED", "23"))
