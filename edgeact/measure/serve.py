@@ -16,6 +16,7 @@ Nothing here is timed for the latency figures: the profiler's timed runs are sep
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ from edgeact.errors import EdgeactError, InputError, ModelLoadError, first_line
 from edgeact.runtime import Runner, dequantize, open_runner
 
 from .profiler import fit_inputs
-from .wire import error_line, frame_inputs, meta_array, read_frame, write_frame
+from .wire import error_line, frame_inputs, input_frame, meta_array, read_frame, write_frame
 
 
 def evaluate_chunk(runner: Runner, inputs) -> dict[str, np.ndarray]:
@@ -102,3 +103,74 @@ def serve_arguments(settings, model: str) -> list[str]:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class ChunkClient:
+    """The host's side of a chunk server: hello first, then one frame of outputs per frame of inputs.
+
+    Args:
+        process: the server, with `stdin` and `stdout` pipes (a child here, or ssh to a device).
+        failure: the EdgeactError to raise when the stream ends early (a crash, a dropped connection).
+    """
+
+    def __init__(self, process, failure) -> None:
+        self.process, self.failure = process, failure
+        hello = self._read()
+        self.outputs = [spec["name"] for spec in json.loads(str(hello["meta"]))["outputs"]]
+
+    def _read(self) -> dict:
+        try:
+            frame = read_frame(self.process.stdout)
+        except (EOFError, OSError, ValueError):
+            frame = None
+        if frame is None:
+            raise self.failure() from None
+        return frame
+
+    def run(self, inputs) -> tuple[dict[str, np.ndarray], float]:
+        """(outputs by name, invoke seconds) for one chunk of inputs."""
+        try:
+            write_frame(self.process.stdin, input_frame(inputs))
+        except (BrokenPipeError, OSError, ValueError):
+            raise self.failure() from None
+        frame = self._read()
+        meta = json.loads(str(frame["meta"]))
+        return {name: frame[f"output_{i}"] for i, name in enumerate(self.outputs)}, float(meta["invoke_s"])
+
+    def close(self) -> None:
+        try:
+            write_frame(self.process.stdin, None)
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+
+def spawn_server(path, settings) -> ChunkClient:
+    """A chunk server in a child process of this machine (`profile --isolate`): a crash becomes an error."""
+    import subprocess
+    import threading
+    from pathlib import Path
+
+    from .isolated import crash_message
+    from .wire import child_error
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "edgeact.measure.serve", *serve_arguments(settings, str(path))],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+
+    def failure():
+        from edgeact.errors import RuntimeCrashError
+
+        process.wait()
+        reader.join(timeout=10)
+        if process.returncode < 0:
+            return RuntimeCrashError(crash_message(Path(path), -process.returncode))
+        return child_error(b"".join(lines).decode(errors="replace"), str(path))
+
+    client = ChunkClient(process, failure)
+    client.wait = process.wait  # type: ignore[attr-defined]
+    return client
