@@ -109,6 +109,10 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     # With --data, the timed runs use a few samples and the evaluation is a separate, streamed pass.
     settings = LoopSettings(options.runs, options.warmup, options.threads, None, options.delegate or "xnnpack",
                             options.streams, evaluate=not options.data, input_shape=options.input_shape)
+    if options.shard and len(options.devices) < 2:
+        raise InputError("--shard splits --data over several devices; give two or more --device, or drop --shard")
+    if options.resume is not None and not options.data:
+        raise InputError("--resume keeps the evaluation of --data; give --data, or drop --resume")
     plans = plan_models(models, options)
     labels = _common_labels(plans)
     data = read_source(options.data, "--data", labels=labels).subset(options.limit, options.seed) \
