@@ -51,8 +51,9 @@ finally:
 
 
 def build_model(workdir: Path, calibration: Path) -> Path:
-    """MobileNetV2 0.35 with random weights, BatchNorm statistics made non-trivial and logits out (a
-    softmax of random weights is flat to 8 bits, which convert's checks refuse), calibrated on the folder."""
+    """MobileNetV2 0.35 with random weights (BatchNorm statistics made non-trivial, logits out), calibrated on
+    the folder. convert writes the model and then refuses it (a random net's outputs hardly vary with
+    the input): its rates and memory are what this bench measures, not its accuracy."""
     model = workdir / "mnv2_035_int8.tflite"
     if model.exists():
         return model
@@ -70,8 +71,12 @@ for layer in net.layers:
         layer.set_weights([w.astype("float32") for w in (rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n),
                                                          rng.normal(0, 0.3, n), rng.uniform(0.5, 2.0, n))])
 net.save("{workdir}/mnv2_035.keras")
-convert("{workdir}/mnv2_035.keras", "{calibration}", "{workdir}", ConvertOptions(samples=60, holdout=30,
-        progress=False, preprocessing=make_preprocessing("mobilenet")))
+from edgeact.errors import VerificationError
+try:
+    convert("{workdir}/mnv2_035.keras", "{calibration}", "{workdir}", ConvertOptions(samples=60, holdout=30,
+            progress=False, preprocessing=make_preprocessing("mobilenet")))
+except VerificationError as exc:  # written, then judged: random weights say nothing, the rates are what counts
+    print("convert's checks (expected to fail on random weights):", exc)
 """
     subprocess.run([sys.executable, "-c", script], check=True, cwd=workdir)
     return model
@@ -86,14 +91,18 @@ def build_folder(folder: Path, count: int) -> Path:
     rng = np.random.default_rng(len(have))
     for c in range(CLASSES):
         (folder / f"c{c}").mkdir(parents=True, exist_ok=True)
+    bases = {}
+    for width, height in SIZES:  # bilinear weights of the four corner colours, and a few noise fields
+        ys, xs = np.linspace(0, 1, height, dtype=np.float32)[:, None], np.linspace(0, 1, width, dtype=np.float32)
+        weights = [(1 - ys) * (1 - xs), (1 - ys) * xs, ys * (1 - xs), ys * xs]
+        noise = [rng.normal(0, 12, (height, width, 3)).astype(np.float32) for _ in range(4)]
+        bases[(width, height)] = (weights, noise)
     for i in range(len(have), count):
-        width, height = SIZES[i % len(SIZES)]
-        corners = rng.integers(0, 256, size=(2, 2, 3)).astype(np.float32)
-        ys, xs = np.linspace(0, 1, height)[:, None, None], np.linspace(0, 1, width)[None, :, None]
-        field = (corners[0, 0] * (1 - ys) * (1 - xs) + corners[0, 1] * (1 - ys) * xs
-                 + corners[1, 0] * ys * (1 - xs) + corners[1, 1] * ys * xs)
-        pixels = np.clip(field + rng.normal(0, 12, field.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"c{i % CLASSES}" / f"{i:06d}.jpg", quality=90)
+        weights, noise = bases[SIZES[i % len(SIZES)]]
+        corners = rng.integers(0, 256, size=(4, 3)).astype(np.float32)
+        field = sum(w[..., None] * c for w, c in zip(weights, corners)) + noise[i % len(noise)]
+        Image.fromarray(np.clip(field, 0, 255).astype(np.uint8)).save(folder / f"c{i % CLASSES}" / f"{i:06d}.jpg",
+                                                                    quality=90)
     return folder
 
 
@@ -148,9 +157,9 @@ def invoke_rate(model: Path, samples: int = 256) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--sizes", default="200,2000", help="folder sizes whose peak RSS is measured")
-    parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--sizes", default="300,3000", help="folder sizes whose peak RSS is measured")
+    parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "edgeact-bench-stream")
     parser.add_argument("--device", action="append", default=[], help="devices for the --shard run")
     parser.add_argument("--ssh-option", action="append", default=[])
@@ -169,7 +178,9 @@ def main() -> None:
     full = subset(folder, args.images, args.workdir)
     decode = decode_rate(full)
     invoke = invoke_rate(model)
-    print(f"decode alone: {decode:.1f} img/s; invoke alone: {invoke:.1f} img/s; slower: {min(decode, invoke):.1f}")
+    serial = 1 / (1 / decode + 1 / invoke)
+    print(f"decode alone: {decode:.1f} img/s; invoke alone: {invoke:.1f} img/s; slower: {min(decode, invoke):.1f}; "
+          f"one after the other: {serial:.1f}")
     common = ["--runs", "20", "--warmup", "5", "--chunk-size", str(args.chunk_size)]
     largest = None
     for size in sizes:
@@ -185,7 +196,8 @@ def main() -> None:
     print(f"{size:>6} images, --isolate: parent peak RSS {hwm:.0f} MB, wall {wall:.1f} s, evaluation {rate:.1f} img/s")
     in_process = report["evaluation"]["lanes"][0]["images_per_s"]
     print(f"pipelined / slower of the two: {in_process / min(decode, invoke):.0%} in process, "
-          f"{rate / min(decode, invoke):.0%} isolated")
+          f"{rate / min(decode, invoke):.0%} isolated; / one after the other: {in_process / serial:.0%}, "
+          f"{rate / serial:.0%}")
     if len(args.device) >= 2:
         device_args = [a for d in args.device for a in ("--device", d)]
         device_args += [a for o in args.ssh_option for a in ("--ssh-option", o)]

@@ -48,7 +48,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
               help="Device the numbers are for; its runtime, delegate and INT8 needs are checked.")
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="--data is streamed in chunks of N samples: memory does not grow with the data set.")
 @click.option("--resume", "resume", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Keep the evaluation's finished chunks in DIR; the same command again continues an "

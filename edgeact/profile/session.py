@@ -65,7 +65,7 @@ class ProfileOptions:
     output: str | None = None  # the output scored against labels; None: the one shaped like class scores
     input_shape: tuple[int, ...] | None = None  # sizes of a dynamic ONNX input, without batch
     reference_code: Any = None  # a Keras reference's code (converters.keras.model_code.ModelCode), if it needs any
-    chunk_size: int = 256  # --data is evaluated in chunks of this many samples (edgeact.profile.evaluate)
+    chunk_size: int = 64  # --data is evaluated in chunks of this many samples (edgeact.profile.evaluate)
     resume: str | Path | None = None  # the evaluation's checkpoint folder: a second run continues it
     shard: bool = False  # split --data over the --device list instead of evaluating all of it on each
 
