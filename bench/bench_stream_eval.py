@@ -2,7 +2,7 @@
 decoding alone, invoking alone and the pipelined evaluation, in one run.
 
     python bench/bench_stream_eval.py [--images 2000] [--sizes 200,2000] [--workdir DIR]
-                                      [--device A --device B --ssh-option "-F cfg"]
+                                      [--sshd | --device A --device B --ssh-option "-F cfg"]
 
 The model is MobileNetV2 (alpha 0.35, 224x224, keras.applications with weights=None, so its
 accuracy means nothing), converted to INT8 TFLite once, calibrated on 100 of the images. The folder
@@ -17,8 +17,9 @@ smooth colour fields with noise, quality 90) in 10 class folders. Then:
 - pipelined: the evaluation pass's own rate (`evaluation.lanes[].images_per_s`) of the largest
   profile above, in process, and of the same profile with the default `--isolate` (chunk server
   in a child process);
-- with two or more `--device`: the same folder `--shard`ed over them, its merged accuracy
-  compared with the local run's.
+- with two or more `--device` (or `--sshd`: two OpenSSH servers on 127.0.0.1 from tests/sshd.py,
+  this machine's Python as the devices'): the same folder `--shard`ed over them, its merged
+  accuracy compared with the local run's.
 """
 from __future__ import annotations
 
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--device", action="append", default=[], help="devices for the --shard run")
     parser.add_argument("--ssh-option", action="append", default=[])
     parser.add_argument("--device-python", default=None)
+    parser.add_argument("--sshd", action="store_true",
+                        help="shard over two OpenSSH servers on 127.0.0.1 (tests/sshd.py), this machine's Python")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +201,30 @@ def main() -> None:
     print(f"pipelined / slower of the two: {in_process / min(decode, invoke):.0%} in process, "
           f"{rate / min(decode, invoke):.0%} isolated; / one after the other: {in_process / serial:.0%}, "
           f"{rate / serial:.0%}")
+    servers = []
+    if args.sshd:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from sshd import make_server
+
+        servers = [make_server(args.workdir / f"sshd{i}").start() for i in range(2)]
+        config = args.workdir / "ssh_config"
+        config.write_text("\n".join([
+            "Host *", *[f"  IdentityFile {s.client_key}" for s in servers], "  IdentitiesOnly yes",
+            "  StrictHostKeyChecking yes", "  LogLevel ERROR",
+            "  UserKnownHostsFile " + " ".join(str(s.folder / "known_hosts") for s in servers)]) + "\n")
+        args.device = [s.device for s in servers]
+        args.ssh_option = [f"-F {config}"]
+        args.device_python = sys.executable
+    try:
+        shard(args, model, full, common)
+    finally:
+        for server in servers:
+            server.stop()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+
+
+def shard(args, model: Path, full: Path, common: list[str]) -> None:
+    """With two or more devices: the folder --shard-ed over them, and the same profile here."""
     if len(args.device) >= 2:
         device_args = [a for d in args.device for a in ("--device", d)]
         device_args += [a for o in args.ssh_option for a in ("--ssh-option", o)]
@@ -209,7 +236,6 @@ def main() -> None:
             print(f"shard on {lane['device']}: {lane['samples']} images, {lane['images_per_s']:.1f} img/s")
         same = sharded["models"][0]["accuracy"] == local["models"][0]["accuracy"]
         print(f"sharded over {len(args.device)} devices in {wall:.1f} s; merged accuracy equals the local run: {same}")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -227,8 +227,14 @@ def evaluate_data(plans: list, data, reference, settings_for, options: EvalOptio
             threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(len(lanes))]
             for thread in threads:
                 thread.start()
-            for thread in threads:
-                thread.join()
+            try:
+                for thread in threads:
+                    thread.join()
+            except KeyboardInterrupt:  # end every chunk server now; the finished chunks stay in the folder
+                from edgeact.remote.ssh import kill_running_commands
+
+                kill_running_commands()
+                raise
             evaluation.lanes.extend(outcome)
         evaluation.errors = [lane["error"] for lane in evaluation.lanes if lane.get("error")]
         _merge(context, evaluation, lanes, chunks)

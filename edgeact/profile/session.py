@@ -446,7 +446,7 @@ def _row(plan: ModelPlan, profile: ModelProfile, data: DataSource | None,
             and data.labels is not None else None
         row["agreement"] = compare_all(reference, profile.outputs, plan.path.name, reference_name) \
             if reference is not None and profile.outputs else None
-    primary = plan.scored or (next(iter(profile.outputs)) if profile.outputs else None)
+    primary = plan.scored or next(iter(profile.outputs or row["agreement"] or {}), None)
     row["reference"] = row["agreement"].get(primary) if row["agreement"] and primary else None
     return row
 
