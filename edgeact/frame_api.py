@@ -34,9 +34,9 @@ class Classification:
 
 def _contract(path: Path) -> dict:
     """The model's contract: from its metadata, else from the convert report beside it."""
-    from edgeact.formats.metadata import read_metadata
+    from edgeact.formats.metadata import read_contract
 
-    contract = read_metadata(path).contract
+    contract = read_contract(path)
     if contract:
         return contract
     from edgeact.report.sidecar import find_report

@@ -1,6 +1,6 @@
 """Run `edgeact inspect FILE` and `edgeact profile FILE --json` on many files in one process.
 
-`python -m tests.fuzz_batch FILE...` goes through exactly the CLI's code path (click's
+`python -m tests.fuzz_batch [--inspect-only] FILE...` goes through exactly the CLI's code path (click's
 CliRunner calls the same `cli` group, whose `invoke` translates errors) and prints one JSON
 line per command: file, command, exit code, stdout, stderr, and the exception if one
 escaped the CLI. Before each command it prints a `start` line, so a native crash of the
@@ -20,9 +20,12 @@ COMMANDS = (("inspect",), ("profile", "--json", "--runs", "1", "--warmup", "0", 
 
 
 def main(paths: list[str]) -> int:
+    commands = COMMANDS
+    if paths[:1] == ["--inspect-only"]:  # the metadata fuzz: the reader under test is inspect's
+        commands, paths = COMMANDS[:1], paths[1:]
     runner = CliRunner()
     for k, path in enumerate(paths):
-        for command in COMMANDS:
+        for command in commands:
             if command == ("inspect",) and k % 2:
                 command = ("inspect", "--json")  # half the files: the JSON rendering too
             args = [command[0], *command[1:], "--", path]

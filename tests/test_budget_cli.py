@@ -16,9 +16,8 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 
-from .test_fallback import _one_bad_layer
+from .helpers import build_one_bad_layer
 
-# Its output 'fc' holds logits its name does not give away: a top-1 budget needs it marked.
 SCORES = ("--output-kind", "fc=class_scores")
 
 
@@ -33,7 +32,7 @@ def files(keras, tmp_path_factory):
     folder = tmp_path_factory.mktemp("budget")
     paths = {}
     for activation in ("relu6", "relu"):
-        model, calibration, x = _one_bad_layer(keras, activation)
+        model, calibration, x = build_one_bad_layer(keras, activation)
         paths[activation] = folder / f"onebad_{activation}.keras"
         model.save(paths[activation])
         paths[f"{activation}_model"] = model

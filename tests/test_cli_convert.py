@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -13,21 +12,11 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 
+from .helpers import assert_one_line_error
+
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    # Steps that finished before the failure print their timed line (not a terminal); the error is
-    # the one other line, and the last.
-    lines = [line for line in lines if not re.fullmatch(r"edgeact: .+ \.\.\. \d+\.\d s", line)]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("command", [[], ["convert"], ["inspect"]])
@@ -78,11 +67,34 @@ def test_random_calibration_warns(small_cnn_file, tmp_path):
     assert (tmp_path / "small_cnn_int8.tflite").exists()
 
 
-def test_custom_mean_std(small_cnn_file, pixels_npy, tmp_path):
-    result = invoke("convert", small_cnn_file, "-c", pixels_npy, "-o", tmp_path, "--mean", "127.5",
-                    "--std", "127.5,127.5,127.5", "--samples", 20, "--holdout", 10, "--json")
-    assert result.exit_code == 0
-    assert json.loads(result.stdout)["preprocessing"]["mean"] == [127.5]
+def test_custom_mean_std(tmp_path):
+    """A per-channel --std reaches the model: the INT8 input's scale is that of (x - 127.5) / std_c.
+
+    Every image holds 0 and 255 in each channel, so whichever samples calibrate, the normalised
+    input spans [-127.5 / min(std), 127.5 / min(std)] = [-4, 4]: scale 8/255. A scalar std (the
+    first value only) would give 2/255, an ignored one 255/255 or 1/255."""
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(40, 8, 8, 3)).astype(np.uint8)
+    pixels[:, 0, 0, :], pixels[:, 0, 1, :] = 0, 255
+    np.save(tmp_path / "pixels.npy", pixels)
+    std = [127.5, 63.75, 31.875]
+    result = invoke("convert", tmp_path / "m.keras", "-c", tmp_path / "pixels.npy", "-o", tmp_path / "out",
+                    "--mean", "127.5", "--std", ",".join(map(str, std)), "--samples", 20, "--holdout", 10,
+                    "--format", "tflite", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["preprocessing"]["mean"] == [127.5] and report["preprocessing"]["std"] == std
+    from ai_edge_litert.interpreter import Interpreter
+
+    scale, zero_point = Interpreter(str(tmp_path / "out" / "m_int8.tflite")).get_input_details()[0]["quantization"]
+    lo, hi = -127.5 / min(std), 127.5 / min(std)
+    assert scale == pytest.approx((hi - lo) / 255, rel=1e-3)
+    assert abs(zero_point) <= 1
 
 
 def no_outputs_left(folder):

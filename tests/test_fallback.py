@@ -8,38 +8,16 @@ from converters.budget.tflite import BudgetNotMetError, render_attempts, require
 from converters.options import Budget
 from edgeact.data.samples import Samples
 
-
-def _one_bad_layer(keras, activation: str):
-    """Only c2 is at fault: each of its output channels has one weight of 1000 on an input channel
-    that is always zero (c1's channel 7, held below zero by its bias, then ReLU). The float model
-    never sees it; per-channel INT8 scales it sets round every other weight of c2 to zero.
-    Ranges cannot help, nor bias correction; equalization can when c1's activation is ReLU
-    (it moves c2's outlier weights into c1's dead channel), not after ReLU6."""
-    layers = keras.layers
-    keras.utils.set_random_seed(7)
-    inputs = keras.Input((8, 8, 3), name="image")
-    x = layers.Conv2D(8, 3, activation=activation, name="c1")(inputs)
-    x = layers.Conv2D(6, 1, name="c2")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inputs, layers.Dense(5, name="fc")(x), name="onebad")
-    k1, b1 = model.get_layer("c1").get_weights()
-    b1[7] = -100.0
-    model.get_layer("c1").set_weights([k1, b1])
-    k2, b2 = model.get_layer("c2").get_weights()
-    k2[:, :, 7, :] = 1000.0
-    model.get_layer("c2").set_weights([k2, b2])
-    rng = np.random.default_rng(0)
-    calibration = rng.uniform(0, 1, (48, 8, 8, 3)).astype(np.float32)
-    return model, calibration, rng.uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
+from .helpers import build_one_bad_layer
 
 
 @pytest.fixture(scope="module")
 def one_bad_layer(keras):
-    return _one_bad_layer(keras, "relu6")
+    return build_one_bad_layer(keras, "relu6")
 
 
 def test_an_integer_fix_wins_before_any_fallback(keras):
-    model, calibration, x = _one_bad_layer(keras, "relu")
+    model, calibration, x = build_one_bad_layer(keras, "relu")
     result = search_tflite(model, calibration, Samples({"image": x}), Budget(min_agreement=0.95))
     assert result.met and result.best.full_integer
     assert result.best.changed.startswith("equalize")

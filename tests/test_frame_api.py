@@ -76,7 +76,7 @@ def test_without_metadata_the_report_says_how_to_feed(converted, monkeypatch):
     how to feed it, pixel-in included."""
     from edgeact.formats import metadata as model_metadata
 
-    monkeypatch.setattr(model_metadata, "read_metadata", lambda path: model_metadata.ModelMetadata(entries=[]))
+    monkeypatch.setattr(model_metadata, "read_contract", lambda path: None)
     frame = _frames(2)[0]
     for io in ("int8", "uint8"):
         model = edgeact.load(converted[io])

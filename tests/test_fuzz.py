@@ -193,9 +193,9 @@ def _bounded_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def run_batch(paths: list[Path], cwd: Path) -> list[dict]:
+def run_batch(paths: list[Path], cwd: Path, options: tuple[str, ...] = ()) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
-    done = subprocess.run([sys.executable, "-m", "tests.fuzz_batch", *map(str, paths)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "tests.fuzz_batch", *options, *map(str, paths)], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=1800, preexec_fn=_bounded_memory)
     lines = done.stdout.splitlines()
     last = next((json.loads(line) for line in reversed(lines) if line.startswith('{"start"')), None)

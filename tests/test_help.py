@@ -17,9 +17,8 @@ from click.testing import CliRunner
 from edgeact.cli import cli
 
 from .conftest import ROOT
-from .test_readme import README_DEVICE
+from .helpers import README_DEVICE, export_float_onnx
 
-# What LiteRT/XNNPACK, ONNX Runtime, TensorFlow and absl print when they are not kept quiet.
 RUNTIME_LOG = re.compile(r"INFO:|WARNING:|XNNPACK|TfLite|onnxruntime|tensorflow|oneDNN|absl|^[IWE]\d{4} |cuda",
                          re.IGNORECASE | re.MULTILINE)
 
@@ -51,6 +50,23 @@ def help_examples() -> list[tuple[tuple[str, ...], str]]:
             if match:
                 found.append((path, match.group(1)))
     return found
+
+
+# The page of the docs that documents each command's options.
+OPTION_PAGES = {"convert": "docs/convert.md", "profile": "docs/profile.md", "layers": "docs/layer-error.md",
+                "inspect": "docs/inspect.md"}
+
+
+@pytest.mark.parametrize("command", sorted(OPTION_PAGES))
+def test_every_option_of_a_command_is_documented_on_its_page(command):
+    """Each option the command really takes (read from its click parameters, not from --help)
+    appears on its docs page as `--name`, so an option added without its documentation fails."""
+    params = cli.get_command(click.Context(cli), command).params
+    options = {name for p in params if isinstance(p, click.Option) for name in p.opts if name.startswith("--")}
+    options.discard("--help")
+    page = (ROOT / OPTION_PAGES[command]).read_text()
+    documented = set(re.findall(r"`(--[a-z0-9-]+)", page))
+    assert sorted(options - documented) == [], f"{OPTION_PAGES[command]} does not document these {command} options"
 
 
 def test_edgeact_alone_prints_the_help_and_exits_0():
@@ -99,8 +115,6 @@ def test_profile_json_keeps_runtime_logs_off_stderr(converted_small, small_cnn, 
     """A real process (native logs go to file descriptor 2): a TFLite model, an ONNX model and a Keras
     reference, so LiteRT/XNNPACK, ONNX Runtime and TensorFlow all load. stdout is JSON, stderr is empty."""
     import numpy as np
-
-    from .test_runtime import export_float_onnx
 
     out, _ = converted_small
     onnx_path = tmp_path / "small_cnn_fp32.onnx"

@@ -215,10 +215,6 @@ def chain_files(chain, chain_tflite):
     return chain_tflite
 
 
-def test_layers_help():
-    assert "--by-own" in _layers(["--help"]).output
-
-
 def test_layers_prints_worst_first_and_writes_csv_and_json(chain_files, tmp_path):
     folder = chain_files
     csv_path = tmp_path / "layers.csv"

@@ -15,7 +15,7 @@ from edgeact.cli import cli
 from edgeact.config import CalibrationMethod, Format, OnnxLayout
 from edgeact.runtime import open_runner
 
-from .test_cli_convert import assert_one_line_error
+from .helpers import assert_one_line_error
 
 
 @pytest.fixture(scope="module")

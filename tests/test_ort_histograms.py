@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from .test_fallback import _one_bad_layer
+from .helpers import build_one_bad_layer
 
 
 def _scales(path) -> dict[str, float]:
@@ -27,7 +27,7 @@ def test_chunked_histograms_hold_one_chunk_and_give_ort_s_ranges(keras, tmp_path
     from converters.onnx.histograms import streamed_histograms
     from edgeact.config import CalibrationMethod
 
-    model, calibration, _ = _one_bad_layer(keras, "relu")  # 48 calibration samples
+    model, calibration, _ = build_one_bad_layer(keras, "relu")  # 48 calibration samples
     job = onnx_job(model, calibration, tmp_path, "m")
     job = dataclasses.replace(job, options=dataclasses.replace(job.options,
                                                                calibration_method=CalibrationMethod(method)))

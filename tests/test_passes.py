@@ -22,8 +22,8 @@ def samples(shape=(12, 12, 3), n=8):
 
 def run(model, shape=(12, 12, 3)):
     x = samples(shape)
+    before = model.predict(x, verbose=0)  # before the passes: a pass that mutated `model` cannot hide
     folded, results = run_pipeline(model, DEFAULT_PIPELINE, x)
-    before = model.predict(x, verbose=0)
     after = folded.predict(x, verbose=0)
     np.testing.assert_allclose(after, before, atol=2e-5, rtol=1e-4)
     return folded, {r.name: r for r in results}
@@ -184,10 +184,21 @@ def test_model_output_batchnorm_is_folded_and_rewired(keras):
 
 
 def test_user_model_is_left_untouched(keras):
+    """The passes work on a copy: the user's layers, their configs (a fused ReLU would show as the
+    conv's activation), every weight and the outputs are the same after the passes as before."""
     model = build(keras, lambda L, x: L.Flatten()(L.ReLU()(L.BatchNormalization()(L.Conv2D(4, 3)(x)))))
-    before = layer_types(model)
-    run(model)
-    assert layer_types(model) == before
+    x = samples()
+    types, configs = layer_types(model), [layer.get_config() for layer in model.layers]
+    weights = [w.copy() for w in model.get_weights()]
+    outputs = model.predict(x, verbose=0)
+    folded, results = run(model)
+    assert results["fold_batchnorm"].changed and results["fuse_activation"].changed  # the passes did run
+    assert layer_types(folded) != types
+    assert layer_types(model) == types
+    assert [layer.get_config() for layer in model.layers] == configs
+    after = model.get_weights()
+    assert len(after) == len(weights) and all(np.array_equal(a, b) for a, b in zip(after, weights))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), outputs)
 
 
 def test_grouped_conv_with_one_channel_per_group_becomes_depthwise(keras):

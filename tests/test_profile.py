@@ -26,17 +26,7 @@ from edgeact.profile.session import ProfileOptions, compare, profile_models, sco
 from edgeact.profile.targets import Target, check_target
 from edgeact.report.sidecar import find_report, report_name, report_path
 from edgeact.runtime import IOSpec, open_runner
-from tests.helpers import only
-
-
-def write_class_folders(root: Path, pixels: np.ndarray, labels: np.ndarray, names: list[str]) -> Path:
-    from PIL import Image
-
-    for name in names:
-        (root / name).mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(zip(pixels, labels)):
-        Image.fromarray(image).save(root / names[label] / f"img_{i:03d}.png")
-    return root
+from tests.helpers import only, write_class_folders
 
 
 @pytest.fixture(scope="module")

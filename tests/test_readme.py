@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from edgeact.cli import cli
 
 from .conftest import ROOT
+from .helpers import README_DEVICE
 from .sshd import make_server
 
-README_DEVICE = "pi@raspberrypi.local"
 LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
 
 

@@ -17,25 +17,10 @@ from edgeact.runtime import (
     open_runner,
     quantize,
 )
-from tests.helpers import only
+from tests.helpers import export_float_onnx, only
 
 TFLITE_RUNTIMES = [r for r in (RuntimeName.LITERT, RuntimeName.TFLITE_RUNTIME, RuntimeName.TF_LITE)
                    if r in installed_runtimes()]
-
-
-def export_float_onnx(keras_model, path: Path, nchw: bool = False) -> Path:
-    """A float ONNX of a Keras model via tf2onnx (the edgeact ONNX exporter is tested elsewhere)."""
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgeact.quiet import native_output_captured
-
-    shape = (1, *keras_model.inputs[0].shape[1:])
-    spec = (tf.TensorSpec(shape, tf.float32, name="image"),)
-    with native_output_captured():
-        tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=17, output_path=str(path),
-                                   inputs_as_nchw=["image"] if nchw else None)
-    return path
 
 
 @pytest.fixture(scope="session")

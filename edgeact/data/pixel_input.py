@@ -41,13 +41,13 @@ def feed_pixels(path, inputs: np.ndarray) -> np.ndarray:
     from pathlib import Path
 
     from edgeact.errors import RuntimeUnavailableError
-    from edgeact.formats.metadata import read_metadata
+    from edgeact.formats.metadata import read_contract
 
     inputs = np.asarray(inputs)
     if Path(path).suffix.lower() != ".tflite" or inputs.dtype == np.uint8:
         return inputs
     try:
-        contract = read_metadata(path).contract
+        contract = read_contract(path)
     except RuntimeUnavailableError:
         return inputs
     if not takes_pixels(contract):

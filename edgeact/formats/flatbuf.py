@@ -28,13 +28,14 @@ _NUMPY = {"u8": "<u1", "i8": "<i1", "i32": "<i4", "u32": "<u4", "i64": "<i8", "f
 class Buffer:
     """The file's bytes and the primitive, bounds-checked reads."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, name: str = "file") -> None:
         self.data = data
         self.size = len(data)
+        self.name = name  # what the messages call the buffer: the file, or a buffer inside it
 
     def check(self, pos: int, length: int, what: str) -> None:
         if pos < 0 or length < 0 or pos + length > self.size:
-            raise FlatbufferError(f"{what} at byte {pos} (+{length}) lies outside the {self.size}-byte file")
+            raise FlatbufferError(f"{what} at byte {pos} (+{length}) lies outside the {self.size}-byte {self.name}")
 
     def scalar(self, kind: str, pos: int):
         self.check(pos, _SIZES[kind], "a field")
@@ -102,6 +103,20 @@ class Table:
         start, length = found
         return [Table(self.buf, start + 4 * i + self.buf.scalar("u32", start + 4 * i), f"{what}[{i}]")
                 for i in range(length)]
+
+    def strings(self, slot: int, what: str) -> list[str]:
+        """A vector of strings ([] when the field is absent)."""
+        found = self._vector(slot, 4, what)
+        if found is None:
+            return []
+        start, length = found
+        out = []
+        for i in range(length):
+            at = start + 4 * i + self.buf.scalar("u32", start + 4 * i)
+            size = self.buf.scalar("u32", at)
+            self.buf.check(at + 4, size, f"{what}[{i}] ({size} bytes)")
+            out.append(bytes(self.buf.data[at + 4:at + 4 + size]).decode("utf-8", errors="replace"))
+        return out
 
     def string(self, slot: int, what: str) -> str | None:
         found = self._vector(slot, 1, what)

@@ -173,6 +173,11 @@ def render_format_section(name: str, section) -> str:
     return "\n".join(lines)
 
 
+def _numbers(values: list, limit: int = 4) -> str:
+    shown = ", ".join(fmt(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
 def render_inspect(info: dict) -> str:
     """The ops table, inputs/outputs and size of a .tflite or .onnx model."""
     lines = [f"{info['path']}: {info['format']}, {info['size_bytes'] / 1024:.1f} KiB"
@@ -211,11 +216,13 @@ def _tensor_text(t: dict) -> str:
 
 
 def render_metadata(meta: dict) -> list[str]:
-    """What a .tflite says about itself: edgeact's contract and the standard TFLite Model Metadata."""
+    """What a .tflite says about itself: edgeact's contract, the standard TFLite Model Metadata, and
+    what is wrong with them (one line; `--json` lists every problem)."""
     lines = []
     contract, standard = meta.get("contract"), meta.get("standard")
-    if contract:
-        lines.append(f"input expects: {contract['input']['expects']} ({contract['input']['color_space']})")
+    if contract and contract.get("input"):
+        inp = contract["input"]
+        lines.append(f"input expects: {inp.get('expects')} ({inp.get('color_space')})")
     if standard:
         lines.append(f"metadata: {standard['name']} version {standard['version']}, {standard['author'] or 'no author'}"
                      f", parser >= {standard['min_parser_version']}")
@@ -226,8 +233,9 @@ def render_metadata(meta: dict) -> list[str]:
                 extra = [t[k] for k in ("color_space",) if t.get(k)]
                 if t.get("normalization"):
                     norm = t["normalization"]
-                    extra.append(f"normalization mean {[fmt(v) for v in norm['mean']]} "
-                                 f"std {[fmt(v) for v in norm['std']]}")
+                    extra.append(f"normalization mean {_numbers(norm['mean'])} std {_numbers(norm['std'])}")
+                if t.get("stats"):
+                    extra.append(f"range {_numbers(t['stats']['min'])}..{_numbers(t['stats']['max'])}")
                 extra += [f"{f['type']} {f['name']}" for f in t["associated_files"]]
                 lines.append(f"  {kind[:-1]} {t['name']}: " + (", ".join(extra) or "no details"))
     else:
@@ -235,4 +243,8 @@ def render_metadata(meta: dict) -> list[str]:
     if meta.get("labels"):
         labels = meta["labels"]
         lines.append(f"labels ({len(labels)}): " + ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else ""))
+    problems = meta.get("problems") or []
+    if problems:
+        more = f" (and {len(problems) - 1} more; --json lists them)" if len(problems) > 1 else ""
+        lines.append(f"metadata problem: {problems[0]}{more}")
     return lines
