@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 
+from .helpers import chunk_parts
 from .sshd import cut_connections, make_server
-from .test_stream_eval import chunk_parts
 
 pytestmark = pytest.mark.device
 

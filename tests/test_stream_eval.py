@@ -18,6 +18,8 @@ from edgeact.data.source import read_source
 from edgeact.metrics import agreement, topk_accuracy
 from edgeact.profile.tally import AgreementTally, agreement_part, tail_size
 
+from .helpers import chunk_parts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,17 +69,6 @@ def labelled(tmp_path_factory):
     path = tmp_path_factory.mktemp("eval") / "eval.npz"
     np.savez(path, x=x, y=rng.integers(0, 4, size=300))
     return path
-
-
-def chunk_parts(folder: Path, key: str = "model0") -> dict[str, np.ndarray]:
-    """The per-sample scores a checkpoint holds, concatenated in chunk order."""
-    out: dict[str, list] = {}
-    for path in sorted(folder.glob(f"{key}.*.npz")):
-        with np.load(path) as loaded:
-            for name in loaded.files:
-                if name in ("acc|pred", "acc|hit1", "acc|label", "agreement|" + "output_0|cos"):
-                    out.setdefault(name, []).append(loaded[name])
-    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 # -- the tallies against edgeact.metrics on the whole set ---------------------------------------------------
