@@ -257,3 +257,22 @@ def test_shard_needs_several_devices(converted_small, labelled):
     assert result.exit_code == 2
     assert result.stderr.strip() == ("error: --shard splits --data over several devices; give two or more "
                                      "--device, or drop --shard")
+
+
+def test_calibration_reads_only_the_samples_it_picks_from_a_large_array(tmp_path):
+    """The same samples as reading the whole array and shuffling it (the split's seeded permutation),
+    from a memory-mapped .npy."""
+    from calibration import read_calibration
+    from edgeact.data.preprocess import make_preprocessing
+    from edgeact.data.samples import ModelInput
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, size=(1000, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "big.npy", x)
+    pre = make_preprocessing("unit")
+    got = read_calibration(tmp_path / "big.npy", ModelInput("image", (8, 8, 3)), pre, samples=20, holdout=10, seed=3)
+    shuffled = x[np.random.default_rng(3).permutation(1000)]
+    assert np.array_equal(got.calibration.array(), pre.apply(shuffled[:20]))
+    assert np.array_equal(got.holdout.array(), pre.apply(shuffled[20:30]))
+    assert got.summary["calibration_samples"] == 20 and got.summary["holdout_samples"] == 10
+    assert "shuffled" not in got.summary
