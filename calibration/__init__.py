@@ -59,11 +59,18 @@ def _read(spec: Any, inputs: list[ModelInput], preprocessing: Preprocessing, lim
     source = read_source(spec, OPTION, classes=False, limit=limit, inputs=inputs, error=CalibrationError)
     if origin is not None:
         source.origin = origin
+    shuffled = False
     if source.is_folder:  # decoded in a seeded order until `limit` images read, unreadable ones skipped
         source = source.take(np.random.default_rng(seed).permutation(len(source)))
+    elif len(source) > limit:
+        # Only the samples the split below would pick are read (a memory-mapped .npy stays on disk):
+        # the first `limit` of the very permutation read_calibration draws, in its order.
+        source = source.take(np.random.default_rng(seed).permutation(len(source))[:limit])
+        shuffled = True
     samples = source.samples(inputs, preprocessing, count=limit if source.is_folder else None,
                              skip_unreadable=True, progress=progress)
-    summary = {"source": source.origin, "available": len(samples), "values": source.summary()["values"]}
+    summary = {"source": source.origin, "available": len(samples), "values": source.summary()["values"],
+               "shuffled": shuffled}
     if source.is_folder:
         summary.update(files_seen=source.files_seen, skipped=dict(source.skipped))
     return Samples(samples.arrays, None, summary, CalibrationError)
@@ -88,8 +95,10 @@ def read_calibration(spec: Any, inputs: ModelInput | list[ModelInput], preproces
         raise CalibrationError("--samples must be at least 1")
     inputs = [inputs] if isinstance(inputs, ModelInput) else list(inputs)
     source = _read(spec, inputs, preprocessing, samples + holdout, seed, progress)
-    # A seeded shuffle, so that the held-out samples are not just the tail of a sorted file.
-    data = source.take(np.random.default_rng(seed).permutation(len(source)))
+    # A seeded shuffle, so that the held-out samples are not just the tail of a sorted file
+    # (already drawn by _read when it read only the samples picked from a larger array).
+    data = source if source.summary().get("shuffled") else \
+        source.take(np.random.default_rng(seed).permutation(len(source)))
     available = len(data)
     if available >= samples + holdout:
         n_cal, n_hold = samples, holdout
@@ -102,7 +111,7 @@ def read_calibration(spec: Any, inputs: ModelInput | list[ModelInput], preproces
     held_out = data.take(slice(n_cal, n_cal + n_hold)) if n_hold else calibration
     values = np.concatenate([a.reshape(-1) for a in data.arrays.values()])
     summary = {
-        **source.summary(),
+        **{k: v for k, v in source.summary().items() if k != "shuffled"},
         "calibration_samples": n_cal,
         "holdout_samples": n_hold,
         "verified_on": "held-out samples" if n_hold else "calibration samples (too few to hold any out)",

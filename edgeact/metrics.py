@@ -236,11 +236,16 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
     )
 
 
-def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
-    """Fraction of samples whose label is among the k highest scores (a flat row never counts)."""
+def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
+    """Per sample: whether its label is among the k highest scores (a flat row never counts)."""
     scores = _flat(scores)
     labels = np.asarray(labels).reshape(-1)
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     informative = np.ptp(scores, axis=1) > 0 if scores.shape[1] > 1 else np.ones(len(scores), bool)
-    return float(np.mean(np.any(top == labels[:, None], axis=1) & informative))
+    return np.any(top == labels[:, None], axis=1) & informative
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Fraction of samples whose label is among the k highest scores (a flat row never counts)."""
+    return float(np.mean(topk_hits(scores, labels, k)))

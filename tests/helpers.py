@@ -75,3 +75,15 @@ def write_class_folders(root: Path, pixels: np.ndarray, labels: np.ndarray, name
     for i, (image, label) in enumerate(zip(pixels, labels)):
         Image.fromarray(image).save(root / names[label] / f"img_{i:03d}.png")
     return root
+
+
+def chunk_parts(folder: Path, key: str = "model0") -> dict[str, np.ndarray]:
+    """The per-sample scores a checkpoint holds, concatenated in chunk order."""
+    out: dict[str, list] = {}
+    for path in sorted(folder.glob(f"{key}.*.npz")):
+        with np.load(path) as loaded:
+            for name in loaded.files:
+                # per sample: top-1 class, hits, label; against the reference: cosine and top-1 agreement
+                if name.startswith("acc|") or name.endswith(("|cos", "|same", "|margin")):
+                    out.setdefault(name, []).append(loaded[name])
+    return {k: np.concatenate(v) for k, v in out.items()}

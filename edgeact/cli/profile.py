@@ -61,6 +61,13 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
                    "[default: the target the models' convert report names, else desktop].")
 @preprocess_options
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N samples of --data (random subset).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="--data is streamed in chunks of N samples: memory does not grow with the data set.")
+@click.option("--resume", "resume", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Keep the evaluation's finished chunks in DIR; the same command again continues an "
+                   "interrupted run (other data or models are refused).")
+@click.option("--shard", is_flag=True,
+              help="With several --device: split --data over them (contiguous index ranges) and merge the counts.")
 @click.option("--input-shape", metavar="D1,D2,...",
               help="Sizes of a model input with dynamic dimensions, without the batch axis (ONNX), e.g. 3,640,640 "
                    "or 1000,4.")
@@ -86,8 +93,9 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 @model_code_options
 @json_option
 def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, streams, target, preset, mean,
-            std, limit, input_shape, output_name, isolate, csv_path, markdown_path, plot_path, wide, columns_text,
-            progress, devices, device_python, device_timeout, device_cache, ssh_options, custom_objects,
+            std, limit, chunk_size, resume, shard, input_shape, output_name, isolate, csv_path, markdown_path,
+            plot_path, wide, columns_text, progress, devices, device_python, device_timeout, device_cache,
+            ssh_options, custom_objects,
             trust_model_code, as_json):
     """Profile converted MODELS (.tflite, .onnx): latency, throughput, memory, accuracy on --data and
     agreement with the float --reference, one row per model.
@@ -126,7 +134,8 @@ def profile(models, data, reference, runs, warmup, threads, runtimes, delegate, 
         delegate=check_delegate(delegate) if delegate else None, streams=streams,
         target=Target(target) if target else (target_from_reports(models) or Target.DESKTOP),
         preprocessing=make_preprocessing(preset or Preset.UNIT.value, floats(mean), floats(std)) if custom else None,
-        limit=limit, output=output_name, input_shape=_shape(input_shape), isolate=isolate, progress=progress,
+        limit=limit, chunk_size=chunk_size, resume=resume, shard=shard, output=output_name,
+        input_shape=_shape(input_shape), isolate=isolate, progress=progress,
         devices=tuple(devices),
         device_options=make_device_options(device_python, device_timeout, device_cache, ssh_options)
         if devices else None,

@@ -18,8 +18,11 @@ from edgeact.errors import InputError
 
 
 def fit_samples(array: np.ndarray, shape: tuple[int, ...], origin: str, input_name: str | None = None,
-                error: type[InputError] = InputError) -> np.ndarray:
-    """`array` as (N, *shape); `error` naming the shape the model takes otherwise."""
+                error: type[InputError] = InputError, check_values: bool = True) -> np.ndarray:
+    """`array` as (N, *shape); `error` naming the shape the model takes otherwise.
+
+    `check_values=False` skips the NaN/inf pass, for arrays checked when they were read.
+    """
     array = np.asarray(array)
     shape = tuple(int(d) for d in shape)
     if array.shape == shape:
@@ -33,7 +36,8 @@ def fit_samples(array: np.ndarray, shape: tuple[int, ...], origin: str, input_na
     if len(array) == 0:
         raise error(f"{origin} holds no samples; give at least one")
     check_dtype(array, origin, error)
-    check_finite(array, origin, error)
+    if check_values:
+        check_finite(array, origin, error)
     return array
 
 
@@ -43,8 +47,16 @@ def check_dtype(array: np.ndarray, origin: str, error: type[InputError] = InputE
 
 
 def check_finite(array: np.ndarray, origin: str, error: type[InputError] = InputError) -> None:
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        bad = int(np.sum(~np.isfinite(array)))
+    """Refuse NaN or infinite values, read a few MB at a time (a memory-mapped file stays on disk)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    if array.ndim == 0:
+        bad = int(not np.isfinite(array))
+    else:
+        step = max(1, (1 << 24) // max(1, array[:1].nbytes))
+        bad = sum(int(np.count_nonzero(~np.isfinite(array[start:start + step])))
+                  for start in range(0, len(array), step))
+    if bad:
         raise error(f"{origin} contains {bad} NaN or infinite value(s); clean the data first")
 
 

@@ -19,6 +19,7 @@ optionally `y`, the labels (class indices or one-hot).
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -53,6 +54,7 @@ class DataSource:
     skipped: dict[str, int] = field(default_factory=dict)
     files_seen: int | None = None
     error: type[InputError] = InputError
+    file: Path | None = None  # the .npy/.npz the arrays are memory-mapped from, if any
     _decoded: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -79,7 +81,16 @@ class DataSource:
         if self.is_folder:
             picked = np.arange(len(self.files))[index]
             return replace(self, files=[self.files[i] for i in picked], labels=labels, _decoded={})
-        return replace(self, arrays={k: a[index] for k, a in self.arrays.items()}, labels=labels, _decoded={})
+        return replace(self, arrays={k: a[index] for k, a in self.arrays.items()}, labels=labels, _decoded={},
+                       file=None)
+
+    def iter_chunks(self, inputs: list[ModelInput], preprocessing: Preprocessing | None,
+                    chunk_size: int = 256, **kwargs):
+        """The model inputs in chunks of `chunk_size`, in index order, in bounded memory
+        (`edgeact.data.stream.iter_chunks`)."""
+        from .stream import iter_chunks
+
+        return iter_chunks(self, inputs, preprocessing, chunk_size, **kwargs)
 
     def subset(self, limit: int | None, seed: int = 0) -> "DataSource":
         """At most `limit` samples, chosen at random with `seed`, kept in their order."""
@@ -170,8 +181,9 @@ class DataSource:
         fitted = {}
         for model_input in inputs:
             where = self.where if len(inputs) == 1 else f"{self.where} ['{model_input.name}']"
+            # Values were checked when the arrays were read (_arrays_source): no second pass over a big file.
             fitted[model_input.name] = fit_samples(bound[model_input.name], model_input.shape, where,
-                                                   model_input.name, self.error)
+                                                   model_input.name, self.error, check_values=False)
         return fitted
 
     def _decode(self, shape: tuple[int, ...], count: int | None, skip_unreadable: bool, progress):
@@ -287,20 +299,53 @@ def _read_folder(folder: Path, option: str, labels: list[str] | None, classes: b
 
 
 def _read_array_file(path: Path, option: str, error: type[InputError]) -> DataSource:
+    """An .npy (memory-mapped) or .npz (members stored uncompressed memory-mapped, compressed ones read)."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+        if path.suffix.lower() == ".npy" or not zipfile.is_zipfile(path):
+            loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            loaded = _open_npz(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise error(f"cannot read {option} {path}: {exc}; save it with numpy.save or "
                     "numpy.savez(path, x=..., y=...)") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            arrays = {k: loaded[k] for k in loaded.files if k != LABELS_KEY}
-            y = loaded[LABELS_KEY] if LABELS_KEY in loaded.files else None
+    if isinstance(loaded, dict):
+        arrays = {k: v for k, v in loaded.items() if k != LABELS_KEY}
+        y = loaded.get(LABELS_KEY)
         if not arrays:
             raise error(f"{option} {path} holds no samples, only {LABELS_KEY}; save the samples as x")
     else:
         arrays, y = {None: loaded}, None
-    return _arrays_source(arrays, y, option, path.name, error)
+    source = _arrays_source(arrays, None if y is None else np.asarray(y), option, path.name, error)
+    source.file = path
+    return source
+
+
+def _open_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz: members numpy.savez stored uncompressed are memory-mapped (read a chunk
+    at a time), compressed ones (numpy.savez_compressed) are read whole."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+        for info in archive.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+                continue
+            handle.seek(info.header_offset)
+            local = handle.read(30)  # the local file header: its name and extra field lengths at 26 and 28
+            name_length, extra_length = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(handle)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(handle))
+            if dtype.hasobject:
+                raise ValueError(f"array '{name}' holds Python objects")
+            if 0 in shape or not shape:
+                arrays[name] = np.lib.format.read_array(archive.open(info), allow_pickle=False)
+                continue
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                                     order="F" if fortran else "C")
+    return arrays
 
 
 def _arrays_source(arrays: dict, y, option: str, origin: str, error: type[InputError]) -> DataSource:

@@ -104,3 +104,66 @@ def child_error(stderr: str, what: str) -> EdgeactError:
     if isinstance(error_type, type) and issubclass(error_type, EdgeactError):
         return error_type(message)
     return ModelLoadError(message)
+
+
+# -- frames: the chunk server's stream (`edgeact.measure.serve`) ---------------------------------
+# A frame is an 8-byte big-endian length and that many bytes of .npz; length 0 ends the stream.
+# The host sends one frame of inputs per chunk (as `write_inputs` writes them); the server answers
+# each with one frame of `output_0, output_1, ...` (the order of its hello frame's "outputs")
+# and `meta`, a JSON string (the chunk's invoke time).
+
+
+def write_frame(stream, arrays: dict[str, np.ndarray] | None) -> None:
+    """One frame of arrays (None: the end of the stream), flushed."""
+    if arrays is None:
+        stream.write((0).to_bytes(8, "big"))
+    else:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        data = buffer.getvalue()
+        stream.write(len(data).to_bytes(8, "big") + data)
+    stream.flush()
+
+
+def read_frame(stream) -> dict[str, np.ndarray] | None:
+    """The next frame's arrays; None at the end of the stream. EOFError when it stops mid-frame or early."""
+    head = _read_exactly(stream, 8)
+    size = int.from_bytes(head, "big")
+    if size == 0:
+        return None
+    with np.load(io.BytesIO(_read_exactly(stream, size)), allow_pickle=False) as loaded:
+        return {name: loaded[name] for name in loaded.files}
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    parts, left = [], size
+    while left:
+        part = stream.read(left)
+        if not part:
+            raise EOFError("the stream ended mid-frame")
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def input_frame(inputs) -> dict[str, np.ndarray]:
+    """A chunk's inputs as a frame's arrays: `x`, or `x_0, ...` plus `input_names` (as `write_inputs`)."""
+    if isinstance(inputs, dict):
+        names = list(inputs)
+        return {"input_names": np.asarray(names), **{f"x_{i}": inputs[n] for i, n in enumerate(names)}}
+    return {"x": inputs}
+
+
+def frame_inputs(frame: dict[str, np.ndarray]):
+    """What `input_frame` packed."""
+    if "input_names" in frame:
+        return {str(name): frame[f"x_{i}"] for i, name in enumerate(frame["input_names"])}
+    return frame["x"]
+
+
+def meta_array(meta: dict) -> np.ndarray:
+    return np.asarray(json.dumps(meta))
+
+
+def array_meta(array: np.ndarray) -> dict:
+    return json.loads(str(array))

@@ -184,6 +184,9 @@ class ProfileReport:
     crashed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     speed: list[SpeedVerdict] = field(default_factory=list)
+    # The streamed evaluation of --data (edgeact.profile.evaluate): chunk size and count, the
+    # checkpoint folder, whether it was sharded, and per device lane its samples and rate.
+    evaluation: dict | None = None
     schema_version: int = PROFILE_SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -196,6 +199,7 @@ class ProfileReport:
             "devices": [device.to_dict() for device in self.devices],
             "errors": list(self.errors), "crashed": list(self.crashed), "notes": list(self.notes),
             "speed": [verdict.to_dict() for verdict in self.speed],
+            "evaluation": self.evaluation,
         }
 
     @classmethod
@@ -215,4 +219,5 @@ REPORT_SPEC: dict[str, Any] = {
     "settings": ProfileSettings, "data": DataSummary, "reference": (ReferenceInfo, None),
     "models": ListOf(ProfileRow), "devices": ListOf(DeviceRecord), "errors": ListOf(str),
     "crashed": ListOf(str), "notes": ListOf(str), "speed": ListOf(SpeedRecord),
+    "evaluation": (dict, None),
 }

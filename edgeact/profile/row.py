@@ -95,14 +95,20 @@ class Accuracy:
     top1: float
     top5: float | None
     samples: int
+    # Per class: how many samples had each label and how many of them were top-1 hits (the
+    # streamed evaluation's counts, which a sharded run merges); None where not counted.
+    per_class: dict | None = None
 
     def to_dict(self) -> dict:
-        return _plain(self)
+        out = _plain(self)
+        if self.per_class is None:
+            out.pop("per_class")
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "accuracy", path: str = "accuracy") -> "Accuracy":
-        return cls(**read_record(cls, data, where, {"top1": FINITE, "top5": (FINITE, None), "samples": int},
-                                 path, _FIX))
+        return cls(**read_record(cls, data, where, {"top1": FINITE, "top5": (FINITE, None), "samples": int,
+                                                    "per_class": (dict, None)}, path, _FIX))
 
 
 AGREEMENT_SPEC: dict[str, Any] = {

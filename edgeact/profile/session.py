@@ -67,6 +67,9 @@ class ProfileOptions:
     output: str | None = None  # the output scored against labels; None: the one shaped like class scores
     input_shape: tuple[int, ...] | None = None  # sizes of a dynamic ONNX input, without batch
     reference_code: Any = None  # a Keras reference's code (converters.keras.model_code.ModelCode), if it needs any
+    chunk_size: int = 64  # --data is evaluated in chunks of this many samples (edgeact.profile.evaluate)
+    resume: str | Path | None = None  # the evaluation's checkpoint folder: a second run continues it
+    shard: bool = False  # split --data over the --device list instead of evaluating all of it on each
 
 
 @dataclass
@@ -107,8 +110,13 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     target = Target(options.target)
     if not models:
         raise InputError("no model given; pass one or more .tflite/.onnx files")
-    settings = LoopSettings(options.runs, options.warmup, options.threads, None,
-                            options.delegate or "xnnpack", options.streams, input_shape=options.input_shape)
+    # With --data, the timed runs use a few samples and the evaluation is a separate, streamed pass.
+    settings = LoopSettings(options.runs, options.warmup, options.threads, None, options.delegate or "xnnpack",
+                            options.streams, evaluate=not options.data, input_shape=options.input_shape)
+    if options.shard and len(options.devices) < 2:
+        raise InputError("--shard splits --data over several devices; give two or more --device, or drop --shard")
+    if options.resume is not None and not options.data:
+        raise InputError("--resume keeps the evaluation of --data; give --data, or drop --resume")
     plans = plan_models(models, options)
     labels = _common_labels(plans)
     data = read_source(options.data, "--data", labels=labels).subset(options.limit, options.seed) \
@@ -137,11 +145,15 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
     # The reference runs after every model is measured: loading TensorFlow for a Keras reference
     # must not weigh on the models' memory or timings.
     reference_outputs = {key: reference.predict(inputs, bars) for key, inputs in inputs_cache.items()} \
-        if reference is not None and measured else {}
+        if reference is not None and measured and data is None else {}
+    evaluation = _evaluate(plans, data, reference, settings, options, bars, device_runs) \
+        if data is not None and measured else None
     rows = []
     for plan, profile, device in measured:
+        scored = evaluation.result(next(i for i, p in enumerate(plans) if p is plan),
+                                   device["name"] if device else None) if evaluation else None
         row = _row(plan, profile, data, reference_outputs.get(plan.data_key),
-                   reference.path.name if reference is not None else "")
+                   reference.path.name if reference is not None else "", scored)
         if device is not None:
             row["device"] = device
         # The summary came from another process or a device: typed and checked before any use.
@@ -157,8 +169,10 @@ def profile_models(models: list[str | Path], options: ProfileOptions | None = No
         settings=ProfileSettings(options.runs, options.warmup, options.threads, options.streams, options.isolate,
                                  options.limit),
         data=DataSummary.from_dict(data.summary(), "--data") if data else DataSummary("random", RANDOM_SAMPLES, False),
-        reference=_describe_reference(reference, reference_outputs, data, plans),
-        models=rows, devices=devices, errors=[d.error for d in devices if d.error], crashed=crashed,
+        reference=_describe_reference(reference, reference_outputs, data, plans, evaluation),
+        models=rows, devices=devices,
+        errors=[d.error for d in devices if d.error] + (evaluation.errors if evaluation else []), crashed=crashed,
+        evaluation=evaluation.summary if evaluation else None,
         notes=_notes(target, options, measured, devices, data),
         speed=judge_speed(rows),
     )
@@ -192,8 +206,21 @@ def judge_speed(rows: list[ProfileRow]) -> list[SpeedVerdict]:
                           sibling=float_sibling)
 
 
+def _evaluate(plans: list[ModelPlan], data: DataSource, reference: Reference | None, settings: LoopSettings,
+              options: ProfileOptions, bars, device_runs: list):
+    """The streamed evaluation pass (`edgeact.profile.evaluate`), here or on the devices that were measured."""
+    from .evaluate import EvalOptions, evaluate_data
+
+    devices = [run.device for run in device_runs if not run.error] if options.devices else None
+    return evaluate_data(plans, data, reference, lambda plan, on_device: _settings_for(plan, settings, options,
+                                                                                      on_device),
+                         EvalOptions(chunk_size=options.chunk_size, resume=options.resume, shard=options.shard,
+                                     isolate=options.isolate, progress=options.progress),
+                         bars, devices=devices, device_options=options.device_options)
+
+
 def _describe_reference(reference: Reference | None, outputs: dict, data: DataSource | None,
-                        plans: list[ModelPlan]) -> ReferenceInfo | None:
+                        plans: list[ModelPlan], evaluation=None) -> ReferenceInfo | None:
     """The reference, with its own top-1 on the labels when every model saw the same inputs:
     the float accuracy the summary and the accuracy-latency plot measure INT8 against."""
     if reference is None:
@@ -205,6 +232,9 @@ def _describe_reference(reference: Reference | None, outputs: dict, data: DataSo
         name = scored.pop()
         if name in by_name:
             described.accuracy = Accuracy(**score(by_name[name], data.labels))
+    if evaluation is not None and len(evaluation.reference_accuracy) == 1 and len(scored) == 1:
+        described.accuracy = Accuracy.from_dict(next(iter(evaluation.reference_accuracy.values())),
+                                                "the reference's accuracy")
     return described
 
 
@@ -413,28 +443,32 @@ def _model_inputs(plan: ModelPlan, data: DataSource | None, options: ProfileOpti
                     for i in _inputs_of(plan)}
         low, high = plan.report.input_range if plan.report and plan.report.input_range else (0.0, 1.0)
         return rng.uniform(low, high, (RANDOM_SAMPLES, *plan.image_shape)).astype(np.float32)
-    bar = bars(f"reading {data.origin}", len(data)) if bars and data.is_folder else None
-    try:
-        samples = data.samples(_inputs_of(plan), plan.preprocessing, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    return samples.arrays if len(plan.inputs) > 1 else samples.array()
+    # The timed runs cycle through the first samples of the data (the profiler's LATENCY_SAMPLES);
+    # every sample is scored by the streamed evaluation pass.
+    from edgeact.measure.profiler import LATENCY_SAMPLES
+
+    chunk = next(data.iter_chunks(_inputs_of(plan), plan.preprocessing, LATENCY_SAMPLES, chunks=[0]))
+    return chunk.arrays if len(plan.inputs) > 1 else chunk.array()
 
 
 def _row(plan: ModelPlan, profile: ModelProfile, data: DataSource | None,
-         reference: dict[str, np.ndarray] | None, reference_name: str) -> dict:
-    """The summary, accuracy on the scored output, and agreement with the reference for every output."""
+         reference: dict[str, np.ndarray] | None, reference_name: str, evaluated=None) -> dict:
+    """The summary, accuracy on the scored output, and agreement with the reference for every output
+    (from the streamed evaluation's `evaluated` result when --data was given)."""
     row = dict(profile.summary)
     row["report"] = str(plan.report.path) if plan.report else None
     row["preprocessing"] = plan.preprocessing.preset if plan.preprocessing else None
     row["scored_output"] = plan.scored
-    scores = profile.outputs.get(plan.scored) if plan.scored else None
-    row["accuracy"] = score(scores, data.labels) if scores is not None and data is not None \
-        and data.labels is not None else None
-    row["agreement"] = compare_all(reference, profile.outputs, plan.path.name, reference_name) \
-        if reference is not None and profile.outputs else None
-    primary = plan.scored or (next(iter(profile.outputs)) if profile.outputs else None)
+    if evaluated is not None:
+        row["accuracy"], row["agreement"] = evaluated.accuracy, evaluated.agreement
+        row["samples_evaluated"] = evaluated.samples
+    else:
+        scores = profile.outputs.get(plan.scored) if plan.scored else None
+        row["accuracy"] = score(scores, data.labels) if scores is not None and data is not None \
+            and data.labels is not None else None
+        row["agreement"] = compare_all(reference, profile.outputs, plan.path.name, reference_name) \
+            if reference is not None and profile.outputs else None
+    primary = plan.scored or next(iter(profile.outputs or row["agreement"] or {}), None)
     row["reference"] = row["agreement"].get(primary) if row["agreement"] and primary else None
     return row
 

@@ -40,6 +40,11 @@ _RUN_FROM_ZIP = ("import os, sys, threading\n"
                  "from edgeact.measure.profiler import main\n"
                  "sys.exit(main(sys.argv[2:]))\n")
 _FETCH_AND_REMOVE = 'cat "$1" && rm -f "$1"'
+# The chunk server from the zip: it ends by itself when its stdin closes (the host went away).
+_SERVE_FROM_ZIP = ("import sys\n"
+                   "sys.path.insert(0, sys.argv[1])\n"
+                   "from edgeact.measure.serve import main\n"
+                   "sys.exit(main(sys.argv[2:]))\n")
 
 
 @dataclass
@@ -141,6 +146,22 @@ class DeviceSession:
         summary, outputs = read_result(text, raw)
         summary["model"], summary["name"] = str(model), model.name  # not the cache's hash name
         return ModelProfile(summary, outputs)
+
+    def serve(self, model: Path, settings: LoopSettings):
+        """A chunk server for `model` on the device (`edgeact.measure.serve` from the zip): a ChunkClient."""
+        from edgeact.measure.serve import ChunkClient, serve_arguments
+
+        bundle = self.send_bundle()
+        remote_model = self.send_model(model)
+        process = self.transport.open_stream([self.options.python, "-c", _SERVE_FROM_ZIP, bundle,
+                                              *serve_arguments(settings, remote_model)])
+
+        def failure():
+            return _profiler_error(self.transport.stream_failure(process, "edgeact.measure.serve"), model)
+
+        client = ChunkClient(process, failure)
+        client.finish = lambda: self.transport.finish_stream(process)  # type: ignore[attr-defined]
+        return client
 
     def tidy(self) -> dict:
         """Keep the device's cache under its size limit, sparing this run's files."""

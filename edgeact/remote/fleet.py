@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -85,14 +86,20 @@ def wire_inputs(model: Path, inputs):
         return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in inputs.items()}
     if model.suffix.lower() != ".tflite":
         return np.ascontiguousarray(inputs, dtype=np.float32)
+    spec = input_spec(model)
+    return quantize(fit_inputs(inputs, spec), spec)
+
+
+@lru_cache(maxsize=32)
+def input_spec(model: Path) -> IOSpec:
+    """A .tflite's first input, read from the flatbuffer once (the evaluation asks for every chunk)."""
     from edgeact.formats.tflite_model import read_tflite
 
     info = read_tflite(model)
     tensor = info.tensors[info.inputs[0]]
-    spec = IOSpec(tensor.name, tuple(tensor.shape), np.dtype(tensor.dtype),
+    return IOSpec(tensor.name, tuple(tensor.shape), np.dtype(tensor.dtype),
                   tensor.scale[0] if len(tensor.scale) == 1 else 0.0,
                   tensor.zero_point[0] if len(tensor.zero_point) == 1 else 0)
-    return quantize(fit_inputs(inputs, spec), spec)
 
 
 def run_device(device: str, jobs: list[Job], options: DeviceOptions, edgetpu: bool,

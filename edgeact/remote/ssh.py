@@ -191,6 +191,54 @@ class SshTransport:
                                      process.returncode)
         return b"".join(stdout_chunks)
 
+    def open_stream(self, remote_argv: Sequence[str]) -> subprocess.Popen:
+        """Start a remote command with its stdin and stdout as pipes (a chunk server), stderr collected.
+
+        The caller talks to it through `process.stdin`/`process.stdout` and ends it with
+        `finish_stream`; Ctrl-C (`kill_running_commands`) kills it like any other command.
+        """
+        self.connect()
+        command = " ".join(shlex.quote(str(a)) for a in remote_argv)
+        process = subprocess.Popen(self.ssh_argv() + [command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        process.stderr_lines = []  # type: ignore[attr-defined]
+        threading.Thread(target=_pump, args=(process.stderr, process.stderr_lines, None), daemon=True).start()
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
+        return process
+
+    def stream_failure(self, process: subprocess.Popen, what: str) -> DeviceError:
+        """The DeviceError for a stream that ended early: the dropped connection, or the command's own error."""
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
+        lines = getattr(process, "stderr_lines", [])
+        if process.returncode in (255, None) or process.returncode < 0:
+            return DeviceError(self.device, explain_ssh_failure("\n".join(lines)))
+        last = [line for line in lines if line.strip()]
+        return RemoteCommandError(self.device, f"'{what}' failed on the device: "
+                                               f"{last[-1][:300] if last else f'exit code {process.returncode}'}",
+                                  process.returncode)
+
+    def finish_stream(self, process: subprocess.Popen) -> None:
+        """Close the stream's stdin and wait for the command to end."""
+        try:
+            if process.stdin is not None and not process.stdin.closed:
+                process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
+
     def close(self) -> None:
         """End the shared connection and remove its socket folder."""
         with _RUNNING_LOCK:
