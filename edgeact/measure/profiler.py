@@ -24,7 +24,6 @@ samples). Where the reset is not possible, the process's lifetime peak is report
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -41,7 +40,7 @@ from edgeact.data.pixel_input import feed_pixels
 from edgeact.errors import EdgeactError, InputError, ModelLoadError, first_line
 from edgeact.runtime import IOSpec, Runner, dequantize, import_runtime, model_format, open_runner
 
-from .wire import error_line, read_inputs, write_result
+from .wire import error_line, profiler_parser, read_inputs, settings_fields, write_result
 
 LATENCY_SAMPLES = 16  # distinct prepared inputs the timed loop cycles through
 PERCENTILES = (50, 90, 99)
@@ -351,25 +350,10 @@ class LineProgress:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m edgeact.measure.profiler MODEL INPUTS.npz -o RESULT`: RESULT.json and RESULT.npz."""
-    parser = argparse.ArgumentParser(prog="python -m edgeact.measure.profiler", description=main.__doc__)
-    parser.add_argument("model")
-    parser.add_argument("inputs", help=".npz with x (float model inputs, N x H x W x C) or a .npy")
-    parser.add_argument("-o", "--output", required=True, help="result path without suffix")
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--runtime")
-    parser.add_argument("--delegate", default="xnnpack")
-    parser.add_argument("--streams", type=int, default=1)
-    parser.add_argument("--no-evaluate", action="store_true")
-    parser.add_argument("--input-shape", help="sizes of a dynamic model input, e.g. 3,640,640")
-    parser.add_argument("--progress", action="store_true", help="JSON progress lines on stderr")
-    args = parser.parse_args(argv)
+    args = profiler_parser(main.__doc__).parse_args(argv)
     try:
         inputs = read_inputs(args.inputs)
-        shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
-        settings = LoopSettings(args.runs, args.warmup, args.threads, args.runtime, args.delegate,
-                                args.streams, not args.no_evaluate, shape)
+        settings = LoopSettings(**settings_fields(args))
         profile = profile_model(args.model, inputs, settings, LineProgress if args.progress else None)
     except (EdgeactError, OSError, KeyError, ValueError) as exc:
         print(error_line(exc), file=sys.stderr)

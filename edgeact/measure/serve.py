@@ -15,7 +15,6 @@ Nothing here is timed for the latency figures: the profiler's timed runs are sep
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,7 +27,17 @@ from edgeact.errors import EdgeactError, InputError, ModelLoadError, first_line
 from edgeact.runtime import Runner, dequantize, open_runner
 
 from .profiler import fit_inputs
-from .wire import error_line, frame_inputs, input_frame, meta_array, read_frame, write_frame
+from .wire import (
+    error_line,
+    frame_inputs,
+    input_frame,
+    meta_array,
+    read_frame,
+    serve_arguments,
+    serve_parser,
+    settings_fields,
+    write_frame,
+)
 
 
 def evaluate_chunk(runner: Runner, inputs) -> dict[str, np.ndarray]:
@@ -68,37 +77,20 @@ def serve(runner: Runner, stdin, stdout) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeact.measure.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--runtime")
-    parser.add_argument("--delegate", default="xnnpack")
-    parser.add_argument("--input-shape", help="sizes of a dynamic model input, e.g. 3,640,640")
-    args = parser.parse_args(argv)
+    args = serve_parser(__doc__.splitlines()[0]).parse_args(argv)
     try:
-        shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
+        fields = settings_fields(args)
         # Frames go to the original stdout; anything a runtime prints to fd 1 goes to stderr instead.
         frames = os.fdopen(os.dup(1), "wb")
         os.dup2(2, 1)
         sys.stdout = sys.stderr
-        runner = open_runner(args.model, args.runtime, args.threads, args.delegate, shape)
+        runner = open_runner(args.model, fields["runtime"], fields["threads"], fields["delegate"],
+                             fields["input_shape"])
         serve(runner, sys.stdin.buffer, frames)
     except (EdgeactError, OSError, KeyError, ValueError, EOFError) as exc:
         print(error_line(exc), file=sys.stderr, flush=True)
         return 2
     return 0
-
-
-def serve_arguments(settings, model: str) -> list[str]:
-    """`python -m edgeact.measure.serve` arguments for `settings` (a profiler.LoopSettings)."""
-    argv = ["--delegate", settings.delegate]
-    if settings.threads:
-        argv += ["--threads", str(settings.threads)]
-    if settings.runtime:
-        argv += ["--runtime", settings.runtime]
-    if settings.input_shape:
-        argv += ["--input-shape", ",".join(str(int(d)) for d in settings.input_shape)]
-    return argv + ["--", str(model)]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The one protocol between edgeact and a profiler in another process: a child (`--isolate`,
 `--device local`) or a device over SSH.
 
-- arguments: `profiler_arguments(settings, model, inputs, result)`: options first, then `--`,
-  then the two paths, so a model named `-x.tflite` is never read as an option;
+- arguments: `profiler_arguments(settings, model, inputs, result)` and `serve_arguments(settings,
+  model)`: options first, then `--`, then the paths, so a model named `-x.tflite` is never read as
+  an option; `profiler_parser()` / `serve_parser()` read them back and `settings_fields` turns
+  them into LoopSettings fields, so writer and reader live side by side;
 - results: `RESULT.json` (the summary) and `RESULT.npz` holding `output_0, output_1, ...` in
   the order of `summary["outputs"]`, whose entries carry the output names (npz keys are file
   names inside a zip, so names go in the JSON, not the keys);
@@ -12,6 +14,7 @@ Device-side: the standard library and numpy only.
 """
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from pathlib import Path
@@ -22,21 +25,69 @@ from edgeact import errors
 from edgeact.errors import EdgeactError, ModelLoadError
 
 
-def profiler_arguments(settings, model: str, inputs: str, result: str, progress: bool = False) -> list[str]:
-    """`python -m edgeact.measure.profiler` arguments for `settings` (a profiler.LoopSettings)."""
-    argv = ["-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
-            "--delegate", settings.delegate, "--streams", str(settings.streams)]
+def _runner_arguments(settings) -> list[str]:
+    """The options both entry points take: how to open the runner."""
+    argv = ["--delegate", settings.delegate]
     if settings.threads:
         argv += ["--threads", str(settings.threads)]
     if settings.runtime:
         argv += ["--runtime", settings.runtime]
-    if not settings.evaluate:
-        argv.append("--no-evaluate")
     if settings.input_shape:
         argv += ["--input-shape", ",".join(str(int(d)) for d in settings.input_shape)]
+    return argv
+
+
+def profiler_arguments(settings, model: str, inputs: str, result: str, progress: bool = False) -> list[str]:
+    """`python -m edgeact.measure.profiler` arguments for `settings` (a profiler.LoopSettings)."""
+    argv = ["-o", str(result), "--runs", str(settings.runs), "--warmup", str(settings.warmup),
+            "--streams", str(settings.streams), *_runner_arguments(settings)]
+    if not settings.evaluate:
+        argv.append("--no-evaluate")
     if progress:
         argv.append("--progress")
     return argv + ["--", str(model), str(inputs)]
+
+
+def serve_arguments(settings, model: str) -> list[str]:
+    """`python -m edgeact.measure.serve` arguments for `settings` (a profiler.LoopSettings)."""
+    return [*_runner_arguments(settings), "--", str(model)]
+
+
+def _runner_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--runtime")
+    parser.add_argument("--delegate", default="xnnpack")
+    parser.add_argument("--input-shape", help="sizes of a dynamic model input, e.g. 3,640,640")
+    return parser
+
+
+def profiler_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The parser of what `profiler_arguments` writes (`python -m edgeact.measure.profiler`)."""
+    parser = _runner_parser("python -m edgeact.measure.profiler", description)
+    parser.add_argument("inputs", help=".npz with x (float model inputs, N x H x W x C) or a .npy")
+    parser.add_argument("-o", "--output", required=True, help="result path without suffix")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--no-evaluate", action="store_true")
+    parser.add_argument("--progress", action="store_true", help="JSON progress lines on stderr")
+    return parser
+
+
+def serve_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The parser of what `serve_arguments` writes (`python -m edgeact.measure.serve`)."""
+    return _runner_parser("python -m edgeact.measure.serve", description)
+
+
+def settings_fields(args: argparse.Namespace) -> dict:
+    """The profiler.LoopSettings fields a parsed command line gives (the profiler's, or the server's subset)."""
+    fields = {"threads": args.threads, "runtime": args.runtime, "delegate": args.delegate,
+              "input_shape": tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None}
+    if hasattr(args, "runs"):
+        fields.update(runs=args.runs, warmup=args.warmup, streams=args.streams, evaluate=not args.no_evaluate)
+    return fields
 
 
 def write_inputs(path: Path | io.BytesIO, inputs) -> None:

@@ -149,7 +149,8 @@ class DeviceSession:
 
     def serve(self, model: Path, settings: LoopSettings):
         """A chunk server for `model` on the device (`edgeact.measure.serve` from the zip): a ChunkClient."""
-        from edgeact.measure.serve import ChunkClient, serve_arguments
+        from edgeact.measure.serve import ChunkClient
+        from edgeact.measure.wire import serve_arguments
 
         bundle = self.send_bundle()
         remote_model = self.send_model(model)
