@@ -72,6 +72,9 @@ BROKEN = {
     "external buffer outside file": (lambda m: _set(m.buffers[1], data=None, offset=10**9, size=64),
                                      "buffer 1 points at bytes"),
     "no inputs": (lambda m: _set(m.subgraphs[0], inputs=[]), "no inputs or no outputs"),
+    # The byte CI's fuzzer flipped: LiteRT's get_tensor_details() raised UnicodeDecodeError on it.
+    "name not UTF-8": (lambda m: _set(m.subgraphs[0].tensors[3], name=b"conv/depthwise_con\xf62d/Relu6"),
+                       "string 0:3.name is not valid UTF-8"),
 }
 
 
@@ -170,6 +173,20 @@ def test_flatbuffer_reader_bounds_every_offset_and_length():
     struct.pack_into("<i", data, 12, -100)      # vtable beyond the end
     with pytest.raises(FlatbufferError, match="vtable"):
         Buffer(bytes(data)).root()
+
+
+def test_a_name_that_is_not_utf8_is_one_line_from_inspect_and_profile(int8_model, tmp_path):
+    """inspect and profile of the file the CI fuzzer wrote: exit 2 and one line, not a UnicodeDecodeError."""
+    change, _ = BROKEN["name not UTF-8"]
+    bad = _rewrite(int8_model, tmp_path / "bad.tflite", change)
+    for args in (["inspect", str(bad)], ["profile", str(bad), "--runs", "2", "--warmup", "0"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1 and "is not valid UTF-8" in result.output
+    # A valid non-ASCII name is not refused.
+    fine = _rewrite(int8_model, tmp_path / "fine.tflite",
+                    lambda m: _set(m.subgraphs[0].tensors[3], name="conv/tiefe_faltung_\u00e4".encode()))
+    assert read_tflite(fine).tensors[3].name.endswith("\u00e4")
 
 
 def test_names_from_the_file_cannot_break_the_one_line_error(int8_model, tmp_path):

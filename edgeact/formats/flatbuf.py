@@ -32,6 +32,9 @@ class Buffer:
         self.data = data
         self.size = len(data)
         self.name = name  # what the messages call the buffer: the file, or a buffer inside it
+        # Strings that are not valid UTF-8 (read with U+FFFD in their place): interpreters decode
+        # names strictly and raise on them, so a validator refuses the file when this is not empty.
+        self.invalid_text: list[str] = []
 
     def check(self, pos: int, length: int, what: str) -> None:
         if pos < 0 or length < 0 or pos + length > self.size:
@@ -40,6 +43,15 @@ class Buffer:
     def scalar(self, kind: str, pos: int):
         self.check(pos, _SIZES[kind], "a field")
         return struct.unpack_from(_FORMATS[kind], self.data, pos)[0]
+
+    def text(self, pos: int, length: int, what: str) -> str:
+        """The UTF-8 string at pos (already bounds-checked); invalid bytes are noted and replaced."""
+        raw = bytes(self.data[pos:pos + length])
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.invalid_text.append(what)
+            return raw.decode("utf-8", errors="replace")
 
     def root(self) -> "Table":
         return Table(self, self.scalar("u32", 0), "the root table")
@@ -115,7 +127,7 @@ class Table:
             at = start + 4 * i + self.buf.scalar("u32", start + 4 * i)
             size = self.buf.scalar("u32", at)
             self.buf.check(at + 4, size, f"{what}[{i}] ({size} bytes)")
-            out.append(bytes(self.buf.data[at + 4:at + 4 + size]).decode("utf-8", errors="replace"))
+            out.append(self.buf.text(at + 4, size, f"{what}[{i}]"))
         return out
 
     def string(self, slot: int, what: str) -> str | None:
@@ -123,4 +135,4 @@ class Table:
         if found is None:
             return None
         start, length = found
-        return bytes(self.buf.data[start:start + length]).decode("utf-8", errors="replace")
+        return self.buf.text(start, length, what)

@@ -84,6 +84,7 @@ class RawModel:
     file_size: int
     # SignatureDefs: (key, subgraph index, {input name: tensor}, {output name: tensor})
     signatures: list[tuple[str, int, dict[str, int], dict[str, int]]] = field(default_factory=list)
+    invalid_text: list[str] = field(default_factory=list)  # strings that are not UTF-8 (the interpreter refuses them)
 
     def op_name(self, op: RawOp) -> str:
         builtin, custom = self.opcodes[op.opcode_index]
@@ -157,7 +158,7 @@ def read_raw_model(data: bytes) -> RawModel:
                  for m in d.tables(sd[kind], "signature tensors")} for kind in ("Inputs", "Outputs")]
         signatures.append((d.string(sd["SignatureKey"], "signature key") or "",
                            d.scalar(sd["SubgraphIndex"], "u32"), maps[0], maps[1]))
-    return RawModel(opcodes, subgraphs, buffers, len(data), signatures)
+    return RawModel(opcodes, subgraphs, buffers, len(data), signatures, list(buf.invalid_text))
 
 
 def read_metadata_entries(data: bytes) -> dict[str, bytes]:
@@ -196,6 +197,8 @@ def validate(model: RawModel, path: Path | str) -> None:
 
     if not model.subgraphs:
         fail("it holds no subgraph")
+    if model.invalid_text:
+        fail(f"the string {model.invalid_text[0]} is not valid UTF-8")
     for i, (_, offset, size) in enumerate(model.buffers):
         if offset > 1 and offset + size > model.file_size:
             fail(f"buffer {i} points at bytes {offset}..{offset + size} of a {model.file_size}-byte file")
