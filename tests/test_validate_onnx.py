@@ -77,6 +77,30 @@ def test_not_protobuf_is_one_line(tmp_path):
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
 
 
+def _with_bad_utf8_input_name(tmp_path, name="badname.onnx"):
+    """The small model with its input renamed 'image' -> b'im\\xf6ge' in the serialized bytes (protobuf
+    refuses to write a str that is not UTF-8, a corrupt file holds it anyway)."""
+    data = small_onnx_model().SerializeToString()
+    assert data.count(b"image") >= 2  # the graph input and the Conv's input
+    path = tmp_path / name
+    path.write_bytes(data.replace(b"image", b"im\xf6ge"))
+    return path
+
+
+def test_a_name_that_is_not_utf8_is_refused(tmp_path, monkeypatch):
+    path = _with_bad_utf8_input_name(tmp_path)
+    for args in (["inspect", str(path)], ["profile", str(path), "--runs", "1", "--warmup", "0"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert "name b'im\\xf6ge' is not valid UTF-8" in result.output
+    # Without onnx (a device), the session's names are checked instead of raising UnicodeDecodeError.
+    from edgeact.runtime import open_runner
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ModelLoadError, match="input name is not valid UTF-8"):
+        open_runner(path)
+
+
 def _run(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "edgeact", *args], capture_output=True, text=True, cwd=cwd, env=env)

@@ -47,6 +47,7 @@ def load_checked(path: str | Path):
 def check_limits(model, path: Path | str) -> None:
     """Every declared tensor of the main graph within edgeact's limits (see the module docstring)."""
     graph = model.graph
+    _check_names(graph, path)
     for kind, values in (("input", graph.input), ("output", graph.output), ("value", graph.value_info)):
         for value in values:
             if not value.type.HasField("tensor_type"):
@@ -66,6 +67,20 @@ def check_limits(model, path: Path | str) -> None:
         if init.HasField("raw_data") and size and len(init.raw_data) != elements_of(init.dims) * size:
             raise ModelLoadError(f"{path}: {what} {list(init.dims)} needs {elements_of(init.dims) * size} bytes "
                                  f"but holds {len(init.raw_data)}; re-export it")
+
+
+def _check_names(graph, path) -> None:
+    """protobuf hands back bytes for a string field that is not UTF-8; ONNX Runtime's Python names
+    would raise UnicodeDecodeError on it later, so the file is refused here."""
+    named = [("input", v.name) for v in graph.input] + [("output", v.name) for v in graph.output]
+    named += [("initializer", i.name) for i in graph.initializer]
+    for node in graph.node:
+        named += [("node", node.name)] + [("node input", n) for n in node.input] + \
+                 [("node output", n) for n in node.output]
+    for kind, name in named:
+        if isinstance(name, bytes):
+            raise ModelLoadError(f"{path}: {kind} name {name[:40]!r} is not valid UTF-8; the file is corrupt; "
+                                 "re-export it")
 
 
 def _check_type(elem_type: int, what: str, path) -> None:
@@ -88,7 +103,11 @@ def check_session_io(session, path: Path | str, known_types: dict) -> None:
     """
     for kind, values in (("input", session.get_inputs()), ("output", session.get_outputs())):
         for value in values:
-            what = f"{kind} '{shown(value.name)}'"
+            try:
+                what = f"{kind} '{shown(value.name)}'"
+            except UnicodeDecodeError:
+                raise ModelLoadError(f"{path}: an {kind} name is not valid UTF-8; the file is corrupt; "
+                                     "re-export it") from None
             if value.type not in known_types:
                 raise ModelLoadError(f"{path}: {what} has type {value.type}; edgeact profiles models with "
                                      f"numeric tensor inputs and outputs ({', '.join(sorted(known_types))})")
