@@ -38,6 +38,12 @@ class ConvertJob:
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     int8_files: dict[str, Path] = field(default_factory=dict)  # staged INT8 model by format, for diagnoses
     calibration_source: str | None = None  # the calibration path as the user gave it, for the advice's commands
+    # The float reference's graph: the passes without the INT8-only ones (converters.passes.pipeline.
+    # INT8_ONLY_PASSES); None when it is keras_model itself.
+    float_keras_model: Any = None
+    # Layers those INT8-only passes rewrote -> the factor between the INT8 and the float output
+    # (6 where decompose_hard_swish moved the 1/6 into the next kernels): the per-layer error pairs them.
+    int8_rewrites: dict[str, float] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:

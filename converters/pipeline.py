@@ -173,7 +173,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         keras_signature,
         saved_model_signature,
     )
-    from converters.passes.pipeline import DEFAULT_PIPELINE, EDGETPU_PASSES, run_pipeline
+    from converters.passes.pipeline import DEFAULT_PIPELINE, EDGETPU_PASSES, INT8_ONLY_PASSES, run_pipeline
 
     keras_model = loaded.keras_model
     if keras_model is not None:
@@ -197,6 +197,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         calib = read_calibration(calibration, signature.inputs, preprocessing, options.samples, options.holdout,
                                  options.seed, progress=bar)
     stats, pass_results, folded, notes = [], [], keras_model, list(loaded.notes)
+    float_keras_model, int8_rewrites = None, {}
     if keras_model is not None:
         # One compiled pass over the held-out samples gives the float reference and the ReLU
         # statistics; the passes are checked against its first outputs (no model runs twice).
@@ -206,9 +207,20 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         passes = list(DEFAULT_PIPELINE if options.passes is None else options.passes)
         if options.passes is None and device_spec(options.target).edgetpu:
             passes += EDGETPU_PASSES
+        float_passes = [p for p in passes if p not in INT8_ONLY_PASSES]
+        int8_passes = [p for p in passes if p in INT8_ONLY_PASSES]
         with progress_step("graph passes", options.progress):
-            folded, pass_results = run_pipeline(keras_model, passes, calib.holdout.head(PASS_SAMPLES),
-                                                reference=[o[:PASS_SAMPLES] for o in outputs])
+            float_form, pass_results = run_pipeline(keras_model, float_passes, calib.holdout.head(PASS_SAMPLES),
+                                                    reference=[o[:PASS_SAMPLES] for o in outputs])
+            folded, int8_results = run_pipeline(float_form, int8_passes, calib.holdout.head(PASS_SAMPLES))
+        pass_results += int8_results
+        if folded is not float_form:
+            float_keras_model = float_form
+            int8_rewrites = {c["layer"]: 6.0 if "1/6 folded" in c.get("into_type", "") else 1.0
+                             for r in int8_results for c in r.changed}
+            changed = ", ".join(r.name for r in int8_results if r.changed)
+            notes.append(f"{changed} rewrote the INT8 models only: the float TFLite reference keeps the float "
+                         "model's faster form (one op per activation)")
     else:
         notes.append("graph passes did not run: a SavedModel folder has no Keras layers to rewrite (TFLiteConverter "
                      "and ONNX Runtime still fold and fuse what they can); give the .keras file for the passes")
@@ -217,7 +229,8 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
     judge_kinds_from_data(signature, reference)
     return ConvertJob(name, output_dir, loaded, folded, signature, calib, reference, options, stats=stats,
                       pass_results=pass_results, notes=notes, input_normalization=normalization,
-                      calibration_source=str(calibration) if isinstance(calibration, (str, Path)) else None)
+                      calibration_source=str(calibration) if isinstance(calibration, (str, Path)) else None,
+                      float_keras_model=float_keras_model, int8_rewrites=int8_rewrites)
 
 
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:

@@ -390,3 +390,70 @@ def test_a_modest_int8_gain_on_a_cpu_without_vnni_says_the_cpu_is_why(monkeypatc
         if expected:
             report["speed"] = [modest.to_dict()]
             assert "note: this x86-64 CPU has no VNNI" in render_speed(report)
+
+
+def test_the_float_reference_keeps_hard_swish_and_only_int8_is_rewritten(converted_pair):
+    """Issue 26: the rewrite is for INT8's sake; the float TFLite keeps one HARD_SWISH per activation."""
+    from edgeact.formats.tflite_model import read_tflite
+
+    out, reports = converted_pair
+    fp32, int8 = (read_tflite(out / f"hswish_after_{v}.tflite").op_counts() for v in ("fp32", "int8"))
+    assert fp32.get("HARD_SWISH") == 2 and "HARD_SWISH" not in int8
+    assert int8["MUL"] > fp32.get("MUL", 0)  # x * clip(...) per activation, and the kept 1/6
+    assert any("rewrote the INT8 models only" in n for n in reports["after"].notes)
+    assert model_coverage(out / "hswish_after_fp32.tflite", threads=1).fully_delegated
+
+
+def test_per_layer_rows_pair_the_rewritten_activation_with_its_float_spelling(keras, converted_pair):
+    """Each hard-swish layer keeps its per-layer row: the INT8 Multiply against the float HARD_SWISH,
+    times 6 where the 1/6 went into the next kernel. Recomputed here from the INT8 file's tensor
+    and the source Keras model's activation; the wrong factor would be tens of dB off."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from converters.layer_error.tflite import tflite_layer_errors
+
+    out, reports = converted_pair
+    report = reports["after"]
+    rewrite = next(p for p in report.passes if p["name"] == "decompose_hard_swish")
+    factors = {c["layer"]: 6.0 if "1/6 folded" in c["into_type"] else 1.0 for c in rewrite["changed"]}
+    assert sorted(factors.values()) == [1.0, 6.0]  # hs0_a's 1/6 folds into dw0, hs0_b's stays
+    rows = {r.layer: r for r in report_rows(report) if r.layer in factors}
+    assert set(rows) == set(factors), "a rewritten activation lost its per-layer row"
+
+    int8_path, fp32_path = out / "hswish_after_int8.tflite", out / "hswish_after_fp32.tflite"
+    interpreter = Interpreter(model_path=str(int8_path), experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    scale, zero = detail["quantization"]
+    codes = np.random.default_rng(5).integers(-128, 128, (6, *detail["shape"][1:]))
+    samples = ((codes - zero) * scale).astype(np.float32)
+    model = hard_swish_cnn(keras)  # the same weights (seeded); its automatic layer names differ from the fixture's
+    # The INT8 graph's layers as convert named them, with each activation spelled as the layers the pass names.
+    layer_names = sorted({r.layer for r in report_rows(report)} - {""})
+    layer_names += [n.strip() for c in rewrite["changed"] for n in c["into"].split(",")]
+    measured, _ = tflite_layer_errors(fp32_path, int8_path, samples, layer_names, layer_twins=factors)
+    measured = {r.layer: r for r in measured if r.layer in factors}
+    tap = keras.Model(model.inputs, [model.get_layer(name).output for name in factors])
+    references = dict(zip(factors, tap.predict(samples, verbose=0)))
+    index = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    for name, factor in factors.items():
+        tensor = next(d for d in interpreter.get_tensor_details() if d["index"] == index[measured[name].tensor])
+        t_scale, t_zero = tensor["quantization"]
+        approximation = []
+        for code in codes:
+            interpreter.set_tensor(detail["index"], code[None].astype(np.int8))
+            interpreter.invoke()
+            approximation.append((interpreter.get_tensor(tensor["index"]).astype(np.float64) - t_zero) * t_scale)
+        reference = references[name] * factor
+        noise = reference - np.concatenate(approximation)
+        independent = 10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / np.sum(noise ** 2))
+        assert measured[name].sqnr_db == pytest.approx(independent, abs=0.5), name
+        wrong = references[name] * (7.0 - factor)  # 1 <-> 6
+        assert 10 * np.log10(np.sum(wrong ** 2) / np.sum((wrong - np.concatenate(approximation)) ** 2)) < 10
+
+
+def report_rows(report):
+    from edgeact.report.layer_errors import LayerErrorReport
+
+    return LayerErrorReport.from_dict(report.layer_errors).of_format("tflite")

@@ -181,7 +181,7 @@ def keras_layer_name(tensor_name: str, layer_names: Sequence[str] | None = None)
 
 def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Path | bytes] | None = None,
                  onnx: tuple[str | Path, str | Path] | None = None, keras_model=None,
-                 max_samples: int = DEFAULT_SAMPLES) -> LayerErrorReport:
+                 max_samples: int = DEFAULT_SAMPLES, tflite_twins: dict[str, float] | None = None) -> LayerErrorReport:
     """Per-layer error of the INT8 models against their float twins, on NHWC float `samples`.
 
     Args:
@@ -192,6 +192,8 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
         keras_model: the (folded) Keras model both were converted from: names the layers and
             gives the own-error column; None leaves `own_sqnr_db` empty.
         max_samples: at most this many samples are run (each is one full run of each model).
+        tflite_twins: layers the INT8-only passes rewrote, with the factor between the INT8 and the
+            float outputs (ConvertJob.int8_rewrites); their rows pair the two spellings.
     Raises:
         InputError when the models do not fit each other or the samples.
     """
@@ -209,7 +211,8 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
     if tflite is not None:
         from .tflite import tflite_layer_errors
 
-        rows, unmatched = tflite_layer_errors(tflite[0], tflite[1], samples, layer_names, _output_layer(keras_model))
+        rows, unmatched = tflite_layer_errors(tflite[0], tflite[1], samples, layer_names, _output_layer(keras_model),
+                                              layer_twins=tflite_twins)
         report.layers += rows
         report.unmatched["tflite"] = unmatched
     if onnx is not None:
@@ -239,7 +242,8 @@ def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = 
         report["layer_errors"] = layer_errors_for_job(job, tflite=(fp32, int8), onnx=(...)).to_dict()
     """
     return layer_errors(job.calibration.calibration.array(), tflite=tflite, onnx=onnx,
-                        keras_model=job.keras_model, max_samples=max_samples)
+                        keras_model=job.keras_model, max_samples=max_samples, tflite_twins=job.int8_rewrites or None)
+
 
 
 def _output_layer(keras_model) -> str:

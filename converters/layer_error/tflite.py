@@ -89,12 +89,16 @@ def feed_sample(interpreter, sample: np.ndarray) -> None:
 
 
 def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path | bytes, samples: np.ndarray,
-                        layer_names: list[str] | None = None,
-                        output_layer: str = "") -> tuple[list[LayerError], list[str]]:
+                        layer_names: list[str] | None = None, output_layer: str = "",
+                        layer_twins: dict[str, float] | None = None) -> tuple[list[LayerError], list[str]]:
     """Rows in op order, and the names of quantized tensors with no float twin.
 
     `output_layer` names the Keras layer of the model's output, whose tensor the converter
     names after the signature ("StatefulPartitionedCall_1:0"), not after the layer.
+    `layer_twins` names the layers that an INT8-only rewrite spelled differently in the INT8
+    model (converters.passes.pipeline.INT8_ONLY_PASSES): their last INT8 tensor is paired with
+    the float model's last tensor of the same layer, whose values times the factor it equals
+    (6 where decompose_hard_swish moved the 1/6 into the next kernels).
     """
     fp32, int8 = open_interpreter(float_model), open_interpreter(int8_model)
     float_index = {d["name"]: d["index"] for d in fp32.get_tensor_details()}
@@ -110,17 +114,46 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
         layer_of[index] = keras_layer_name(name, layer_names) or (
             output_layer if index in graph_outputs else layer_of.get(first_input, ""))
         if name in float_index:
-            pairs.append((op, name, layer_of[index], float_index[name], index, grid, ErrorAccumulator()))
+            pairs.append((op, name, layer_of[index], float_index[name], index, grid, ErrorAccumulator(), 1.0))
         else:
             unmatched.append(name)
+    if layer_twins:
+        pairs = _pair_rewritten_layers(fp32, int8, pairs, unmatched, layer_of, layer_names, layer_twins)
     if not pairs:
         raise InputError("no quantized tensor of the INT8 .tflite has a twin in the float .tflite; "
                          "give the float model converted from the same Keras model")
     for sample in samples:
         feed_sample(fp32, sample)
         feed_sample(int8, sample)
-        for _, _, _, f_index, q_index, grid, acc in pairs:
-            acc.add(fp32.get_tensor(f_index), dequantize(int8.get_tensor(q_index), grid), grid)
+        for _, _, _, f_index, q_index, grid, acc, factor in pairs:
+            acc.add(fp32.get_tensor(f_index) * np.float32(factor), dequantize(int8.get_tensor(q_index), grid), grid)
     rows = [make_layer_error("tflite", depth, name, layer, op, acc, grid)
-            for depth, (op, name, layer, _, _, grid, acc) in enumerate(pairs)]
+            for depth, (op, name, layer, _, _, grid, acc, _) in enumerate(pairs)]
     return rows, unmatched
+
+
+def _pair_rewritten_layers(fp32, int8, pairs, unmatched, layer_of, layer_names, layer_twins):
+    """`pairs` (in INT8 op order) with each rewritten layer's last INT8 tensor paired to its float twin;
+    the tensors paired here leave `unmatched` (the rewrite's inner tensors stay there: float has none)."""
+    float_details = {d["index"]: d for d in fp32.get_tensor_details()}
+    int8_details = {d["index"]: d for d in int8.get_tensor_details()}
+    float_last: dict[str, int] = {}  # layer -> its last output tensor in the float model's op order
+    for op in fp32._get_ops_details():
+        for index in map(int, op["outputs"]):
+            layer = keras_layer_name(float_details[index]["name"], layer_names) if index in float_details else None
+            if layer in layer_twins:
+                float_last[layer] = index
+    quantized = quantized_outputs(int8)
+    int8_last = {layer_of[index]: index for _, _, index, _, _ in quantized if layer_of.get(index) in layer_twins}
+    added = {}
+    for _, op, index, _, grid in quantized:
+        layer = layer_of.get(index)
+        twin, name = float_last.get(layer), int8_details[index]["name"]
+        if twin is None or int8_last.get(layer) != index or name not in unmatched:
+            continue
+        if tuple(float_details[twin]["shape"]) != tuple(int8_details[index]["shape"]):
+            continue
+        added[index] = (op, name, layer, twin, index, grid, ErrorAccumulator(), layer_twins[layer])
+        unmatched.remove(name)
+    by_index = {p[4]: p for p in pairs} | added
+    return [by_index[index] for _, _, index, _, _ in quantized if index in by_index]

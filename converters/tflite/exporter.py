@@ -29,14 +29,18 @@ from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_qua
 from .ranges import convert_guarded
 
 
-def _converter(job: ConvertJob, keras_model=None):
-    """A converter whose SignatureDef names inputs and outputs like the Keras model (see converters.keras.signature)."""
+def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
+    """A converter whose SignatureDef names inputs and outputs like the Keras model (see converters.keras.signature).
+
+    `float_form`: the float reference's graph (without the INT8-only rewrites, ConvertJob.float_keras_model).
+    """
     import tensorflow as tf
 
     if keras_model is not None:  # already a model with named (dict) outputs
         return tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    if job.keras_model is not None:
-        return tf.lite.TFLiteConverter.from_keras_model(dict_output_model(job.keras_model, job.output_names))
+    source = job.float_keras_model if float_form and job.float_keras_model is not None else job.keras_model
+    if source is not None:
+        return tf.lite.TFLiteConverter.from_keras_model(dict_output_model(source, job.output_names))
     return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
 
 
@@ -50,7 +54,7 @@ def _run_converter(converter, what: str) -> bytes:
 
 
 def export_float(job: ConvertJob) -> bytes:
-    return _run_converter(_converter(job), "float")
+    return _run_converter(_converter(job, float_form=True), "float")
 
 
 def pixel_in_plan(job: ConvertJob) -> PixelIn | None:
