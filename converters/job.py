@@ -44,6 +44,11 @@ class ConvertJob:
     # Layers those INT8-only passes rewrote -> the factor between the INT8 and the float output
     # (6 where decompose_hard_swish moved the 1/6 into the next kernels): the per-layer error pairs them.
     int8_rewrites: dict[str, float] = field(default_factory=dict)
+    # Weight rounding and bias correction (converters.rounding.RoundingResult, None when not run): the
+    # candidate kernels each INT8 exporter judges, and the float outputs on its judge samples by output name.
+    weight_rounding: Any = None
+    judge_reference: dict[str, np.ndarray] = field(default_factory=dict)
+    weight_steps: dict = field(default_factory=dict)  # format -> the step its exporter kept, and the judge's figures
 
     @property
     def input_names(self) -> list[str]:

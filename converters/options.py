@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.keras.model_code import ModelCode
-from edgeact.config import CalibrationMethod, Format, IOType, LayerErrorMode, OnnxLayout, Tolerances
+from edgeact.config import CalibrationMethod, Format, Int8Steps, IOType, LayerErrorMode, OnnxLayout, Tolerances
 from edgeact.data.preprocess import Preprocessing
 from edgeact.errors import InputError
 
@@ -114,6 +114,9 @@ class ConvertOptions:
     opset: int = 17
     input_shapes: dict = field(default_factory=dict)  # {input name or None: shape}, for open sizes
     output_kinds: dict = field(default_factory=dict)  # {output name: OutputKind}, overriding the guess
+    # Weight rounding by output error and bias correction (converters.rounding): auto keeps each per layer
+    # where the held-out error improves.
+    int8_steps: Int8Steps = Int8Steps.AUTO
     layer_error: LayerErrorMode = LayerErrorMode.ALWAYS  # per-layer error: always, auto (an INT8 check failed), never
     budget: Budget | None = None  # an accuracy budget: search until met (converters.budget.search)
     eval_data: str | Path | None = None  # labelled data the budget is measured on; None: the held-out samples

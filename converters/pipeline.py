@@ -113,6 +113,7 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
             loaded = load_keras_object(model)  # renames unnamed inputs the way loading its file would
             calibration = calibration_by_layer_names(calibration, model, loaded)
     job = _prepare(loaded, name, output_dir, calibration, options, budget)
+    _round_weights(job, formats)
 
     report = ConvertReport(
         name=name, edgeact_version=__version__,
@@ -124,6 +125,7 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
         input_normalization=job.input_normalization, calibration=job.calibration.summary,
         tolerances=options.tolerances.to_dict(), activation_stats=[s.to_dict() for s in job.stats],
         passes=[r.to_dict() for r in job.pass_results], notes=job.notes, target=target_record(options.target),
+        weight_rounding=job.weight_rounding.to_dict() if job.weight_rounding is not None else None,
     )
     with staged_outputs() as staged:
         for fmt in formats:
@@ -231,6 +233,29 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
                       pass_results=pass_results, notes=notes, input_normalization=normalization,
                       calibration_source=str(calibration) if isinstance(calibration, (str, Path)) else None,
                       float_keras_model=float_keras_model, int8_rewrites=int8_rewrites)
+
+
+def _round_weights(job: ConvertJob, formats) -> None:
+    """Each kernel's integers chosen by the output error they cause, and its bias corrected, as candidates
+    each INT8 exporter judges on its own files (converters.rounding); the float model is not touched."""
+    from converters.rounding.layers import reference_outputs, round_weights
+    from edgeact.config import Int8Steps
+
+    if job.keras_model is None or job.options.int8_steps is Int8Steps.NONE:
+        return
+    grids = []  # the integer range each format's per-channel weights take
+    if Format.TFLITE in formats:
+        grids.append(127)
+    if Format.ONNX in formats:
+        grids.append(ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits])
+    if not grids:
+        return
+    with progress_step("weight rounding and bias correction", job.options.progress):
+        result = round_weights(job.keras_model, job.calibration.calibration, levels=tuple(grids),
+                               mode=job.options.int8_steps, seed=job.options.seed)
+        if result.judge is not None and len(result.judge):
+            job.judge_reference = reference_outputs(job.keras_model, result.judge, job.output_names)
+    job.weight_rounding = result
 
 
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:

@@ -31,6 +31,15 @@ class CalibrationMethod(str, enum.Enum):
     ENTROPY = "entropy"
 
 
+class Int8Steps(str, enum.Enum):
+    """Which weight steps convert keeps (converters.rounding): each where the held-out error says it
+    helps (auto), all of them, or none (the converters' own round-to-nearest)."""
+
+    AUTO = "auto"
+    ALL = "all"
+    NONE = "none"
+
+
 # ONNX INT8 weight bits -> the symmetric range quantize_static gives per-channel weights: 7 is ORT's
 # reduce_range, exact in its integer kernels on every CPU; 8 saturates on x86-64 without VNNI and is
 # for ARM/VNNI targets (edgeact.cpu_features).

@@ -47,10 +47,12 @@ WINGS: dict[str, set[str]] = {
                                "calibration", "converters.keras", "converters (base)"},
     "converters.tflite": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
                           "edgeact.report", "calibration", "converters.keras", "converters (base)",
-                          "converters.layer_error"},
+                          "converters.layer_error", "converters.rounding"},
     "converters.onnx": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
                         "edgeact.report", "calibration", "converters.keras", "converters (base)",
-                        "converters.layer_error"},
+                        "converters.layer_error", "converters.rounding"},
+    "converters.rounding": {CORE, "edgeact.formats", "edgeact.data", "converters.keras", "converters (base)",
+                            "converters.layer_error"},
     # host: edgetpu_compiler's run and log beside the device-side pre-flight (edgeact.fastpath.edgetpu)
     "converters.edgetpu": {CORE, "edgeact.formats", "edgeact.fastpath", "edgeact.report"},
     "converters.budget": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
@@ -59,7 +61,7 @@ WINGS: dict[str, set[str]] = {
     "converters (top)": {CORE, "edgeact.formats", "edgeact.data", "edgeact.runtime", "edgeact.fastpath",
                          "edgeact.report", "calibration", "converters.keras", "converters (base)",
                          "converters.layer_error", "converters.passes", "converters.tflite", "converters.onnx",
-                         "converters.budget", "converters.edgetpu"},
+                         "converters.budget", "converters.edgetpu", "converters.rounding"},
 }
 CONVERTERS_BASE = {"converters.options", "converters.job", "converters.progress", "converters.verify",
                    "converters.metadata", "converters.registry", "converters.check_registry"}

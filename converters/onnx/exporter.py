@@ -39,6 +39,7 @@ from edgeact.targets import timing_threads
 from .check import check_activations, check_graph_shape, check_integer_kernels, count_ops
 from .kernels import verify_arithmetic
 from .rewrites import conv1d_epilogue_into_conv, fold_constant_mul_into_scale, reduce_mean_to_global_pool
+from .weights import snap_initializers
 
 
 def image_inputs(job: ConvertJob) -> list[str]:
@@ -123,10 +124,11 @@ def unsupported_ops(log: str, layer_names: list[str]) -> str:
 
 
 def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=None, exclude=(),
-                  calibration_cache: Path | None = None) -> dict:
+                  calibration_cache: Path | None = None, weight_steps: bool = False) -> dict:
     """Static QDQ quantization of the float ONNX on the job's calibration samples; `exclude`
     names nodes to keep in float (the float fallback of converters.budget.onnx);
-    `calibration_cache` is ORT's range cache (written when missing, read when present).
+    `calibration_cache` is ORT's range cache (written when missing, read when present);
+    `weight_steps`: judge converters.rounding's candidates (ConvertJob.weight_steps["onnx"] says which was kept).
 
     Returns the nodes each rewrite of converters.onnx.rewrites changed, by rewrite."""
     from onnxruntime.quantization import CalibrationMethod as OrtMethod
@@ -149,20 +151,66 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
             with native_output_captured() as captured, _entropy_bins(job.options.calibration_method):
                 _pre_process(quant_pre_process, float_path, prepared)
                 pooled = reduce_mean_to_global_pool(prepared)  # quantizable, unlike ReduceMean
-                quantize_static(
-                    str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                settings = dict(
+                    quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     reduce_range=job.options.onnx_weight_bits == 7,  # see edgeact.cpu_features
                     calibrate_method=methods[job.options.calibration_method], extra_options=extra,
                     calibration_providers=["CPUExecutionProvider"],
-                    nodes_to_exclude=float_nodes(prepared) + list(exclude),
-                    calibration_cache_path=calibration_cache,
-                )
+                    nodes_to_exclude=float_nodes(prepared) + list(exclude))
+                rounding = job.weight_rounding if weight_steps else None
+                candidates = rounding.candidates(ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits]) \
+                    if rounding is not None else {}
+                job.weight_steps.pop("onnx", None)
+                if candidates:
+                    # The model as it is calibrates, into ORT's range cache; each candidate's kernels go
+                    # into a copy, quantized from that cache (the grids the rounding was chosen for, see
+                    # converters.onnx.weights), and the judge samples pick one.
+                    cache = calibration_cache or Path(tmp) / "ranges.json"
+                    none = Path(tmp) / "none.onnx"
+                    quantize_static(str(prepared), str(none), reader if not cache.exists() else None,
+                                    calibration_cache_path=cache, **settings)
+                    job.weight_steps["onnx"] = _judged_weight_step(job, prepared, none, candidates, int8_path,
+                                                                   cache, quantize_static, settings)
+                else:
+                    quantize_static(str(prepared), str(int8_path), reader, calibration_cache_path=calibration_cache,
+                                    **settings)
                 folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
             raise ConversionError(f"ONNX Runtime could not quantize the model: {first_line(detail, 200)}") from None
     return {"ReduceMean -> GlobalAveragePool": pooled, "Mul by a constant -> quantization scale": folded}
+
+
+def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates: dict, int8_path: Path,
+                        cache: Path, quantize_static, settings: dict) -> dict:
+    """Quantize each candidate from the range cache, keep the one the judge samples pick (converters.rounding.judge)
+    in `int8_path`, and say why."""
+    import shutil
+
+    from converters.rounding.judge import NONE, choose_step
+
+    files, found = {NONE: none}, {}
+    for name, changes in candidates.items():
+        snapped = prepared.with_name(f"snapped_{len(files)}.onnx")
+        shutil.copyfile(prepared, snapped)
+        found[name] = snap_initializers(snapped, changes)
+        files[name] = prepared.with_name(f"candidate_{len(files)}.onnx")
+        quantize_static(str(snapped), str(files[name]), None, calibration_cache_path=cache, **settings)
+    if job.weight_rounding.mode == "all":
+        choice = {"kept": next(iter(candidates))}
+    else:
+        arithmetic = verify_arithmetic(job.options.onnx_weight_bits)
+        judge = to_layout(job, job.weight_rounding.judge)
+        outputs = {}
+        for name, path in files.items():
+            runner = OnnxRunner(path, threads=verify_threads(), optimization=arithmetic.optimization,
+                                config=arithmetic.config)
+            outputs[name] = runner.predict(judge)
+        choice = choose_step(job.judge_reference, outputs)
+    choice.update(found.get(choice["kept"], {}))
+    shutil.copyfile(files[choice["kept"]], int8_path)
+    return choice
 
 
 @contextmanager
@@ -264,7 +312,7 @@ class OnnxExporter:
             with job.step("onnx: float (tf2onnx)"):
                 export_float_onnx(job, fp32)
             with job.step("onnx: int8 (ORT quantizer)", total=len(job.calibration.calibration)) as bar:
-                rewrites = quantize_onnx(job, fp32, int8, bar)
+                rewrites = quantize_onnx(job, fp32, int8, bar, weight_steps=True)
         except OSError as exc:  # tf2onnx and ORT write these files themselves: a full disk lands here
             raise write_error(job.output_dir / int8_name, _size_or_zero(fp32), exc) from None
         _write_contract(job, [fp32, int8])
@@ -305,6 +353,7 @@ class OnnxExporter:
                 "fast_path": fast_path_report(int8, fp32, "onnx", (int8_name, fp32_name), threads=timing,
                                               runners=(int8_runner if arithmetic.method == "kernels" else None,
                                                        fp32_runner) if timing == threads else None),
+                "weight_rounding": job.weight_steps.get("onnx"),
                 "rewrites": rewrites,
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},

@@ -26,7 +26,8 @@ from edgeact.targets import device_spec, timing_threads
 from .check import check_fusion, check_integer_only
 from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
-from .ranges import convert_guarded
+from .ranges import convert_guarded, quantize_calibrated
+from .weights import snap_buffers
 
 
 def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
@@ -82,6 +83,8 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
         keras_model = normalisation_model(job.keras_model, pre, job.output_names)
         calibration = [{k: to_pixels(pre, v).astype("float32") for k, v in sample.items()}
                        for sample in calibration]
+    rounding = job.weight_rounding
+    candidates = rounding.candidates(127) if rounding is not None and keras_model is None else {}
     converter = _converter(job, keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(calibration, progress)
@@ -90,11 +93,48 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
     converter.inference_input_type = io_types[job.options.io_type]
     converter.inference_output_type = io_types[job.options.io_type]
     # Without TF's in-place range error (converters.tflite.ranges: an element-wise op's output
-    # recorded as its input's range).
-    model, guard = convert_guarded(converter, "the INT8 model")
+    # recorded as its input's range). With weight steps to judge, calibrated only: each candidate's
+    # kernels go into that one calibration (converters.tflite.weights).
+    model, guard = convert_guarded(converter, "the INT8 model", calibrate_only=bool(candidates))
+    job.weight_steps.pop("tflite", None)
+    if candidates:
+        model, job.weight_steps["tflite"] = _judged_weight_step(job, model, candidates, pixel_in)
     if pixel_in is not None:
         model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
     return model, guard.to_dict()
+
+
+def _judged_weight_step(job: ConvertJob, calibrated: bytes, candidates: dict, pixel_in) -> tuple[bytes, dict]:
+    """The INT8 model of the weight step the judge samples keep (converters.rounding.judge), and why."""
+    from converters.rounding.judge import NONE, choose_step
+
+    io_type = job.options.io_type
+    models, found = {NONE: quantize_calibrated(calibrated, io_type)}, {}
+    for name, changes in candidates.items():
+        snapped, found[name] = snap_buffers(calibrated, changes)
+        models[name] = quantize_calibrated(snapped, io_type)
+    if job.weight_rounding.mode == "all":
+        choice = {"kept": next(iter(candidates))}
+    else:
+        choice = choose_step(job.judge_reference, {name: _run_judge(job, m, pixel_in) for name, m in models.items()})
+    choice.update(found.get(choice["kept"], {}))
+    return models[choice["kept"]], choice
+
+
+def _run_judge(job: ConvertJob, model: bytes, pixel_in) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    judge = job.weight_rounding.judge
+    if pixel_in is not None:
+        model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
+        judge = to_pixels(job.options.preprocessing, judge.arrays[job.input_name])
+    with tempfile.TemporaryDirectory(prefix="edgeact-judge-") as tmp:
+        path = Path(tmp) / "candidate.tflite"
+        path.write_bytes(model)
+        with native_output_captured():
+            runner = TFLiteRunner(path, threads=verify_threads())
+        return runner.predict(judge)
 
 
 def with_target_batch(job: ConvertJob, model: bytes) -> tuple[bytes, dict]:
@@ -148,6 +188,7 @@ class TFLiteExporter:
             "io_type": job.options.io_type.value,
             "fixed_batch": batch,
             "calibration": calibration,
+            "weight_rounding": job.weight_steps.get("tflite"),
             "pixel_in": pixel_in.to_dict() if pixel_in else None,
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, IOType, LayerErrorMode, OnnxLayout, choices
+from edgeact.config import (
+    ONNX_WEIGHT_LEVELS,
+    CalibrationMethod,
+    Format,
+    Int8Steps,
+    IOType,
+    LayerErrorMode,
+    OnnxLayout,
+    choices,
+)
 from edgeact.data.preprocess import make_preprocessing
 from edgeact.errors import EdgeactWarning, InputError
 from edgeact.fileio import dumps_json
@@ -69,6 +78,10 @@ from .options import (
 @click.option("--layer-error", type=click.Choice(choices(LayerErrorMode)), default=LayerErrorMode.ALWAYS.value,
               show_default=True,
               help="Per-layer INT8 error in the report: always, only when an INT8 check fails (auto), never.")
+@click.option("--int8-steps", type=click.Choice(choices(Int8Steps)), default=Int8Steps.AUTO.value,
+              show_default=True,
+              help="Weight rounding by output error and bias correction: keep each where the held-out "
+                   "error says it helps (auto), everywhere (all), or round to nearest (none).")
 @budget_options
 @model_code_options
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
@@ -76,8 +89,8 @@ from .options import (
 @json_option
 def convert(model, calibration, output_dir, formats, preset, mean, std, io_type, samples, holdout, seed,
             labels, name, no_fuse, calibration_method, percentile, onnx_layout, target, onnx_weight_bits, opset,
-            input_shapes, tolerances, output_kinds, layer_error, eval_data, max_drop, min_agreement, min_sqnr,
-            min_int8_share, eval_holdout, search_seconds, custom_objects, trust_model_code, force, as_json):
+            input_shapes, tolerances, output_kinds, layer_error, int8_steps, eval_data, max_drop, min_agreement,
+            min_sqnr, min_int8_share, eval_holdout, search_seconds, custom_objects, trust_model_code, force, as_json):
     """Convert a Keras MODEL (.keras, .h5 or SavedModel folder) to full-integer INT8 TFLite and/or ONNX.
 
     \b
@@ -111,10 +124,9 @@ def convert(model, calibration, output_dir, formats, preset, mean, std, io_type,
         onnx_weight_bits=int(onnx_weight_bits) if onnx_weight_bits else None, opset=opset,
         input_shapes=parse_input_shapes(input_shapes),
         tolerances=Tolerances().with_overrides(tolerances), output_kinds=_pairs(output_kinds, "--output-kind"),
-        layer_error=LayerErrorMode(layer_error), budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data,
-                                                                    min_int8_share=min_int8_share,
-                                                                    eval_holdout=eval_holdout,
-                                                                    search_seconds=search_seconds),
+        layer_error=LayerErrorMode(layer_error), int8_steps=Int8Steps(int8_steps),
+        budget=read_budget(max_drop, min_agreement, min_sqnr, eval_data, min_int8_share=min_int8_share,
+                           eval_holdout=eval_holdout, search_seconds=search_seconds),
         eval_data=eval_data, model_code=make_model_code(custom_objects, trust_model_code),
     )
     with warnings.catch_warnings(record=True) as caught:

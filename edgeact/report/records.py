@@ -151,6 +151,9 @@ class ConvertReport:
     # The device convert converted for (edgeact.targets.target_record): name (None without --target),
     # its CPU class, threads, the defaults it set. Optional: schema 2 without it reads.
     target: dict | None = None
+    # Weight rounding and bias correction (converters.rounding.RoundingResult.to_dict()): per layer,
+    # what each step did to the held-out error and whether it was kept. Optional: schema 2 without it reads.
+    weight_rounding: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

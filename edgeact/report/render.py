@@ -29,6 +29,7 @@ def render_convert_report(report, width: int | None = None) -> str:
         + (f"; skipped {', '.join(f'{n} {w}' for w, n in skipped.items())}" if skipped else ""))
     parts.extend(_passes_lines(report.passes))
     parts.extend(_stats_lines(report.activation_stats))
+    parts.extend(_rounding_lines(report))
     for fmt_name, section in report.formats.items():
         parts.append(render_format_section(fmt_name, section))
     if report.accuracy_budget:
@@ -99,6 +100,30 @@ def _passes_lines(passes: list[dict]) -> list[str]:
             lines += _alike(group, lambda c: f"  - {p['name']}: {c['layer']} not changed: {reason}",
                             f"  - {p['name']}: {len(group)} layers not changed: {reason} "
                             f"({some_of(c['layer'] for c in group)})")
+    return lines
+
+
+def _rounding_lines(report) -> list[str]:
+    """The weight steps: what was tried, and per format which step its judge kept and why."""
+    rounding = report.weight_rounding
+    if not rounding or rounding.get("mode") == "none":
+        return []
+    lines = [f"\nweight steps ({rounding['mode']}): {rounding['layers_tried']} kernels rounded by output error, "
+             f"fitted on {rounding['calibration_samples']} calibration samples, judged on "
+             f"{rounding['judge_samples']} others"]
+    for fmt_name, section in report.formats.items():
+        step = (section.details or {}).get("weight_rounding")
+        if not step:
+            continue
+        kept, sqnr, gains = step["kept"], step.get("sqnr_db") or {}, step.get("gain_db") or {}
+        tried = "; ".join(f"{name} [{low:+.2f}, {high:+.2f}] dB" for name, (low, high) in gains.items())
+        shown = f", SQNR {sqnr['none']:.1f} -> {sqnr[kept]:.1f} dB" if kept in sqnr and "none" in sqnr else ""
+        lines.append(f"  {mark(kept != 'none')} {fmt_name}: kept {kept}{shown}"
+                     + (f" (mean gain per judge sample, 95 %: {tried})" if tried else ""))
+    for reason, group in _groups([{"layer": k, "reason": v} for k, v in (rounding.get("skipped") or {}).items()],
+                                 lambda c: c["reason"]):
+        lines.append(f"  - {len(group)} not rounded: {reason} ({some_of(c['layer'] for c in group)})")
+    lines.extend(f"  note: {note}" for note in rounding.get("notes") or [])
     return lines
 
 

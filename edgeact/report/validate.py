@@ -77,6 +77,9 @@ def validate_report_data(data, path: Path | str) -> None:
     budget = data.get("accuracy_budget")  # optional in schema 2 (convert --max-drop/...)
     if budget is not None and (not isinstance(budget, dict) or not isinstance(budget.get("formats", {}), dict)):
         fail("accuracy_budget", "is not an object with formats")
+    rounding = data.get("weight_rounding")  # optional in schema 2 (converters.rounding)
+    if rounding is not None and (not isinstance(rounding, dict) or not isinstance(rounding.get("layers", []), list)):
+        fail("weight_rounding", "is not an object with a list of layers")
     target = data.get("target")  # optional in schema 2 (convert --target)
     if target is not None:
         from edgeact.targets import Target
