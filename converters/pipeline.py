@@ -218,8 +218,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
         pass_results += int8_results
         if folded is not float_form:
             float_keras_model = float_form
-            int8_rewrites = {c["layer"]: 6.0 if "1/6 folded" in c.get("into_type", "") else 1.0
-                             for r in int8_results for c in r.changed}
+            int8_rewrites = {c["layer"]: float(c.get("output_factor", 1.0)) for r in int8_results for c in r.changed}
             changed = ", ".join(r.name for r in int8_results if r.changed)
             notes.append(f"{changed} rewrote the INT8 models only: the float TFLite reference keeps the float "
                          "model's faster form (one op per activation)")

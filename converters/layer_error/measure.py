@@ -245,7 +245,6 @@ def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = 
                         keras_model=job.keras_model, max_samples=max_samples, tflite_twins=job.int8_rewrites or None)
 
 
-
 def _output_layer(keras_model) -> str:
     """The name of the layer that gives a single-output Keras model its output ('' otherwise)."""
     if keras_model is None or len(keras_model.outputs) != 1:

@@ -106,7 +106,8 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
     pairs, unmatched = [], []
     layer_of: dict[int, str] = {}  # tensor index -> Keras layer
     graph_outputs = {d["index"] for d in int8.get_output_details()}
-    for _, op, index, first_input, grid in quantized_outputs(int8):
+    quantized = quantized_outputs(int8)
+    for _, op, index, first_input, grid in quantized:
         name = int8_names[index]
         # A graph output is the output layer's (unknown without the Keras model: it may be a
         # Dense's own output or its softmax); other unnamed tensors belong to the layer whose
@@ -118,7 +119,7 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
         else:
             unmatched.append(name)
     if layer_twins:
-        pairs = _pair_rewritten_layers(fp32, int8, pairs, unmatched, layer_of, layer_names, layer_twins)
+        pairs = _pair_rewritten_layers(fp32, int8, quantized, pairs, unmatched, layer_of, layer_names, layer_twins)
     if not pairs:
         raise InputError("no quantized tensor of the INT8 .tflite has a twin in the float .tflite; "
                          "give the float model converted from the same Keras model")
@@ -132,7 +133,7 @@ def tflite_layer_errors(float_model: str | Path | bytes, int8_model: str | Path 
     return rows, unmatched
 
 
-def _pair_rewritten_layers(fp32, int8, pairs, unmatched, layer_of, layer_names, layer_twins):
+def _pair_rewritten_layers(fp32, int8, quantized, pairs, unmatched, layer_of, layer_names, layer_twins):
     """`pairs` (in INT8 op order) with each rewritten layer's last INT8 tensor paired to its float twin;
     the tensors paired here leave `unmatched` (the rewrite's inner tensors stay there: float has none)."""
     float_details = {d["index"]: d for d in fp32.get_tensor_details()}
@@ -143,7 +144,6 @@ def _pair_rewritten_layers(fp32, int8, pairs, unmatched, layer_of, layer_names, 
             layer = keras_layer_name(float_details[index]["name"], layer_names) if index in float_details else None
             if layer in layer_twins:
                 float_last[layer] = index
-    quantized = quantized_outputs(int8)
     int8_last = {layer_of[index]: index for _, _, index, _, _ in quantized if layer_of.get(index) in layer_twins}
     added = {}
     for _, op, index, _, grid in quantized:

@@ -123,7 +123,9 @@ def decompose_hard_swish(graph: KerasGraph) -> PassResult:
         position = graph.layers.index(entry)
         graph.layers[position:position + 1] = [*added, multiply]
         graph.weights.pop(name, None)
+        # output_factor: the rewritten layer's output over the float one's (x6 where the 1/6 moved on),
+        # what the per-layer error pairs them by (ConvertJob.int8_rewrites).
         result.changed.append({"layer": name, "into": ", ".join(e["name"] for e in [*added, multiply]),
                                "into_type": f"x * ReLU6(x+3), 1/6 folded into {', '.join(sinks)}" if sinks
-                               else "(x/6) * ReLU6(x+3)"})
+                               else "(x/6) * ReLU6(x+3)", "output_factor": 6.0 if sinks else 1.0})
     return result
