@@ -247,8 +247,6 @@ def _round_weights(job: ConvertJob, formats) -> None:
         grids.append(127)
     if Format.ONNX in formats:
         grids.append(ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits])
-    if not grids:
-        return
     with progress_step("weight rounding and bias correction", job.options.progress):
         result = round_weights(job.keras_model, job.calibration.calibration, levels=tuple(grids),
                                mode=job.options.int8_steps, seed=job.options.seed)

@@ -161,7 +161,6 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                 rounding = job.weight_rounding if weight_steps else None
                 candidates = rounding.candidates(ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits]) \
                     if rounding is not None else {}
-                job.weight_steps.pop("onnx", None)
                 if candidates:
                     # The model as it is calibrates, into ORT's range cache; each candidate's kernels go
                     # into a copy, quantized from that cache (the grids the rounding was chosen for, see
@@ -186,30 +185,31 @@ def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates:
                         cache: Path, quantize_static, settings: dict) -> dict:
     """Quantize each candidate from the range cache, keep the one the judge samples pick (converters.rounding.judge)
     in `int8_path`, and say why."""
+    import itertools
     import shutil
 
-    from converters.rounding.judge import NONE, choose_step
+    from converters.rounding.judge import keep_step
 
-    files, found = {NONE: none}, {}
-    for name, changes in candidates.items():
-        snapped = prepared.with_name(f"snapped_{len(files)}.onnx")
+    numbers = itertools.count()
+
+    def build(changes):
+        count = next(numbers)
+        snapped, quantized = prepared.with_name(f"snapped_{count}.onnx"), prepared.with_name(f"candidate_{count}.onnx")
         shutil.copyfile(prepared, snapped)
-        found[name] = snap_initializers(snapped, changes)
-        files[name] = prepared.with_name(f"candidate_{len(files)}.onnx")
-        quantize_static(str(snapped), str(files[name]), None, calibration_cache_path=cache, **settings)
-    if job.weight_rounding.mode == "all":
-        choice = {"kept": next(iter(candidates))}
-    else:
-        arithmetic = verify_arithmetic(job.options.onnx_weight_bits)
-        judge = to_layout(job, job.weight_rounding.judge)
-        outputs = {}
-        for name, path in files.items():
-            runner = OnnxRunner(path, threads=verify_threads(), optimization=arithmetic.optimization,
-                                config=arithmetic.config)
-            outputs[name] = runner.predict(judge)
-        choice = choose_step(job.judge_reference, outputs)
-    choice.update(found.get(choice["kept"], {}))
-    shutil.copyfile(files[choice["kept"]], int8_path)
+        found = snap_initializers(snapped, changes)
+        quantize_static(str(snapped), str(quantized), None, calibration_cache_path=cache, **settings)
+        return quantized, found
+
+    arithmetic = verify_arithmetic(job.options.onnx_weight_bits)
+    judge = to_layout(job, job.weight_rounding.judge)
+
+    def run(path):
+        runner = OnnxRunner(path, threads=verify_threads(), optimization=arithmetic.optimization,
+                            config=arithmetic.config)
+        return runner.predict(judge)
+
+    kept, choice = keep_step(job.weight_rounding.mode, job.judge_reference, none, candidates, build, run)
+    shutil.copyfile(kept, int8_path)
     return choice
 
 

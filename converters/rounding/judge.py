@@ -54,4 +54,20 @@ def choose_step(reference: dict, outputs: dict, seed: int = 0, rounds: int = ROU
     return {"kept": kept, "samples": count, "sqnr_db": {k: round(v, 3) for k, v in sqnr.items()}, "gain_db": gains}
 
 
-__all__ = ["NONE", "choose_step"]
+def keep_step(mode: str, reference: dict, none, candidates: dict, build, run) -> tuple[object, dict]:
+    """The model of the step to keep and why, for an exporter: `none` is its model without a step,
+    `build(changes)` gives (model, what was found of the changes) per candidate, `run(model)` its
+    outputs on the judge samples. `all` mode keeps the fullest candidate without running anything."""
+    built = {NONE: (none, {})}
+    for name, changes in candidates.items():
+        built[name] = build(changes)
+    if mode == "all":
+        choice = {"kept": next(iter(candidates))}
+    else:
+        choice = choose_step(reference, {name: run(model) for name, (model, _) in built.items()})
+    model, found = built[choice["kept"]]
+    choice.update(found)
+    return model, choice
+
+
+__all__ = ["NONE", "choose_step", "keep_step"]

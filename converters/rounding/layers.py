@@ -159,19 +159,14 @@ def _sample(flat: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarra
 
 def _why_not(layer) -> str | None:
     kind = type(layer).__name__
-    if kind == "SeparableConv2D" and layer.depth_multiplier != 1:
-        return "a depth multiplier above 1"
     if len(getattr(layer, "_inbound_nodes", [])) != 1:
         return "used more than once"
     if kind != "Dense" and getattr(layer, "data_format", "channels_last") != "channels_last":
         return "channels first"
     if getattr(layer, "groups", 1) != 1:
         return "a grouped convolution"
-    if kind == "DepthwiseConv2D" and layer.depth_multiplier != 1:
+    if kind in ("DepthwiseConv2D", "SeparableConv2D") and layer.depth_multiplier != 1:
         return "a depth multiplier above 1"
-    if kind in ("Conv2D", "Conv1D", "DepthwiseConv2D") and getattr(layer, "padding", "valid") not in (
-            "valid", "same", "causal"):
-        return f"padding {layer.padding}"
     k = max(_Target(layer, w).matrix().shape[0] for w in _weights(layer))
     if k > MAX_ROWS_IN:
         return f"{k} inputs per output (above {MAX_ROWS_IN}: its statistics would cost {k}^2 per row)"
@@ -330,10 +325,9 @@ def _round_layer(target: _Target, moments, check, level: int, judged: bool):
 
 def reference_outputs(model, samples: Samples, names: list[str]) -> dict[str, np.ndarray]:
     """The float model's outputs on the samples, by output name (in the model's output order)."""
-    found = model.predict(_inputs(model, samples), batch_size=BATCH, verbose=0)
-    if isinstance(found, dict):
-        return {name: np.asarray(found[name]) for name in names}
-    return dict(zip(names, (np.asarray(o) for o in (found if isinstance(found, (list, tuple)) else [found]))))
+    from converters.keras.forward import predict
+
+    return dict(zip(names, predict(model, samples)))
 
 
 __all__ = ["BIAS", "ROUNDING", "Int8Steps", "KernelChange", "LayerRounding", "RoundingResult", "patch_rows",

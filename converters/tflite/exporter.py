@@ -96,7 +96,6 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
     # recorded as its input's range). With weight steps to judge, calibrated only: each candidate's
     # kernels go into that one calibration (converters.tflite.weights).
     model, guard = convert_guarded(converter, "the INT8 model", calibrate_only=bool(candidates))
-    job.weight_steps.pop("tflite", None)
     if candidates:
         model, job.weight_steps["tflite"] = _judged_weight_step(job, model, candidates, pixel_in)
     if pixel_in is not None:
@@ -106,19 +105,16 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
 
 def _judged_weight_step(job: ConvertJob, calibrated: bytes, candidates: dict, pixel_in) -> tuple[bytes, dict]:
     """The INT8 model of the weight step the judge samples keep (converters.rounding.judge), and why."""
-    from converters.rounding.judge import NONE, choose_step
+    from converters.rounding.judge import keep_step
 
     io_type = job.options.io_type
-    models, found = {NONE: quantize_calibrated(calibrated, io_type)}, {}
-    for name, changes in candidates.items():
-        snapped, found[name] = snap_buffers(calibrated, changes)
-        models[name] = quantize_calibrated(snapped, io_type)
-    if job.weight_rounding.mode == "all":
-        choice = {"kept": next(iter(candidates))}
-    else:
-        choice = choose_step(job.judge_reference, {name: _run_judge(job, m, pixel_in) for name, m in models.items()})
-    choice.update(found.get(choice["kept"], {}))
-    return models[choice["kept"]], choice
+
+    def build(changes):
+        snapped, found = snap_buffers(calibrated, changes)
+        return quantize_calibrated(snapped, io_type), found
+
+    return keep_step(job.weight_rounding.mode, job.judge_reference, quantize_calibrated(calibrated, io_type),
+                     candidates, build, lambda model: _run_judge(job, model, pixel_in))
 
 
 def _run_judge(job: ConvertJob, model: bytes, pixel_in) -> dict:
