@@ -64,7 +64,7 @@ def int8_model(model, calibration: np.ndarray, calibrator: str) -> bytes:
     if calibrator == "edgeact":
         from converters.tflite.ranges import calibrate_tflite, quantize_calibrated
 
-        return quantize_calibrated(calibrate_tflite(model, calibration, IOType.FLOAT), IOType.FLOAT)
+        return quantize_calibrated(calibrate_tflite(model, calibration), IOType.FLOAT)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([s[None]] for s in calibration)

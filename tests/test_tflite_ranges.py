@@ -14,7 +14,6 @@ from converters.tflite.ranges import (
     quantize_calibrated,
     set_ranges,
 )
-from edgeact.config import IOType
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +79,7 @@ def test_quantize_calibrated_matches_the_converter_and_keeps_named_ops_float(out
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     direct = converter.convert()
-    calibrated = calibrate_tflite(model, data, IOType.INT8)
+    calibrated = calibrate_tflite(model, data)
     assert _scale(quantize_calibrated(calibrated), C1) == pytest.approx(_scale(direct, C1))
     c2 = "outliers_1/c2_1/convolution1"
     fallback = Interpreter(model_content=quantize_calibrated(calibrated, float_nodes=[c2]))

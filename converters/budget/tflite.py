@@ -132,7 +132,7 @@ class TFLiteBackend:
                 return None, f"{fix}: {what}"
             model = fixed
             whats.append(what)
-        return _Variant(model, calibrate(model, self.calibration, self.io_type, self.output_names)), whats
+        return _Variant(model, calibrate(model, self.calibration, self.output_names)), whats
 
     def _ranged(self, variant: _Variant, method: str) -> bytes:
         if method not in variant.ranged:
@@ -186,20 +186,9 @@ class TFLiteBackend:
         return [(r.layer or r.tensor, r.tensor) for r in report.worst(None, "tflite", by_own=True)]
 
 
-def calibrate(keras_model, calibration: Samples, io_type: IOType, output_names: list[str]) -> bytes:
-    """`converters.tflite.ranges.calibrate_tflite`, also for several inputs (fed in the model's input order)."""
-    if len(calibration.arrays) == 1:
-        return calibrate_tflite(keras_model, calibration.array(), io_type, output_names)
-    import tensorflow as tf
-
-    from converters.tflite.ranges import _io_dtype, convert_guarded
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
-    return convert_guarded(converter, calibrate_only=True)[0]
+def calibrate(keras_model, calibration: Samples, output_names: list[str]) -> bytes:
+    """`converters.tflite.ranges.calibrate_tflite`, one input or several (fed by name)."""
+    return calibrate_tflite(keras_model, calibration, output_names)
 
 
 def ranges_for(calibrated: bytes, calibration: Samples, method: RangeMethod) -> dict:

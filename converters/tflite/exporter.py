@@ -7,7 +7,6 @@ carries the standard TFLite metadata (converters.metadata).
 """
 from __future__ import annotations
 
-from calibration.adapters import representative_dataset
 from converters.job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
 from converters.keras.serving import dict_output_model
 from converters.metadata import add_tflite_metadata, build_contract
@@ -23,10 +22,11 @@ from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.targets import device_spec, timing_threads
 
+from .calibrate import calibrate_float
 from .check import check_fusion, check_integer_only
 from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
-from .ranges import convert_guarded, quantize_calibrated
+from .ranges import quantize_calibrated
 from .weights import snap_buffers
 
 
@@ -68,11 +68,14 @@ def pixel_in_plan(job: ConvertJob) -> PixelIn | None:
     return plan_pixel_in(job.options.preprocessing, job.input_shape[-1])
 
 
-def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
+def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[bytes, dict]:
     """The INT8 model (with `--io uint8`, one that takes uint8 pixels, see converters.tflite.pixel_in),
-    and what the calibration's in-place guard did (converters.tflite.ranges.CalibrationGuard)."""
-    import tensorflow as tf
+    and how it was calibrated (converters.tflite.calibrate).
 
+    `float_model`: the float reference as the converter wrote it. It is calibrated and quantized
+    as it is, unless the INT8 model has a graph of its own (the INT8-only rewrites of
+    ConvertJob.float_keras_model, a pixel-in normalisation): only then is there a second conversion.
+    """
     pixel_in = pixel_in_plan(job)
     keras_model, calibration = None, job.calibration.calibration
     if pixel_in is not None and pixel_in.method == "normalisation_op":
@@ -83,24 +86,19 @@ def export_int8(job: ConvertJob, progress=None) -> tuple[bytes, dict]:
         keras_model = normalisation_model(job.keras_model, pre, job.output_names)
         calibration = [{k: to_pixels(pre, v).astype("float32") for k, v in sample.items()}
                        for sample in calibration]
+    own_graph = keras_model is not None or job.float_keras_model is not None
+    source = _run_converter(_converter(job, keras_model), "INT8 model's float") if own_graph else float_model
+    calibrated, found = calibrate_float(source, calibration, progress)
+    found["conversions"] = 2 if own_graph else 1
     rounding = job.weight_rounding
     candidates = rounding.candidates(127) if rounding is not None and keras_model is None else {}
-    converter = _converter(job, keras_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset(calibration, progress)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    io_types = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT: tf.float32}
-    converter.inference_input_type = io_types[job.options.io_type]
-    converter.inference_output_type = io_types[job.options.io_type]
-    # Without TF's in-place range error (converters.tflite.ranges: an element-wise op's output
-    # recorded as its input's range). With weight steps to judge, calibrated only: each candidate's
-    # kernels go into that one calibration (converters.tflite.weights).
-    model, guard = convert_guarded(converter, "the INT8 model", calibrate_only=bool(candidates))
-    if candidates:
-        model, job.weight_steps["tflite"] = _judged_weight_step(job, model, candidates, pixel_in)
+    if candidates:  # each candidate's kernels go into the one calibration (converters.tflite.weights)
+        model, job.weight_steps["tflite"] = _judged_weight_step(job, calibrated, candidates, pixel_in)
+    else:
+        model = quantize_calibrated(calibrated, job.options.io_type)
     if pixel_in is not None:
         model = set_input_quantization(model, pixel_in.scale, pixel_in.zero_point)
-    return model, guard.to_dict()
+    return model, found
 
 
 def _judged_weight_step(job: ConvertJob, calibrated: bytes, candidates: dict, pixel_in) -> tuple[bytes, dict]:
@@ -159,10 +157,11 @@ class TFLiteExporter:
         pixel_in = pixel_in_plan(job)
         batch = {}
         with job.step("tflite: float reference"):
-            fp32_model, batch["fp32"] = with_target_batch(job, export_float(job))
+            float_model = export_float(job)
+            fp32_model, batch["fp32"] = with_target_batch(job, float_model)
             fp32 = staged.write_bytes(job.output_dir / fp32_name, _with_metadata(job, fp32_model, IOType.FLOAT, None))
         with job.step("tflite: int8", total=len(job.calibration.calibration)) as bar:
-            int8_model, calibration = export_int8(job, bar)
+            int8_model, calibration = export_int8(job, float_model, bar)
             int8_model, batch["int8"] = with_target_batch(job, int8_model)
             int8 = staged.write_bytes(job.output_dir / int8_name, _with_metadata(job, int8_model, io_type, pixel_in))
         with job.step("tflite: verify"):

@@ -8,7 +8,7 @@ with the same MLIR quantizer the converter calls (`quantize_calibrated`), which 
 `denylisted_nodes`: ops, named by their output tensor, kept in float with QUANTIZE/DEQUANTIZE
 around them, the float fallback of last resort.
 
-    calibrated = calibrate_tflite(keras_model, samples, IOType.INT8)
+    calibrated = calibrate_tflite(keras_model, samples)
     values = observed_values(calibrated, samples)
     int8 = quantize_calibrated(set_ranges(calibrated, percentile_ranges(values, 99.99)), IOType.INT8)
 
@@ -218,21 +218,30 @@ def convert_guarded(converter, what: str = "the model", calibrate_only: bool = F
     return model, guard
 
 
-def calibrate_tflite(keras_model, samples: np.ndarray, io_type: IOType = IOType.INT8,
-                     output_names: list[str] | None = None) -> bytes:
-    """The float .tflite with each activation's calibrated min/max, not yet quantized.
+def calibrate_tflite(keras_model, samples, output_names: list[str] | None = None) -> bytes:
+    """The float .tflite with each activation's calibrated min/max, not yet quantized: one float
+    conversion, calibrated by converters.tflite.calibrate.
 
+    `samples`: an array (N, *shape) for a one-input model, or Samples (several inputs, by name).
     `output_names` names the SignatureDef's outputs like the Keras model (as convert's exporter
     does, see converters.keras.serving.dict_output_model); without them TFLite says output_0.
     """
     import tensorflow as tf
 
+    from .calibrate import calibrate_float
+
     converter = tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([np.asarray(s[None], np.float32)] for s in samples)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = _io_dtype(io_type)
-    return convert_guarded(converter, calibrate_only=True)[0]
+    try:
+        with native_output_captured() as captured:
+            float_model = converter.convert()
+    except Exception as exc:
+        raise ConversionError(f"TFLiteConverter could not write the float model to calibrate: "
+                              f"{last_error_line(captured.text) or first_line(exc)}") from None
+    if hasattr(samples, "arrays"):
+        per_sample = iter(samples)
+    else:
+        per_sample = ({"input": s[None]} for s in np.asarray(samples, np.float32))
+    return calibrate_float(float_model, per_sample)[0]
 
 
 def named_model(keras_model, output_names: list[str] | None):
