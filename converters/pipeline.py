@@ -237,7 +237,7 @@ def _prepare(loaded, name: str, output_dir: Path, calibration: Any, options: Con
 def _round_weights(job: ConvertJob, formats) -> None:
     """Each kernel's integers chosen by the output error they cause, and its bias corrected, as candidates
     each INT8 exporter judges on its own files (converters.rounding); the float model is not touched."""
-    from converters.rounding.layers import reference_outputs, round_weights
+    from converters.rounding.layers import round_weights
     from edgeact.config import Int8Steps
 
     if job.keras_model is None or job.options.int8_steps is Int8Steps.NONE:
@@ -250,8 +250,8 @@ def _round_weights(job: ConvertJob, formats) -> None:
     with progress_step("weight rounding and bias correction", job.options.progress):
         result = round_weights(job.keras_model, job.calibration.calibration, levels=tuple(grids),
                                mode=job.options.int8_steps, seed=job.options.seed)
-        if result.judge is not None and len(result.judge):
-            job.judge_reference = reference_outputs(job.keras_model, result.judge, job.output_names)
+        if result.judge_outputs:
+            job.judge_reference = dict(zip(job.output_names, result.judge_outputs))
     job.weight_rounding = result
 
 
