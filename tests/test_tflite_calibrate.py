@@ -113,13 +113,13 @@ def _count_conversions(monkeypatch) -> list:
     from converters.tflite import exporter
 
     calls = []
-    original = exporter._run_converter
+    original = exporter.run_converter
 
     def counted(converter, what):
         calls.append(what)
         return original(converter, what)
 
-    monkeypatch.setattr(exporter, "_run_converter", counted)
+    monkeypatch.setattr(exporter, "run_converter", counted)
     return calls
 
 

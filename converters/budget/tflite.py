@@ -132,7 +132,7 @@ class TFLiteBackend:
                 return None, f"{fix}: {what}"
             model = fixed
             whats.append(what)
-        return _Variant(model, calibrate(model, self.calibration, self.output_names)), whats
+        return _Variant(model, calibrate_tflite(model, self.calibration, self.output_names)), whats
 
     def _ranged(self, variant: _Variant, method: str) -> bytes:
         if method not in variant.ranged:
@@ -184,11 +184,6 @@ class TFLiteBackend:
             fp32 = tf.lite.TFLiteConverter.from_keras_model(named_model(variant.model, self.output_names)).convert()
         report = layer_errors(self.calibration.array(), tflite=(fp32, model), keras_model=variant.model)
         return [(r.layer or r.tensor, r.tensor) for r in report.worst(None, "tflite", by_own=True)]
-
-
-def calibrate(keras_model, calibration: Samples, output_names: list[str]) -> bytes:
-    """`converters.tflite.ranges.calibrate_tflite`, one input or several (fed by name)."""
-    return calibrate_tflite(keras_model, calibration, output_names)
 
 
 def ranges_for(calibrated: bytes, calibration: Samples, method: RangeMethod) -> dict:

@@ -249,15 +249,12 @@ def _taps(model, targets: list, samples: Samples, outputs: bool = False):
     took 11 of MobileNetV2's 37 s)."""
     import keras
 
-    from converters.keras.forward import compile_forward
+    from converters.keras.forward import model_forward
 
     ends = [t.layer.input for t in targets] + (list(model.outputs) if outputs else [])
-    tap = keras.Model(model.inputs, ends)
-    forward = compile_forward(lambda *args: tap(list(args) if len(args) > 1 else args[0], training=False),
-                              [tuple(t.shape[1:]) for t in model.inputs])
+    forward = model_forward(keras.Model(model.inputs, ends))
     for batch in samples.batches(BATCH):
         found = forward(*[np.ascontiguousarray(a, np.float32) for a in _inputs(model, batch)])
-        found = found if isinstance(found, (list, tuple)) else [found]
         yield [np.asarray(x, np.float32) for x in found]
 
 
@@ -344,3 +341,7 @@ def _round_layer(target: _Target, moments, check, level: int, judged: bool):
         shifted = KernelChange(target.layer.name, original, new_kernel, bias, (bias - shift).astype(np.float32),
                                weight=target.weight, integers=q)
     return row, change, shifted
+
+
+__all__ = ["BIAS", "ROUNDING", "Int8Steps", "KernelChange", "LayerRounding", "RoundingResult", "patch_rows",
+           "round_weights"]

@@ -27,11 +27,12 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from calibration.adapters import representative_dataset
 from converters.job import verify_threads
 from edgeact.errors import ConversionError, InputError, first_line
 from edgeact.quiet import last_error_line, native_output_captured
 
-from .ranges import keep_all_outputs, kept_outputs_calibration
+from .ranges import keep_all_outputs, kept_outputs_calibration, subgraphs
 
 _FLOAT32 = 0  # TensorType.FLOAT32
 
@@ -43,7 +44,7 @@ def calibrate_float(model: bytes, samples: Iterable[Mapping[str, np.ndarray]], p
     `samples`: one `{input name: (1, *shape) array}` per sample, the SignatureDef's input names.
     """
     kept, extra = keep_all_outputs(bytes(model))
-    if extra is None or _subgraph_count(model) != 1:
+    if extra is None or len(subgraphs(model)) != 1:
         return _tf_calibration(model, samples, progress)
     ranges, count = _record_ranges(kept, samples, progress)
     if not count:
@@ -51,13 +52,6 @@ def calibrate_float(model: bytes, samples: Iterable[Mapping[str, np.ndarray]], p
     found = {"calibrator": "edgeact (LiteRT, every op output kept)", "in_place_guard": True,
              "kept_outputs": int(extra), "samples": count, "tensors": len(ranges)}
     return write_ranges(model, ranges), found
-
-
-def _subgraph_count(model: bytes) -> int:
-    from edgeact.formats.flatbuf import Buffer
-    from edgeact.formats.tflite_schema import SLOTS
-
-    return len(Buffer(model).root().tables(SLOTS["Model"]["Subgraphs"], "subgraphs"))
 
 
 def _open(model: bytes):
@@ -137,12 +131,7 @@ def _tf_calibration(model: bytes, samples, progress) -> tuple[bytes, dict]:
     """TF's own calibrator on the float model, through the in-place guard (module docstring)."""
     from tensorflow.lite.python.optimize import calibrator as tf_calibrator
 
-    def generate():
-        for sample in samples:
-            if progress is not None:
-                progress.update(1)
-            yield {name: np.asarray(v, np.float32) for name, v in sample.items()}
-
+    generate = representative_dataset(samples, progress)
     try:
         with native_output_captured() as captured, kept_outputs_calibration() as guard:
             prepared = tf_calibrator.add_intermediate_tensors(bytes(model))

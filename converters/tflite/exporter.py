@@ -13,11 +13,11 @@ from converters.metadata import add_tflite_metadata, build_contract
 from converters.registry import register_exporter
 from edgeact.config import Format, IOType
 from edgeact.data.pixel_input import to_pixels
-from edgeact.errors import ConversionError, InputError, first_line
+from edgeact.errors import InputError
 from edgeact.fastpath.speed_verdict import fast_path_report
 from edgeact.fileio import StagedOutputs, sha256_of
 from edgeact.formats.tflite_model import read_tflite
-from edgeact.quiet import last_error_line, native_output_captured
+from edgeact.quiet import native_output_captured
 from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.targets import device_spec, timing_threads
@@ -26,7 +26,7 @@ from .calibrate import calibrate_float
 from .check import check_fusion, check_integer_only
 from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
-from .ranges import quantize_calibrated
+from .ranges import quantize_calibrated, run_converter
 from .weights import snap_buffers
 
 
@@ -45,17 +45,8 @@ def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
     return tf.lite.TFLiteConverter.from_saved_model(str(job.loaded.path))
 
 
-def _run_converter(converter, what: str) -> bytes:
-    try:
-        with native_output_captured() as captured:
-            return converter.convert()
-    except Exception as exc:
-        detail = last_error_line(captured.text) or first_line(exc, 300)
-        raise ConversionError(f"TFLiteConverter could not write the {what} model: {detail}") from None
-
-
 def export_float(job: ConvertJob) -> bytes:
-    return _run_converter(_converter(job, float_form=True), "float")
+    return run_converter(_converter(job, float_form=True), "float")
 
 
 def pixel_in_plan(job: ConvertJob) -> PixelIn | None:
@@ -87,7 +78,7 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
         calibration = [{k: to_pixels(pre, v).astype("float32") for k, v in sample.items()}
                        for sample in calibration]
     own_graph = keras_model is not None or job.float_keras_model is not None
-    source = _run_converter(_converter(job, keras_model), "INT8 model's float") if own_graph else float_model
+    source = run_converter(_converter(job, keras_model), "INT8 model's float") if own_graph else float_model
     calibrated, found = calibrate_float(source, calibration, progress)
     found["conversions"] = 2 if own_graph else 1
     rounding = job.weight_rounding

@@ -57,11 +57,16 @@ _CALIBRATOR_LOCK = threading.RLock()
 _OFFSET_LIMIT = 2 ** 31  # flatbuffer offsets are 32-bit; a model past 2 GB keeps TF's own calibration
 
 
-def _main_subgraph(model: bytes):
+def subgraphs(model: bytes) -> list:
+    """The model's subgraph tables, read without TensorFlow."""
     from edgeact.formats.flatbuf import Buffer
     from edgeact.formats.tflite_schema import SLOTS
 
-    graphs = Buffer(model).root().tables(SLOTS["Model"]["Subgraphs"], "subgraphs")
+    return Buffer(model).root().tables(SLOTS["Model"]["Subgraphs"], "subgraphs")
+
+
+def _main_subgraph(model: bytes):
+    graphs = subgraphs(model)
     if not graphs:
         raise ConversionError("the converter's float model has no subgraph to calibrate")
     return graphs[0]  # the others are bodies of control-flow ops, whose outputs are fixed
@@ -218,6 +223,16 @@ def convert_guarded(converter, what: str = "the model", calibrate_only: bool = F
     return model, guard
 
 
+def run_converter(converter, what: str) -> bytes:
+    """`converter.convert()`, with a one-line ConversionError naming the `what` model when it fails."""
+    try:
+        with native_output_captured() as captured:
+            return converter.convert()
+    except Exception as exc:
+        detail = last_error_line(captured.text) or first_line(exc, 300)
+        raise ConversionError(f"TFLiteConverter could not write the {what} model: {detail}") from None
+
+
 def calibrate_tflite(keras_model, samples, output_names: list[str] | None = None) -> bytes:
     """The float .tflite with each activation's calibrated min/max, not yet quantized: one float
     conversion, calibrated by converters.tflite.calibrate.
@@ -230,13 +245,8 @@ def calibrate_tflite(keras_model, samples, output_names: list[str] | None = None
 
     from .calibrate import calibrate_float
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names))
-    try:
-        with native_output_captured() as captured:
-            float_model = converter.convert()
-    except Exception as exc:
-        raise ConversionError(f"TFLiteConverter could not write the float model to calibrate: "
-                              f"{last_error_line(captured.text) or first_line(exc)}") from None
+    float_model = run_converter(tf.lite.TFLiteConverter.from_keras_model(named_model(keras_model, output_names)),
+                                "float")
     if hasattr(samples, "arrays"):
         per_sample = iter(samples)
     else:

@@ -1,6 +1,6 @@
 """The kernels converters.rounding chose, written into the calibrated float .tflite before it is quantized.
 
-    calibrated = convert_guarded(converter, calibrate_only=True)       # the unchanged model's ranges
+    calibrated, _ = calibrate_float(float_model, calibration)         # the unchanged model's ranges
     snapped, found = snap_buffers(calibrated, job.weight_rounding.changes(127))
     int8 = quantize_calibrated(snapped, io_type)                        # TFLite's own rounding: the chosen integers
 
