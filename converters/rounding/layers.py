@@ -223,15 +223,20 @@ def patch_rows(layer, x: np.ndarray, rows: int, rng: np.random.Generator, depthw
     if type(layer).__name__ == "Dense":
         return _sample(x.reshape(-1, x.shape[-1]), rows, rng)
     sizes, pads = _positions(x.shape[1:-1], layer)
-    padded = np.pad(x, [(0, 0), *pads, (0, 0)])
+    spatial = x.shape[1:-1]
     total = x.shape[0] * int(np.prod(sizes))
     flat = np.sort(rng.choice(total, size=min(rows, total), replace=False))
     index = np.unravel_index(flat, (x.shape[0], *sizes))
     sample, outs = index[0], index[1:]
     taps = []
     for offset in itertools.product(*(range(k) for k in layer.kernel_size)):
-        at = tuple(o * s + i * d for o, s, i, d in zip(outs, layer.strides, offset, layer.dilation_rate))
-        taps.append(padded[(sample, *at)])  # (R, Cin)
+        # where the tap reads, unpadded: a read in the zero padding is 0 (the whole map is never padded:
+        # np.pad copied every input map to read a few rows of it, 2.7 of DenseNet121's 58 s)
+        at = [o * s + i * d - p[0] for o, s, i, d, p in zip(outs, layer.strides, offset, layer.dilation_rate, pads)]
+        inside = np.logical_and.reduce([(a >= 0) & (a < n) for a, n in zip(at, spatial)])
+        tap = np.zeros((len(sample), x.shape[-1]), x.dtype)
+        tap[inside] = x[(sample[inside], *(a[inside] for a in at))]
+        taps.append(tap)  # (R, Cin)
     patches = np.stack(taps, axis=1)  # (R, kk, Cin)
     return patches if depthwise else patches.reshape(len(patches), -1)
 
@@ -243,37 +248,39 @@ def _inputs(model, samples: Samples):
     return [samples.arrays[n] for n in names]
 
 
-def _taps(model, targets: list, samples: Samples, outputs: bool = False):
-    """Batch after batch, each target layer's float input (then, with `outputs`, the model's outputs),
-    as numpy, from one compiled function (converters.keras.forward; eagerly, layer by layer, it
-    took 11 of MobileNetV2's 37 s)."""
+def _taps(model, targets: list, parts: list[Samples]):
+    """Part after part, batch after batch: (part index, each target layer's float input, then the
+    model's outputs), as numpy, from one compiled function (converters.keras.forward; eagerly,
+    layer by layer, it took 11 of MobileNetV2's 37 s; traced once per part, 8 of DenseNet121's 58 s)."""
     import keras
 
     from converters.keras.forward import model_forward
 
-    ends = [t.layer.input for t in targets] + (list(model.outputs) if outputs else [])
-    forward = model_forward(keras.Model(model.inputs, ends))
-    for batch in samples.batches(BATCH):
-        found = forward(*[np.ascontiguousarray(a, np.float32) for a in _inputs(model, batch)])
-        yield [np.asarray(x, np.float32) for x in found]
+    forward = model_forward(keras.Model(model.inputs, [t.layer.input for t in targets] + list(model.outputs)))
+    for part, samples in enumerate(parts):
+        for batch in samples.batches(BATCH):
+            found = forward(*[np.ascontiguousarray(a, np.float32) for a in _inputs(model, batch)])
+            yield part, [np.asarray(x, np.float32) for x in found]
 
 
-def _moments(model, targets: list, samples: Samples, seed: int, outputs: bool = False) -> tuple[list, list]:
-    """Each target's input moments in the float model on these samples, and with `outputs` the
-    model's outputs on them (the judge's reference, from the same pass).
+def _moments(model, targets: list, parts: list[Samples], seed: int) -> tuple[list[list], list]:
+    """Each target's input moments in the float model on each part of the samples (part i's rows
+    drawn with seed + i), and the model's outputs on the last part (the judge's reference, from
+    the same pass).
 
     A batch adds ROWS_PER_INPUT rows per kernel input (at most ROWS_PER_BATCH): a depthwise
     channel's 3x3 H needs far fewer rows than a 960-input pointwise kernel's, and its products
     cost a small matrix product per channel."""
-    sums = [MomentSum() for _ in targets]
+    sums = [[MomentSum() for _ in targets] for _ in parts]
     counts = [min(ROWS_PER_BATCH, ROWS_PER_INPUT * t.inputs) for t in targets]
-    rng = np.random.default_rng(seed)
-    found_outputs = []
-    for found in _taps(model, targets, samples, outputs):
-        for target, x, total, count in zip(targets, found, sums, counts):
-            total.add(target.rows(x, count, rng))
-        found_outputs.append(found[len(targets):])
-    return [s.moments() for s in sums], [np.concatenate(parts) for parts in zip(*found_outputs)] if outputs else []
+    rngs = [np.random.default_rng(seed + i) for i in range(len(parts))]
+    last = []
+    for part, found in _taps(model, targets, parts):
+        for target, x, total, count in zip(targets, found, sums[part], counts):
+            total.add(target.rows(x, count, rngs[part]))
+        if part == len(parts) - 1:
+            last.append(found[len(targets):])
+    return [[s.moments() for s in part] for part in sums], [np.concatenate(p) for p in zip(*last)]
 
 
 def _split(calibration: Samples, mode: Int8Steps) -> tuple[Samples, Samples]:
@@ -305,8 +312,11 @@ def round_weights(model, calibration: Samples, levels=(127,), mode: Int8Steps = 
                             f"on (at least {MIN_JUDGE}): none kept; give more calibration samples, or "
                             "--int8-steps all")
         return result
-    fitted, _ = _moments(model, targets, fit, seed)
-    held, result.judge_outputs = _moments(model, targets, judge, seed + 1, outputs=True) if judged else (fitted, [])
+    if judged:
+        (fitted, held), result.judge_outputs = _moments(model, targets, [fit, judge], seed)
+    else:
+        (fitted,), _ = _moments(model, targets, [fit], seed)
+        held = fitted
     for level in dict.fromkeys(levels):
         rounded, corrected = [], []
         for target, moments, check in zip(targets, fitted, held):
