@@ -301,3 +301,40 @@ def test_the_convert_hook_measures_on_the_jobs_calibration_samples(chain, chain_
     assert all(r.own_sqnr_db is not None for r in report.of_format("tflite"))  # the job's Keras model
     text = render_layer_errors(LayerErrorReport.from_dict(report.to_dict()), top=2)
     assert "2 worst of 4" in text
+
+
+def test_own_sqnr_rounds_a_kept_weight_step_as_the_file_holds_it(keras, chain, chain_tflite):
+    """With a weight step's integers for c2 (here the worse of floor/ceil for every weight, so the
+    difference is large), c2's own error is that of c2 alone converted with those integers, and the
+    layers the step did not change keep theirs."""
+    from converters.rounding.adaround import snapped
+    from converters.rounding.layers import KernelChange
+
+    model, data = chain
+    c2 = model.get_layer("c2")
+    kernel = c2.kernel.numpy()
+    matrix = kernel.reshape(-1, kernel.shape[-1])
+    scale = np.max(np.abs(matrix), axis=0) / 127
+    exact = matrix / scale
+    away = np.where(np.rint(exact) > exact, np.floor(exact), np.ceil(exact)).astype(np.int32)  # the other integer
+    away = np.where(np.abs(matrix) == np.max(np.abs(matrix), axis=0), np.rint(exact), away).astype(np.int32)
+    new_kernel = snapped(matrix, away, 127).reshape(kernel.shape)
+    change = KernelChange("c2", kernel, new_kernel, integers=away)
+    pair = (chain_tflite / "chain_fp32.tflite", chain_tflite / "chain_int8.tflite")
+    plain = {r.layer: r for r in layer_errors(data, tflite=pair, keras_model=model, max_samples=len(data))
+             .of_format("tflite")}
+    stepped = {r.layer: r for r in layer_errors(data, tflite=pair, keras_model=model, max_samples=len(data),
+                                                weight_changes={"tflite": [change]}).of_format("tflite")}
+    c1_out = np.asarray(keras.Model(model.inputs, model.get_layer("c1").output)(data, training=False))
+    inputs = keras.Input(c1_out.shape[1:])
+    copy = type(c2).from_config(c2.get_config())
+    alone = keras.Model(inputs, copy(inputs))
+    copy.set_weights([new_kernel, c2.bias.numpy()])
+    original = type(c2).from_config(c2.get_config())  # c2 in float, its own weights
+    float_alone = keras.Model(inputs, original(inputs))
+    original.set_weights(c2.get_weights())
+    reference = np.asarray(float_alone(c1_out, training=False))
+    independent = _sqnr(reference, _run_int8(_to_tflite(alone, c1_out), c1_out))  # TFLite rounds the snapped kernel
+    assert stepped["c2"].own_sqnr_db == pytest.approx(independent, abs=0.5)
+    assert stepped["c2"].own_sqnr_db < plain["c2"].own_sqnr_db - 3.0
+    assert stepped["c1"].own_sqnr_db == plain["c1"].own_sqnr_db

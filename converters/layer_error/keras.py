@@ -61,15 +61,31 @@ def minmax_grid(x: np.ndarray) -> QuantGrid:
     return QuantGrid(scale, int(round(-128 - low / scale)), -128, 127)
 
 
-def quantized_weights(layer, levels: int = 127) -> list[np.ndarray]:
+def quantized_weights(layer, levels: int = 127, replaced: dict | None = None) -> list[np.ndarray]:
     """The layer's weights with its kernels rounded as the converters round them.
 
+    `replaced`: weight name -> the values the exporter wrote instead (a weight step's snapped
+    kernel or corrected bias, converters.rounding), rounded the same way: round-to-nearest of a
+    snapped kernel gives the integers the step chose.
     A BatchNorm folded into the kernel before rounding changes nothing here: per-channel
     symmetric rounding commutes with scaling a channel.
     """
     axes = _KERNELS.get(type(layer).__name__, {})
-    return [quantize_kernel(w.numpy(), axes[w.name], levels) if w.name in axes else w.numpy()
-            for w in layer.weights]
+    replaced = replaced or {}
+    values = [(w.name, replaced[w.name] if w.name in replaced else w.numpy()) for w in layer.weights]
+    return [quantize_kernel(v, axes[name], levels) if name in axes else np.asarray(v, np.float32)
+            for name, v in values]
+
+
+def replaced_weights(changes) -> dict[str, dict[str, np.ndarray]]:
+    """layer name -> {weight name: new values} of a weight step's KernelChanges (converters.rounding)."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for change in changes or ():
+        by_name = found.setdefault(change.layer, {})
+        by_name[change.weight] = change.new_kernel
+        if change.new_bias is not None:
+            by_name["bias"] = change.new_bias
+    return found
 
 
 def _single_input_layer(layer):
@@ -200,19 +216,23 @@ def _simulate(chains: list, pairs: list[tuple[int, int]], grids: list[tuple[Quan
 
 
 def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray, batch: int = BATCH,
-                   weight_levels: dict[str, int] | None = None) -> None:
+                   weight_levels: dict[str, int] | None = None, weight_changes: dict[str, list] | None = None) -> None:
     """Fill `own_sqnr_db` of the last row of each Keras layer that ends a chain, per format.
 
     `weight_levels`: each format's symmetric weight range (127 unless given; 64 for an ONNX model
     with 7-bit weights), so each format's kernels are rounded as its model rounds them.
+    `weight_changes`: each format's kept weight step (its KernelChanges, converters.rounding), so
+    a layer's own error is that of the integers and bias its file holds, not round-to-nearest's.
 
     Eagerly, a batch at a time, the simulation in TensorFlow: only four numbers per chain and
     batch come back to numpy (copying every tap out and rounding it in numpy cost three times
     the simulation on MobileNetV2), and for the few batches a convert report measures, tracing
     a compiled function would cost more than it saves.
     """
-    levels_of = {fmt: (weight_levels or {}).get(fmt, 127) for fmt in report.formats()}
-    tagged = [(levels_of[fmt], job) for fmt in report.formats()
+    # One rounding per format that rounds its weights its own way (a weight range, a weight step).
+    kinds = {fmt: (fmt if (weight_changes or {}).get(fmt) else "", (weight_levels or {}).get(fmt, 127))
+             for fmt in report.formats()}
+    tagged = [(kinds[fmt], job) for fmt in report.formats()
               for job in layer_chains(keras_model, report.of_format(fmt))]
     jobs = [job for _, job in tagged]
     if not jobs:
@@ -220,14 +240,15 @@ def add_own_errors(report: LayerErrorReport, keras_model, samples: np.ndarray, b
     tap, pairs = _tap_model(keras_model, [chain for _, chain, _ in jobs])
     import tensorflow as tf
 
-    # One rounding per weight range: the jobs of the formats that round their weights alike.
-    groups = {levels: [i for i, (lv, _) in enumerate(tagged) if lv == levels] for levels, _ in tagged}
+    groups = {kind: [i for i, (k, _) in enumerate(tagged) if k == kind] for kind, _ in tagged}
     rounded = {}
-    for levels, members in groups.items():
+    for (fmt, levels), members in groups.items():
+        replaced = replaced_weights((weight_changes or {}).get(fmt)) if fmt else {}
         with_kernels = dict.fromkeys(layer for i in members for layer in jobs[i][1]
                                      if type(layer).__name__ in _KERNELS)
-        rounded[levels] = {layer.name: [tf.convert_to_tensor(w) for w in quantized_weights(layer, levels)]
-                           for layer in with_kernels}
+        rounded[(fmt, levels)] = {
+            layer.name: [tf.convert_to_tensor(w) for w in quantized_weights(layer, levels, replaced.get(layer.name))]
+            for layer in with_kernels}
     # The model input's grid: min/max over the samples, as both converters calibrate it.
     input_grid = minmax_grid(samples)
     grids = [(_grid(boundary) if boundary else input_grid, _grid(row)) for row, _, boundary in jobs]

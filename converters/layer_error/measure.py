@@ -12,7 +12,8 @@ activation), matched by name to the same tensor of the float model of the same f
   Runtime with every intermediate tensor made a graph output, as its `qdq_loss_debug` does);
 - `own_sqnr_db`: only this layer quantized: the Keras layer fed the float model's input,
   rounded to the input's INT8 grid, run with its weights rounded as the converter does
-  (int8, symmetric, per output channel), and its output rounded to this tensor's grid
+  (int8, symmetric, per output channel; the integers and bias of the weight step the format
+  kept, where it kept one), and its output rounded to this tensor's grid
   (`converters.layer_error.keras`); None without the Keras model;
 - `rounding_sqnr_db`: the float activation rounded and clipped to this tensor's grid, no
   weight error and no upstream error: the floor any INT8 model of this range reaches;
@@ -181,7 +182,8 @@ def keras_layer_name(tensor_name: str, layer_names: Sequence[str] | None = None)
 
 def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Path | bytes] | None = None,
                  onnx: tuple[str | Path, str | Path] | None = None, keras_model=None,
-                 max_samples: int = DEFAULT_SAMPLES, tflite_twins: dict[str, float] | None = None) -> LayerErrorReport:
+                 max_samples: int = DEFAULT_SAMPLES, tflite_twins: dict[str, float] | None = None,
+                 weight_changes: dict[str, list] | None = None) -> LayerErrorReport:
     """Per-layer error of the INT8 models against their float twins, on NHWC float `samples`.
 
     Args:
@@ -192,6 +194,8 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
         keras_model: the (folded) Keras model both were converted from: names the layers and
             gives the own-error column; None leaves `own_sqnr_db` empty.
         max_samples: at most this many samples are run (each is one full run of each model).
+        weight_changes: format -> the KernelChanges of the weight step its INT8 file holds
+            (converters.rounding): the own-error column then rounds those layers as the file does.
         tflite_twins: layers the INT8-only passes rewrote, with the factor between the INT8 and the
             float outputs (ConvertJob.int8_rewrites); their rows pair the two spellings.
     Raises:
@@ -229,7 +233,7 @@ def layer_errors(samples: np.ndarray, tflite: tuple[str | Path | bytes, str | Pa
             from .onnx import weight_levels
 
             levels["onnx"] = weight_levels(onnx[1])
-        add_own_errors(report, keras_model, samples, weight_levels=levels)
+        add_own_errors(report, keras_model, samples, weight_levels=levels, weight_changes=weight_changes)
     return report
 
 
@@ -242,7 +246,24 @@ def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = 
         report["layer_errors"] = layer_errors_for_job(job, tflite=(fp32, int8), onnx=(...)).to_dict()
     """
     return layer_errors(job.calibration.calibration.array(), tflite=tflite, onnx=onnx,
-                        keras_model=job.keras_model, max_samples=max_samples, tflite_twins=job.int8_rewrites or None)
+                        keras_model=job.keras_model, max_samples=max_samples, tflite_twins=job.int8_rewrites or None,
+                        weight_changes=kept_weight_changes(job))
+
+
+def kept_weight_changes(job) -> dict[str, list]:
+    """format -> the KernelChanges of the weight step its exporter kept (none: no entry)."""
+    from edgeact.config import ONNX_WEIGHT_LEVELS
+
+    rounding, found = job.weight_rounding, {}
+    if rounding is None:
+        return found
+    for fmt, choice in job.weight_steps.items():
+        kept = (choice or {}).get("kept")
+        levels = 127 if fmt == "tflite" else ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits]
+        changes = rounding.candidates(levels).get(kept) if kept and kept != "none" else None
+        if changes:
+            found[fmt] = changes
+    return found
 
 
 def _output_layer(keras_model) -> str:
