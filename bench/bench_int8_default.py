@@ -23,7 +23,9 @@ figure is measured on the evaluation samples, which none of them saw:
   ONNX, tf2onnx + quant_pre_process + quantize_static with its defaults (QDQ, int8, per tensor)
   and, as `plain/pc`, with edgeact's settings (uint8 activations, int8 per-channel weights);
 - `none`: `convert(..., int8_steps=none)`: edgeact as it was before the weight steps;
-- `auto`: `convert(...)`, the default.
+- `auto`: `convert(...)`, the default: each step (weight rounding, bias correction, per-tensor
+  activation ranges) kept only where the judge samples resolve a gain;
+- `all`: `convert(..., int8_steps=all)`: every step, unjudged (what the steps are worth on their own).
 
 Per row: SQNR of the INT8 outputs against float, top-1 agreement with float, the top-1 drop
 against float in points with its exact 95 % interval (edgeact.stats.paired_drop), and the
@@ -216,7 +218,7 @@ def bench_model(name, model, calibration, evaluation, folder: Path) -> list[dict
         rows.append(row(name, "onnx", "plain/pc" if per_channel else "plain", run_file(path, x), reference, y,
                         time.perf_counter() - start))
     np.save(folder / "calibration.npy", calibration)
-    for steps in (Int8Steps.NONE, Int8Steps.AUTO):
+    for steps in (Int8Steps.NONE, Int8Steps.AUTO, Int8Steps.ALL):
         out = folder / steps.value
         start = time.perf_counter()
         try:
@@ -230,9 +232,10 @@ def bench_model(name, model, calibration, evaluation, folder: Path) -> list[dict
             rows.append(row(name, fmt, steps.value, run_file(out / f"{name}_int8{suffix}", x), reference, y, seconds))
         if steps is Int8Steps.AUTO and report.weight_rounding:
             for fmt, section in report.formats.items():
-                step = (section.details or {}).get("weight_rounding") or {}
-                print(f"  {name} {fmt}: kept {step.get('kept')}, judge mean gain per sample "
-                      f"{step.get('gain_db')}, judge SQNR {step.get('sqnr_db')}", flush=True)
+                for key in ("weight_rounding", "activation_ranges"):
+                    step = (section.details or {}).get(key) or {}
+                    print(f"  {name} {fmt} {key}: kept {step.get('kept')}, judge mean gain per sample "
+                          f"{step.get('gain_db')}, judge SQNR {step.get('sqnr_db')}", flush=True)
     return rows
 
 
@@ -261,7 +264,7 @@ def main() -> None:
             folder = Path(tmp) / name
             folder.mkdir()
             rows += bench_model(name, model, calibration, evaluation, folder)
-            _table(rows[-7:])
+            _table([r for r in rows if r['model'] == name])
     print("\nall models:")
     _table(rows)
 

@@ -49,6 +49,7 @@ class ConvertJob:
     weight_rounding: Any = None
     judge_reference: dict[str, np.ndarray] = field(default_factory=dict)
     weight_steps: dict = field(default_factory=dict)  # format -> the step its exporter kept, and the judge's figures
+    range_steps: dict = field(default_factory=dict)  # format -> whether per-tensor activation ranges were kept, and why
 
     @property
     def input_names(self) -> list[str]:

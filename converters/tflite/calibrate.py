@@ -32,21 +32,29 @@ from converters.job import verify_threads
 from edgeact.errors import ConversionError, InputError, first_line
 from edgeact.quiet import last_error_line, native_output_captured
 
-from .ranges import keep_all_outputs, kept_outputs_calibration, subgraphs
+from .ranges import keep_all_outputs, kept_outputs_calibration, model_outputs, subgraphs
 
 _FLOAT32 = 0  # TensorType.FLOAT32
 
 
-def calibrate_float(model: bytes, samples: Iterable[Mapping[str, np.ndarray]], progress=None) -> tuple[bytes, dict]:
+VALUES_PER_SAMPLE = 128  # per tensor and sample, drawn at random: what per-tensor ranges are chosen on
+
+
+def calibrate_float(model: bytes, samples: Iterable[Mapping[str, np.ndarray]], progress=None,
+                    values: dict | None = None) -> tuple[bytes, dict]:
     """The float model with each activation's calibrated min/max, ready for `quantize_calibrated`,
     and what calibrated it (for the report).
 
     `samples`: one `{input name: (1, *shape) array}` per sample, the SignatureDef's input names.
+    `values`: a dict to fill, in the same pass, with {tensor index: VALUES_PER_SAMPLE values per
+    sample drawn at random, and the tensor's min and max} of every op output that is not a model
+    output (converters.tflite.exporter chooses per-tensor ranges on them); TF's fallback
+    calibrator leaves it empty.
     """
     kept, extra = keep_all_outputs(bytes(model))
     if extra is None or len(subgraphs(model)) != 1:
         return _tf_calibration(model, samples, progress)
-    ranges, count = _record_ranges(kept, samples, progress)
+    ranges, count = _record_ranges(kept, samples, progress, values, skip=set(model_outputs(model)))
     if not count:
         raise InputError("no calibration samples reached the TFLite calibration; give at least one")
     found = {"calibrator": "edgeact (LiteRT, every op output kept)", "in_place_guard": True,
@@ -67,25 +75,36 @@ def _open(model: bytes):
     return interpreter, names
 
 
-def _record_ranges(kept: bytes, samples, progress) -> tuple[dict[int, tuple[float, float]], int]:
-    """{tensor index: (min, max)} of every float input and op output over the samples, and how many ran."""
+def _record_ranges(kept: bytes, samples, progress, values: dict | None = None,
+                   skip: set[int] = frozenset()) -> tuple[dict[int, tuple[float, float]], int]:
+    """{tensor index: (min, max)} of every float input and op output over the samples, and how many ran;
+    with `values`, a random subset of each op output's values (not the inputs', nor those in `skip`)."""
     interpreter, names = _open(kept)
     inputs = {names.get(int(d["index"]), d["name"]): d for d in interpreter.get_input_details()}
     watched = [int(d["index"]) for d in (*interpreter.get_input_details(), *interpreter.get_output_details())
                if np.dtype(d["dtype"]) == np.float32]
+    sampled = set() if values is None else (
+        {int(d["index"]) for d in interpreter.get_output_details()} & set(watched)) - set(skip)
+    parts: dict[int, list[np.ndarray]] = {i: [] for i in sampled}
+    rng = np.random.default_rng(0)
     low = dict.fromkeys(watched, np.inf)
     high = dict.fromkeys(watched, -np.inf)
     count = 0
     for sample in samples:
         _feed(interpreter, inputs, sample)
         for index in watched:
-            values = interpreter.get_tensor(index)
-            if values.size:
-                low[index] = min(low[index], float(values.min()))
-                high[index] = max(high[index], float(values.max()))
+            found = interpreter.get_tensor(index)
+            if found.size:
+                low[index] = min(low[index], float(found.min()))
+                high[index] = max(high[index], float(found.max()))
+                if index in parts:
+                    flat = found.reshape(-1)
+                    parts[index].append(flat[rng.integers(0, flat.size, VALUES_PER_SAMPLE)])
         count += 1
         if progress is not None:
             progress.update(1)
+    if values is not None:  # the subset, and the exact ends: the range a shrink factor of 1 keeps
+        values.update({i: np.concatenate([*p, np.array([low[i], high[i]], np.float32)]) for i, p in parts.items() if p})
     return {i: (low[i], high[i]) for i in watched if np.isfinite(low[i]) and np.isfinite(high[i])}, count
 
 

@@ -22,12 +22,14 @@ from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.targets import device_spec, timing_threads
 
-from .calibrate import calibrate_float
+from .calibrate import calibrate_float, write_ranges
 from .check import check_fusion, check_integer_only
 from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
-from .ranges import quantize_calibrated, run_converter
+from .ranges import mse_ranges, quantize_calibrated, run_converter
 from .weights import snap_buffers
+
+PER_TENSOR = "per-tensor ranges"  # the activation-range step's name in the report
 
 
 def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
@@ -79,12 +81,13 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
                        for sample in calibration]
     own_graph = keras_model is not None or job.float_keras_model is not None
     source = run_converter(_converter(job, keras_model), "INT8 model's float") if own_graph else float_model
-    calibrated, found = calibrate_float(source, calibration, progress)
-    found["conversions"] = 2 if own_graph else 1
     rounding = job.weight_rounding
-    candidates = rounding.candidates(127) if rounding is not None and keras_model is None else {}
-    if candidates:  # each candidate's kernels go into the one calibration (converters.tflite.weights)
-        model, job.weight_steps["tflite"] = _judged_weight_step(job, calibrated, candidates, pixel_in)
+    steps = rounding is not None and rounding.mode != "none" and keras_model is None
+    values = {} if steps else None
+    calibrated, found = calibrate_float(source, calibration, progress, values=values)
+    found["conversions"] = 2 if own_graph else 1
+    if steps:
+        model = _int8_steps(job, calibrated, rounding.candidates(127), values, pixel_in)
     else:
         model = quantize_calibrated(calibrated, job.options.io_type)
     if pixel_in is not None:
@@ -92,18 +95,61 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
     return model, found
 
 
-def _judged_weight_step(job: ConvertJob, calibrated: bytes, candidates: dict, pixel_in) -> tuple[bytes, dict]:
-    """The INT8 model of the weight step the judge samples keep (converters.rounding.judge), and why."""
+def _int8_steps(job: ConvertJob, calibrated: bytes, candidates: dict, values: dict, pixel_in) -> bytes:
+    """The INT8 model with the steps the judge samples keep (converters.rounding.judge): first the
+    weight step (each candidate's kernels go into the one calibration, converters.tflite.weights),
+    then, on top of it, per-tensor activation ranges (`_judged_ranges`). What was kept and why go to
+    ConvertJob.weight_steps["tflite"] and ConvertJob.range_steps["tflite"]."""
     from converters.rounding.judge import keep_step
 
     io_type = job.options.io_type
+    plain = quantize_calibrated(calibrated, io_type)
+    calibrated_of = {plain: calibrated}  # INT8 model -> the calibrated float model it was quantized from
+    judged: dict[bytes, dict] = {}
 
     def build(changes):
         snapped, found = snap_buffers(calibrated, changes)
-        return quantize_calibrated(snapped, io_type), found
+        model = quantize_calibrated(snapped, io_type)
+        calibrated_of[model] = snapped
+        return model, found
 
-    return keep_step(job.weight_rounding.mode, job.judge_reference, quantize_calibrated(calibrated, io_type),
-                     candidates, build, lambda model: _run_judge(job, model, pixel_in))
+    def run(model: bytes) -> dict:
+        if model not in judged:
+            judged[model] = _run_judge(job, model, pixel_in)
+        return judged[model]
+
+    model = plain
+    if candidates:
+        model, job.weight_steps["tflite"] = keep_step(job.weight_rounding.mode, job.judge_reference, plain,
+                                                      candidates, build, run)
+    model, job.range_steps["tflite"] = _judged_ranges(job, calibrated_of[model], model, values, run)
+    return model
+
+
+def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: dict, run) -> tuple[bytes, dict | None]:
+    """`model`, or the same model with per-tensor activation ranges when the judge samples keep them.
+
+    Each op output's range is its min/max shrunk by the factor (1 down to 0.3) with the least
+    rounding + clipping error on its values (`ranges.mse_ranges`: min/max itself where nothing
+    beats it); the model outputs keep min/max. Kept like a weight step: only when its gain on the
+    judge samples is resolved above zero (`choose_step`); `all` keeps it unjudged."""
+    from converters.rounding.judge import NONE, choose_step
+
+    chosen = mse_ranges(values)
+    shrunk = {i: r for i, r in chosen.items()
+              if r != (min(float(values[i].min()), 0.0), max(float(values[i].max()), 0.0))}
+    if not shrunk:
+        return model, None
+    found = {"tensors": len(values), "shrunk": len(shrunk)}
+    if job.weight_rounding.mode == "all":
+        return quantize_calibrated(write_ranges(calibrated, shrunk), job.options.io_type), {"kept": PER_TENSOR, **found}
+    judge = job.weight_rounding.judge
+    if not job.judge_reference or judge is None or not len(judge):
+        return model, None
+    candidate = quantize_calibrated(write_ranges(calibrated, shrunk), job.options.io_type)
+    choice = choose_step(job.judge_reference, {NONE: run(model), PER_TENSOR: run(candidate)})
+    choice.update(found)
+    return (candidate if choice["kept"] == PER_TENSOR else model), choice
 
 
 def _run_judge(job: ConvertJob, model: bytes, pixel_in) -> dict:
@@ -175,6 +221,7 @@ class TFLiteExporter:
             "fixed_batch": batch,
             "calibration": calibration,
             "weight_rounding": job.weight_steps.get("tflite"),
+            "activation_ranges": job.range_steps.get("tflite"),
             "pixel_in": pixel_in.to_dict() if pixel_in else None,
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},

@@ -84,6 +84,11 @@ def _outputs_field(graph) -> tuple[int, np.ndarray]:
     return at, outputs
 
 
+def model_outputs(model: bytes) -> list[int]:
+    """The tensor indices the main subgraph lists as its outputs."""
+    return [int(i) for i in _outputs_field(_main_subgraph(model))[1]]
+
+
 def keep_all_outputs(model: bytes) -> tuple[bytes, int | None]:
     """The model with every op output of its main subgraph also listed as a subgraph output, and
     how many were added; None and the model as it is past 2 GB (offsets are 32-bit). A flatbuffer
@@ -352,7 +357,7 @@ def percentile_ranges(values: Mapping[str, np.ndarray], percentile: float = 99.9
             for name, v in values.items() if v.size}
 
 
-def mse_ranges(values: Mapping[str, np.ndarray], steps: int = 20) -> dict[str, tuple[float, float]]:
+def mse_ranges(values: Mapping, steps: int = 20) -> dict:
     """The min/max range shrunk by the factor (1.0 down to 0.3) giving the least INT8 rounding+clipping MSE."""
     from converters.layer_error.measure import QuantGrid
 

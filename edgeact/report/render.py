@@ -120,11 +120,31 @@ def _rounding_lines(report) -> list[str]:
         shown = f", SQNR {sqnr['none']:.1f} -> {sqnr[kept]:.1f} dB" if kept in sqnr and "none" in sqnr else ""
         lines.append(f"  {mark(kept != 'none')} {fmt_name}: kept {kept}{shown}"
                      + (f" (mean gain per judge sample, 95 %: {tried})" if tried else ""))
+    for fmt_name, section in report.formats.items():
+        ranges = (section.details or {}).get("activation_ranges")
+        if ranges:
+            lines.append(_ranges_line(fmt_name, ranges))
     for reason, group in _groups([{"layer": k, "reason": v} for k, v in (rounding.get("skipped") or {}).items()],
                                  lambda c: c["reason"]):
         lines.append(f"  - {len(group)} not rounded: {reason} ({some_of(c['layer'] for c in group)})")
     lines.extend(f"  note: {note}" for note in rounding.get("notes") or [])
     return lines
+
+
+def _ranges_line(fmt_name: str, step: dict) -> str:
+    """Whether the format's INT8 model took per-tensor activation ranges, and the judge's figures."""
+    kept = step["kept"] != "none"
+    what = f"{step['shrunk']} of {step['tensors']} activation ranges shrunk by their rounding + clipping error"
+    sqnr = step.get("sqnr_db") or {}
+    gain = next(iter((step.get("gain_db") or {}).values()), None)
+    interval = f" (mean gain per judge sample, 95 %: [{gain[0]:+.2f}, {gain[1]:+.2f}] dB)" if gain else ""
+    shrunk = next((v for k, v in sqnr.items() if k != "none"), None)
+    if kept:
+        judged = f", SQNR {sqnr['none']:.1f} -> {shrunk:.1f} dB{interval}" if shrunk is not None \
+            else " (unjudged: --int8-steps all)"
+        return f"  {mark(True)} {fmt_name}: kept {what}{judged}"
+    figures = f": SQNR {sqnr['none']:.1f} dB as kept, {shrunk:.1f} dB with them{interval}" if shrunk is not None else ""
+    return f"  {mark(False)} {fmt_name}: kept min/max activation ranges; {what} resolved no gain{figures}"
 
 
 # A big model repeats one verdict per layer (ConvNeXtTiny: 18 GELUs, MobileNetV2: 52 BatchNorms);
