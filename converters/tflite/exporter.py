@@ -28,6 +28,7 @@ from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
 from .ranges import mse_ranges, quantize_calibrated, run_converter
 from .weights import snap_buffers
+from .xnnpack_rewrites import depthwise_rewrites
 
 PER_TENSOR = "per-tensor ranges"  # the activation-range step's name in the report
 
@@ -86,6 +87,8 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
     values = {} if steps else None
     calibrated, found = calibrate_float(source, calibration, progress, values=values)
     found["conversions"] = 2 if own_graph else 1
+    if not device_spec(job.options.target).edgetpu:  # the Edge TPU maps RELU and AVERAGE_POOL_2D itself
+        calibrated, found["depthwise_rewrites"] = depthwise_rewrites(calibrated)
     if steps:
         model = _int8_steps(job, calibrated, rounding.candidates(127), values, pixel_in)
     else:

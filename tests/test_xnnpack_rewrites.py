@@ -1,0 +1,139 @@
+"""RELU/RELU6 and valid AVERAGE_POOL_2D written as depthwise convolutions in the INT8 .tflite
+(converters.tflite.xnnpack_rewrites): the same function, and every op on XNNPACK.
+
+Checked against the model as the converter wrote it: the rewritten float flatbuffer computes the
+same outputs, the INT8 model quantized from it gives the same INT8 outputs for the ReLUs (bit for
+bit) and the pool's within an output step, and LiteRT's XNNPACK delegate takes every op of it
+where it left the original ops to the reference kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converters.tflite.calibrate import calibrate_float
+from converters.tflite.ranges import quantize_calibrated
+from converters.tflite.xnnpack_rewrites import POOL_KEY, RELU_KEY, depthwise_rewrites
+from edgeact.config import Format, IOType
+from edgeact.formats.tflite_model import read_tflite
+
+
+@pytest.fixture(scope="module")
+def left_ops(keras):
+    """ReLU and ReLU6 whose inputs other ops also read raw (they cannot fuse), a valid 2x2 pool with
+    stride 2 and a same-padded 3x3 pool (left as it is: its border divisors vary)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((16, 16, 3), name="image")
+    raw = layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+    relu = layers.Conv2D(8, 1, name="b")(layers.ReLU(name="relu")(raw))
+    relu6 = layers.Conv2D(8, 1, name="c")(layers.ReLU(6.0, name="relu6")(raw))
+    x = layers.Add(name="sum")([relu, relu6, raw])
+    x = layers.AveragePooling2D(2, strides=2, padding="valid", name="pool_valid")(x)
+    x = layers.Conv2D(8, 1, activation="relu", name="d")(x)
+    x = layers.AveragePooling2D(3, strides=1, padding="same", name="pool_same")(x)
+    out = layers.Dense(4, name="fc")(layers.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, out, name="left_ops")
+    data = np.random.default_rng(5).normal(0, 1, (48, 16, 16, 3)).astype(np.float32)
+    return model, data
+
+
+def _run(model_bytes: bytes, samples: np.ndarray, delegate: bool = False) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    rows = []
+    for sample in samples:
+        x = sample[None]
+        if inp["dtype"] == np.int8:
+            scale, zero = inp["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(outp["index"]).astype(np.float64)
+        if outp["dtype"] == np.int8:
+            scale, zero = outp["quantization"]
+            y = (y - zero) * scale
+        rows.append(y)
+    return np.concatenate(rows)
+
+
+def _counts(model_bytes: bytes, folder, name: str) -> dict[str, int]:
+    path = folder / f"{name}.tflite"
+    path.write_bytes(model_bytes)
+    return read_tflite(path).op_counts()
+
+
+@pytest.fixture(scope="module")
+def calibrated(left_ops):
+    import tensorflow as tf
+
+    model, data = left_ops
+    fp32 = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return calibrate_float(fp32, [{"image": s[None]} for s in data[:32]])[0]
+
+
+def test_the_rewritten_float_model_computes_the_same_outputs(left_ops, calibrated, tmp_path):
+    _, data = left_ops
+    rewritten, found = depthwise_rewrites(calibrated)
+    assert found == {RELU_KEY: 2, POOL_KEY: 1}
+    before, after = _counts(calibrated, tmp_path, "before"), _counts(rewritten, tmp_path, "after")
+    assert before.get("RELU") == 1 and before.get("RELU6") == 1 and before.get("AVERAGE_POOL_2D") == 2
+    assert "RELU" not in after and "RELU6" not in after and after.get("AVERAGE_POOL_2D") == 1  # the same-padded one
+    assert after.get("DEPTHWISE_CONV_2D", 0) == before.get("DEPTHWISE_CONV_2D", 0) + 3
+    np.testing.assert_allclose(_run(rewritten, data[32:]), _run(calibrated, data[32:]), rtol=1e-5, atol=1e-6)
+
+
+def test_the_int8_model_matches_and_runs_every_op_on_xnnpack_but_the_same_padded_pool(left_ops, calibrated, tmp_path):
+    from edgeact.fastpath.coverage import model_coverage
+
+    _, data = left_ops
+    rewritten, _ = depthwise_rewrites(calibrated)
+    original, ours = quantize_calibrated(calibrated, IOType.INT8), quantize_calibrated(rewritten, IOType.INT8)
+    unseen = data[32:]
+    want, got = _run(original, unseen), _run(ours, unseen)
+    from ai_edge_litert.interpreter import Interpreter
+
+    step = Interpreter(model_content=ours).get_output_details()[0]["quantization"][0]
+    assert np.max(np.abs(got - want)) <= 2 * step + 1e-9
+    left = {}
+    for name, model_bytes in (("original", original), ("ours", ours)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model_bytes)
+        left[name] = model_coverage(path, threads=1).left_counts()
+    assert left["original"].get("RELU") == 1 and left["original"].get("RELU6") == 1
+    assert left["original"].get("AVERAGE_POOL_2D") == 2
+    assert set(left["ours"]) == {"AVERAGE_POOL_2D"} and left["ours"]["AVERAGE_POOL_2D"] == 1
+
+
+def test_a_model_without_those_ops_is_returned_as_it_is(keras):
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    fp32 = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert depthwise_rewrites(fp32) == (fp32, {})
+
+
+def test_convert_reports_the_rewrites_and_verifies_the_model(left_ops, tmp_path):
+    from converters import ConvertOptions, convert
+    from edgeact.errors import VerificationError
+    from edgeact.report.render import render_format_section
+
+    model, data = left_ops
+    np.save(tmp_path / "calibration.npy", data)
+    try:
+        report = convert(model, str(tmp_path / "calibration.npy"), tmp_path / "out", ConvertOptions(
+            formats=(Format.TFLITE,), samples=32, holdout=16, name="left_ops", progress=False, layer_error="never"))
+    except VerificationError as exc:  # an untrained net: its checks are not what this test is about
+        report = exc.report
+    section = report.formats["tflite"]
+    assert section.details["calibration"]["depthwise_rewrites"] == {RELU_KEY: 2, POOL_KEY: 1}
+    int8 = read_tflite(tmp_path / "out" / "left_ops_int8.tflite").op_counts()
+    fp32 = read_tflite(tmp_path / "out" / "left_ops_fp32.tflite").op_counts()
+    assert "RELU" not in int8 and fp32.get("RELU") == 1  # the float reference keeps its one-op form
+    assert "written as the depthwise convolutions they are: RELU -> DEPTHWISE_CONV_2D x2" in \
+        render_format_section("tflite", section)
