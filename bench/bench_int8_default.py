@@ -24,8 +24,9 @@ figure is measured on the evaluation samples, which none of them saw:
   and, as `plain/pc`, with edgeact's settings (uint8 activations, int8 per-channel weights);
 - `none`: `convert(..., int8_steps=none)`: edgeact as it was before the weight steps;
 - `auto`: `convert(...)`, the default: each step (weight rounding, bias correction, per-tensor
-  activation ranges) kept only where the judge samples resolve a gain;
-- `all`: `convert(..., int8_steps=all)`: every step, unjudged (what the steps are worth on their own).
+  activation ranges, cross-layer equalization) kept only where the judge samples resolve a gain;
+- `all`: `convert(..., int8_steps=all)`: every step but equalization, unjudged (what they are worth
+  on their own).
 
 Per row: SQNR of the INT8 outputs against float, top-1 agreement with float, the top-1 drop
 against float in points with its exact 95 % interval (edgeact.stats.paired_drop), and the
@@ -232,7 +233,7 @@ def bench_model(name, model, calibration, evaluation, folder: Path) -> list[dict
             rows.append(row(name, fmt, steps.value, run_file(out / f"{name}_int8{suffix}", x), reference, y, seconds))
         if steps is Int8Steps.AUTO and report.weight_rounding:
             for fmt, section in report.formats.items():
-                for key in ("weight_rounding", "activation_ranges"):
+                for key in ("weight_rounding", "activation_ranges", "equalization"):
                     step = (section.details or {}).get(key) or {}
                     print(f"  {name} {fmt} {key}: kept {step.get('kept')}, judge mean gain per sample "
                           f"{step.get('gain_db')}, judge SQNR {step.get('sqnr_db')}", flush=True)

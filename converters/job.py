@@ -50,6 +50,29 @@ class ConvertJob:
     judge_reference: dict[str, np.ndarray] = field(default_factory=dict)
     weight_steps: dict = field(default_factory=dict)  # format -> the step its exporter kept, and the judge's figures
     range_steps: dict = field(default_factory=dict)  # format -> whether per-tensor activation ranges were kept, and why
+    # Cross-layer equalization of the model (converters.rounding.equalization): its kernels and biases as
+    # KernelChanges each exporter writes into a copy of its float model, recalibrates and judges; the
+    # verdicts by format.
+    equalization: list = field(default_factory=list)
+    equalization_steps: dict = field(default_factory=dict)
+    equalized_keras_model: Any = None
+    # format -> the equalized float model (.tflite bytes, or an .onnx path in `scratch`) where the
+    # format kept equalization: what its per-layer error is measured against.
+    equalized_float: dict = field(default_factory=dict)
+    _scratch: Any = field(default=None, repr=False)
+
+    def scratch(self) -> Path:
+        """A private temporary folder for the conversion's intermediate files, removed by `cleanup`."""
+        import tempfile
+
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="edgeact-job-")
+        return Path(self._scratch.name)
+
+    def cleanup(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     @property
     def input_names(self) -> list[str]:

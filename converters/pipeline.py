@@ -113,7 +113,16 @@ def _convert(model, calibration, output_dir: Path, options: ConvertOptions) -> C
             loaded = load_keras_object(model)  # renames unnamed inputs the way loading its file would
             calibration = calibration_by_layer_names(calibration, model, loaded)
     job = _prepare(loaded, name, output_dir, calibration, options, budget)
+    try:
+        return _export(job, loaded, name, output_dir, options, formats, exporters, budget)
+    finally:
+        job.cleanup()
+
+
+def _export(job: ConvertJob, loaded, name: str, output_dir: Path, options: ConvertOptions, formats, exporters,
+            budget) -> ConvertReport:
     _round_weights(job, formats)
+    _equalization(job)
 
     report = ConvertReport(
         name=name, edgeact_version=__version__,
@@ -255,6 +264,17 @@ def _round_weights(job: ConvertJob, formats) -> None:
     job.weight_rounding = result
 
 
+def _equalization(job: ConvertJob) -> None:
+    """Cross-layer equalization as a candidate the exporters judge (`--int8-steps auto`;
+    converters.rounding.equalization)."""
+    from converters.rounding.equalization import equalize
+
+    rounding = job.weight_rounding
+    if job.keras_model is None or rounding is None or rounding.mode != "auto" or not job.judge_reference:
+        return
+    job.equalized_keras_model, job.equalization = equalize(job.keras_model)
+
+
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:
     """Where INT8 loses accuracy, layer by layer (converters.layer_error.measure): in every report by default
     (`--layer-error always`), only when an INT8 check failed (`auto`), or not (`never`).
@@ -276,6 +296,7 @@ def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None
     for fmt, section in report.formats.items():
         if section.error is None and {"fp32", "int8"} <= set(section.files):
             pairs[fmt] = tuple(staged.staged_file(Path(section.files[v])) for v in ("fp32", "int8"))
+    # (an equalized format's float twin is ConvertJob.equalized_float: layer_errors_for_job picks it)
     if not pairs:
         return None
     try:

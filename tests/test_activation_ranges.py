@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.tflite.calibrate import VALUES_PER_SAMPLE, calibrate_float
+from converters.tflite.calibrate import VALUES_PER_SAMPLE, SampledValues, calibrate_float
 from converters.tflite.exporter import PER_TENSOR
 from converters.tflite.ranges import calibrated_ranges, mse_ranges
 from edgeact.config import Format, Int8Steps
@@ -51,7 +51,7 @@ def _details(model_bytes: bytes) -> dict:
 def test_calibration_keeps_each_op_outputs_values_and_ends_but_not_the_model_outputs(cubed):
     model, data = cubed
     fp32 = _float(model)
-    values: dict = {}
+    values = SampledValues()
     calibrated, found = calibrate_float(fp32, [{"image": s[None]} for s in data[:40]], values=values)
     names = {d["index"]: name for name, d in _details(fp32).items()}
     recorded = calibrated_ranges(calibrated)
@@ -63,9 +63,12 @@ def test_calibration_keeps_each_op_outputs_values_and_ends_but_not_the_model_out
     assert values and not set(values) & (outputs | inputs)
     # every op output but the model's is there: the recorded tensors less the inputs and outputs
     assert {names[i] for i in values} == set(recorded) - {names[i] for i in outputs | inputs}
+    assert set(values.ends) == set(values)
     for index, v in values.items():
-        assert v.size == 40 * VALUES_PER_SAMPLE + 2
-        assert (float(v.min()), float(v.max())) == pytest.approx(recorded[names[index]], rel=1e-6, abs=1e-7)
+        assert v.size == 40 * VALUES_PER_SAMPLE
+        low, high = values.ends[index]
+        assert (low, high) == pytest.approx(recorded[names[index]], rel=1e-6, abs=1e-7)
+        assert low <= float(v.min()) and float(v.max()) <= high  # a subset of the tensor's values
 
 
 def _convert(model, data, tmp_path, steps: Int8Steps):

@@ -245,9 +245,32 @@ def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = 
     For `converters.convert` after the exporters ran, with the staged (fp32, int8) paths:
         report["layer_errors"] = layer_errors_for_job(job, tflite=(fp32, int8), onnx=(...)).to_dict()
     """
-    return layer_errors(job.calibration.calibration.array(), tflite=tflite, onnx=onnx,
-                        keras_model=job.keras_model, max_samples=max_samples, tflite_twins=job.int8_rewrites or None,
-                        weight_changes=kept_weight_changes(job))
+    from converters.rounding.equalization import EQUALIZATION
+
+    pairs = {fmt: pair for fmt, pair in (("tflite", tflite), ("onnx", onnx)) if pair is not None}
+    # A format whose INT8 model is the cross-layer equalized one is measured against the equalized
+    # float model (its float file there, ConvertJob.equalized_float; its Keras model for the own
+    # column): between an equalized pair its tensors are per-channel rescaled copies of the float's.
+    equalized = {fmt for fmt in pairs if (job.equalization_steps.get(fmt) or {}).get("kept") == EQUALIZATION
+                 and fmt in job.equalized_float and job.equalized_keras_model is not None}
+    changes = kept_weight_changes(job)
+    samples = job.calibration.calibration.array()
+    report = None
+    for group, keras_model in ((set(pairs) - equalized, job.keras_model), (equalized, job.equalized_keras_model)):
+        if not group:
+            continue
+        chosen = {fmt: (job.equalized_float[fmt], pairs[fmt][1]) if fmt in equalized else pairs[fmt] for fmt in group}
+        found = layer_errors(samples, tflite=chosen.get("tflite"), onnx=chosen.get("onnx"), keras_model=keras_model,
+                             max_samples=max_samples, tflite_twins=job.int8_rewrites or None,
+                             weight_changes={fmt: c for fmt, c in changes.items() if fmt in group})
+        if report is None:
+            report = found
+        else:
+            report.layers += found.layers
+            report.unmatched.update(found.unmatched)
+    if report is None:
+        raise ValueError("per-layer error needs a TFLite or an ONNX model pair")
+    return report
 
 
 def kept_weight_changes(job) -> dict[str, list]:
@@ -258,7 +281,7 @@ def kept_weight_changes(job) -> dict[str, list]:
     if rounding is None:
         return found
     for fmt, choice in job.weight_steps.items():
-        kept = (choice or {}).get("kept")
+        kept = None if (choice or {}).get("superseded") else (choice or {}).get("kept")
         levels = 127 if fmt == "tflite" else ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits]
         changes = rounding.candidates(levels).get(kept) if kept and kept != "none" else None
         if changes:

@@ -174,6 +174,11 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                 else:
                     quantize_static(str(prepared), str(int8_path), reader, calibration_cache_path=calibration_cache,
                                     **settings)
+                if weight_steps and job.equalization and not exclude:
+                    reader.rewind()
+                    reader.progress = None  # the bar counted the first calibration
+                    job.equalization_steps["onnx"] = _judged_equalization(job, prepared, int8_path, reader,
+                                                                          quantize_static, settings)
                 folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
@@ -200,6 +205,14 @@ def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates:
         quantize_static(str(snapped), str(quantized), None, calibration_cache_path=cache, **settings)
         return quantized, found
 
+    run = _judge_run(job)
+    kept, choice = keep_step(job.weight_rounding.mode, job.judge_reference, none, candidates, build, run)
+    shutil.copyfile(kept, int8_path)
+    return choice
+
+
+def _judge_run(job: ConvertJob):
+    """The judge: a model's outputs on the judge samples, with the format's own kernels."""
     arithmetic = verify_arithmetic(job.options.onnx_weight_bits)
     judge = to_layout(job, job.weight_rounding.judge)
 
@@ -208,8 +221,36 @@ def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates:
                             config=arithmetic.config)
         return runner.predict(judge)
 
-    kept, choice = keep_step(job.weight_rounding.mode, job.judge_reference, none, candidates, build, run)
-    shutil.copyfile(kept, int8_path)
+    return run
+
+
+def _judged_equalization(job: ConvertJob, prepared: Path, int8_path: Path, reader, quantize_static,
+                         settings: dict) -> dict:
+    """The equalized model (converters.rounding.equalization: its kernels written into a copy of the
+    prepared float model, calibrated anew, round-to-nearest weights) in `int8_path` when the judge
+    samples resolve a gain over the model there; the verdict."""
+    import shutil
+
+    from converters.rounding.equalization import EQUALIZATION, fully_placed, mark_superseded, unplaced
+    from converters.rounding.judge import NONE, choose_step
+
+    equalized, quantized = prepared.with_name("equalized.onnx"), prepared.with_name("equalized_int8.onnx")
+    shutil.copyfile(prepared, equalized)
+    found = snap_initializers(equalized, job.equalization)
+    if not fully_placed(found, job.equalization):
+        return {"kept": NONE, "layers": len(job.equalization),
+                "why": f"not every kernel and bias was found in the .onnx: "
+                                f"{unplaced(found, job.equalization)}"}
+    quantize_static(str(equalized), str(quantized), reader, **settings)
+    run = _judge_run(job)
+    choice = choose_step(job.judge_reference, {NONE: run(int8_path), EQUALIZATION: run(quantized)})
+    choice["layers"] = len(job.equalization)
+    if choice["kept"] == EQUALIZATION:
+        shutil.copyfile(quantized, int8_path)
+        twin = job.scratch() / "onnx_equalized_fp32.onnx"  # what its per-layer error is measured against
+        shutil.copyfile(equalized, twin)
+        job.equalized_float["onnx"] = twin
+        mark_superseded(job, "onnx")
     return choice
 
 
@@ -354,6 +395,7 @@ class OnnxExporter:
                                               runners=(int8_runner if arithmetic.method == "kernels" else None,
                                                        fp32_runner) if timing == threads else None),
                 "weight_rounding": job.weight_steps.get("onnx"),
+                "equalization": job.equalization_steps.get("onnx"),
                 "rewrites": rewrites,
                 "fusion": {"fp32": check_activations(fp32, quantized=False),
                            "int8": check_activations(int8, quantized=True)},

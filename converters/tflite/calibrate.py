@@ -40,16 +40,26 @@ _FLOAT32 = 0  # TensorType.FLOAT32
 VALUES_PER_SAMPLE = 128  # per tensor and sample, drawn at random: what per-tensor ranges are chosen on
 
 
+class SampledValues(dict):
+    """{tensor index: a uniform random subset of its values}, and `ends`: {tensor index: (min, max)} over
+    all of them (a subset rarely holds the extremes, and adding them to it would weigh each as if it
+    were 1 in the subset's size instead of 1 in the tensor's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: dict[int, tuple[float, float]] = {}
+
+
 def calibrate_float(model: bytes, samples: Iterable[Mapping[str, np.ndarray]], progress=None,
-                    values: dict | None = None) -> tuple[bytes, dict]:
+                    values: SampledValues | None = None) -> tuple[bytes, dict]:
     """The float model with each activation's calibrated min/max, ready for `quantize_calibrated`,
     and what calibrated it (for the report).
 
     `samples`: one `{input name: (1, *shape) array}` per sample, the SignatureDef's input names.
-    `values`: a dict to fill, in the same pass, with {tensor index: VALUES_PER_SAMPLE values per
-    sample drawn at random, and the tensor's min and max} of every op output that is not a model
-    output (converters.tflite.exporter chooses per-tensor ranges on them); TF's fallback
-    calibrator leaves it empty.
+    `values`: a SampledValues to fill, in the same pass, with VALUES_PER_SAMPLE values per sample
+    drawn at random, and the exact min and max, of every op output that is not a model output
+    (converters.tflite.exporter chooses per-tensor ranges on them); TF's fallback calibrator
+    leaves it empty.
     """
     kept, extra = keep_all_outputs(bytes(model))
     if extra is None or len(subgraphs(model)) != 1:
@@ -75,7 +85,7 @@ def _open(model: bytes):
     return interpreter, names
 
 
-def _record_ranges(kept: bytes, samples, progress, values: dict | None = None,
+def _record_ranges(kept: bytes, samples, progress, values: SampledValues | None = None,
                    skip: set[int] = frozenset()) -> tuple[dict[int, tuple[float, float]], int]:
     """{tensor index: (min, max)} of every float input and op output over the samples, and how many ran;
     with `values`, a random subset of each op output's values (not the inputs', nor those in `skip`)."""
@@ -103,8 +113,10 @@ def _record_ranges(kept: bytes, samples, progress, values: dict | None = None,
         count += 1
         if progress is not None:
             progress.update(1)
-    if values is not None:  # the subset, and the exact ends: the range a shrink factor of 1 keeps
-        values.update({i: np.concatenate([*p, np.array([low[i], high[i]], np.float32)]) for i, p in parts.items() if p})
+    if values is not None:
+        values.update({i: np.concatenate(p) for i, p in parts.items() if p})
+        if isinstance(values, SampledValues):
+            values.ends.update({i: (low[i], high[i]) for i in values})
     return {i: (low[i], high[i]) for i in watched if np.isfinite(low[i]) and np.isfinite(high[i])}, count
 
 

@@ -22,7 +22,7 @@ from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.targets import device_spec, timing_threads
 
-from .calibrate import calibrate_float, write_ranges
+from .calibrate import SampledValues, calibrate_float, write_ranges
 from .check import check_fusion, check_integer_only
 from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
@@ -31,6 +31,7 @@ from .weights import snap_buffers
 from .xnnpack_rewrites import depthwise_rewrites
 
 PER_TENSOR = "per-tensor ranges"  # the activation-range step's name in the report
+MIN_SHRINK = 0.9  # a range is changed only where its best width is at most this share of min/max's
 
 
 def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
@@ -84,13 +85,16 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
     source = run_converter(_converter(job, keras_model), "INT8 model's float") if own_graph else float_model
     rounding = job.weight_rounding
     steps = rounding is not None and rounding.mode != "none" and keras_model is None
-    values = {} if steps else None
+    values = SampledValues() if steps else None
     calibrated, found = calibrate_float(source, calibration, progress, values=values)
     found["conversions"] = 2 if own_graph else 1
-    if not device_spec(job.options.target).edgetpu:  # the Edge TPU maps RELU and AVERAGE_POOL_2D itself
+    rewrite = not device_spec(job.options.target).edgetpu  # the Edge TPU maps RELU and AVERAGE_POOL_2D itself
+    if rewrite:
         calibrated, found["depthwise_rewrites"] = depthwise_rewrites(calibrated)
     if steps:
         model = _int8_steps(job, calibrated, rounding.candidates(127), values, pixel_in)
+        if job.equalization and not own_graph:  # (an INT8 graph of its own pairs its tensors by rewrite)
+            model = _judged_equalization(job, source, calibration, model, rewrite, pixel_in)
     else:
         model = quantize_calibrated(calibrated, job.options.io_type)
     if pixel_in is not None:
@@ -134,14 +138,19 @@ def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: dic
 
     Each op output's range is its min/max shrunk by the factor (1 down to 0.3) with the least
     rounding + clipping error on its values (`ranges.mse_ranges`: min/max itself where nothing
-    beats it); the model outputs keep min/max. Kept like a weight step: only when its gain on the
+    beats it), where that factor is MIN_SHRINK or less (a few % narrower moves the grid less than
+    the judge can resolve, and each candidate costs a quantization and a judge run: NASNetMobile's
+    MSE shrank 448 of 570 ranges); the model outputs keep min/max. Kept like a weight step: only when its gain on the
     judge samples is resolved above zero (`choose_step`); `all` keeps it unjudged."""
     from converters.rounding.judge import NONE, choose_step
 
-    chosen = mse_ranges(values)
-    shrunk = {i: r for i, r in chosen.items()
-              if r != (min(float(values[i].min()), 0.0), max(float(values[i].max()), 0.0))}
-    if not shrunk:
+    chosen = mse_ranges(values, ends=values.ends)
+    shrunk = {}
+    for i, (low, high) in chosen.items():
+        width = max(values.ends[i][1], 0.0) - min(values.ends[i][0], 0.0)
+        if high - low <= MIN_SHRINK * width:
+            shrunk[i] = (low, high)
+    if not shrunk:  # nothing moved enough to resolve on the judge samples: no model to build or run
         return model, None
     found = {"tensors": len(values), "shrunk": len(shrunk)}
     if job.weight_rounding.mode == "all":
@@ -153,6 +162,35 @@ def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: dic
     choice = choose_step(job.judge_reference, {NONE: run(model), PER_TENSOR: run(candidate)})
     choice.update(found)
     return (candidate if choice["kept"] == PER_TENSOR else model), choice
+
+
+def _judged_equalization(job: ConvertJob, source: bytes, calibration, model: bytes, rewrite: bool,
+                         pixel_in) -> bytes:
+    """`model`, or the equalized model (converters.rounding.equalization: its kernels written into the
+    float model, calibrated anew, round-to-nearest weights) when the judge samples resolve a gain over
+    it; the verdict goes to ConvertJob.equalization_steps["tflite"]."""
+    from converters.rounding.equalization import EQUALIZATION, fully_placed, mark_superseded, unplaced
+    from converters.rounding.judge import NONE, choose_step
+
+    equalized, found = snap_buffers(source, job.equalization)
+    if not fully_placed(found, job.equalization):
+        job.equalization_steps["tflite"] = {"kept": NONE, "layers": len(job.equalization),
+                                            "why": f"not every kernel and bias was found in the .tflite: "
+                                            f"{unplaced(found, job.equalization)}"}
+        return model
+    calibrated, _ = calibrate_float(equalized, calibration)
+    if rewrite:
+        calibrated, _ = depthwise_rewrites(calibrated)
+    candidate = quantize_calibrated(calibrated, job.options.io_type)
+    choice = choose_step(job.judge_reference, {NONE: _run_judge(job, model, pixel_in),
+                                               EQUALIZATION: _run_judge(job, candidate, pixel_in)})
+    choice["layers"] = len(job.equalization)
+    job.equalization_steps["tflite"] = choice
+    if choice["kept"] != EQUALIZATION:
+        return model
+    job.equalized_float["tflite"] = equalized  # the float twin its per-layer error is measured against
+    mark_superseded(job, "tflite")
+    return candidate
 
 
 def _run_judge(job: ConvertJob, model: bytes, pixel_in) -> dict:
@@ -225,6 +263,7 @@ class TFLiteExporter:
             "calibration": calibration,
             "weight_rounding": job.weight_steps.get("tflite"),
             "activation_ranges": job.range_steps.get("tflite"),
+            "equalization": job.equalization_steps.get("tflite"),
             "pixel_in": pixel_in.to_dict() if pixel_in else None,
             "op_counts": {"fp32": fp32_info.op_counts(), "int8": int8_info.op_counts()},
             "fusion": {"fp32": check_fusion(fp32_info), "int8": check_fusion(int8_info)},

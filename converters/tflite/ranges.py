@@ -357,15 +357,17 @@ def percentile_ranges(values: Mapping[str, np.ndarray], percentile: float = 99.9
             for name, v in values.items() if v.size}
 
 
-def mse_ranges(values: Mapping, steps: int = 20) -> dict:
-    """The min/max range shrunk by the factor (1.0 down to 0.3) giving the least INT8 rounding+clipping MSE."""
+def mse_ranges(values: Mapping, steps: int = 20, ends: Mapping | None = None) -> dict:
+    """The min/max range shrunk by the factor (1.0 down to 0.3) giving the least INT8 rounding+clipping MSE;
+    `ends`: each tensor's exact (min, max) where `values` are a random subset of its values."""
     from converters.layer_error.measure import QuantGrid
 
     ranges = {}
     for name, v in values.items():
         if not v.size:
             continue
-        low, high = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+        low, high = (float(v.min()), float(v.max())) if ends is None or name not in ends else ends[name]
+        low, high = min(low, 0.0), max(high, 0.0)
         best = None
         for factor in np.linspace(1.0, 0.3, steps):
             lo, hi = low * factor, high * factor

@@ -80,8 +80,9 @@ from .options import (
               help="Per-layer INT8 error in the report: always, only when an INT8 check fails (auto), never.")
 @click.option("--int8-steps", type=click.Choice(choices(Int8Steps)), default=Int8Steps.AUTO.value,
               show_default=True,
-              help="Weight rounding by output error and bias correction: keep each where the held-out "
-                   "error says it helps (auto), everywhere (all), or round to nearest (none).")
+              help="INT8 steps (weight rounding by output error, bias correction, per-tensor activation "
+                   "ranges, cross-layer equalization): keep each where the judge samples say it helps (auto), "
+                   "all but equalization unjudged (all), or the converters' own (none).")
 @budget_options
 @model_code_options
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")

@@ -119,11 +119,16 @@ def _rounding_lines(report) -> list[str]:
         tried = "; ".join(f"{name} [{low:+.2f}, {high:+.2f}] dB" for name, (low, high) in gains.items())
         shown = f", SQNR {sqnr['none']:.1f} -> {sqnr[kept]:.1f} dB" if kept in sqnr and "none" in sqnr else ""
         lines.append(f"  {mark(kept != 'none')} {fmt_name}: kept {kept}{shown}"
-                     + (f" (mean gain per judge sample, 95 %: {tried})" if tried else ""))
+                     + (f" (mean gain per judge sample, 95 %: {tried})" if tried else "")
+                     + (f"; then {step['superseded']} won over it (below)" if step.get("superseded") else ""))
     for fmt_name, section in report.formats.items():
         ranges = (section.details or {}).get("activation_ranges")
         if ranges:
             lines.append(_ranges_line(fmt_name, ranges))
+    for fmt_name, section in report.formats.items():
+        equalization = (section.details or {}).get("equalization")
+        if equalization:
+            lines.append(_equalization_line(fmt_name, equalization))
     for reason, group in _groups([{"layer": k, "reason": v} for k, v in (rounding.get("skipped") or {}).items()],
                                  lambda c: c["reason"]):
         lines.append(f"  - {len(group)} not rounded: {reason} ({some_of(c['layer'] for c in group)})")
@@ -142,9 +147,25 @@ def _ranges_line(fmt_name: str, step: dict) -> str:
     if kept:
         judged = f", SQNR {sqnr['none']:.1f} -> {shrunk:.1f} dB{interval}" if shrunk is not None \
             else " (unjudged: --int8-steps all)"
-        return f"  {mark(True)} {fmt_name}: kept {what}{judged}"
+        later = f"; then {step['superseded']} won over it (below)" if step.get("superseded") else ""
+        return f"  {mark(True)} {fmt_name}: kept {what}{judged}{later}"
     figures = f": SQNR {sqnr['none']:.1f} dB as kept, {shrunk:.1f} dB with them{interval}" if shrunk is not None else ""
-    return f"  {mark(False)} {fmt_name}: kept min/max activation ranges; {what} resolved no gain{figures}"
+    return f"  {mark(False)} {fmt_name}: not kept: {what}{figures}"
+
+
+def _equalization_line(fmt_name: str, step: dict) -> str:
+    """Whether the format's INT8 model is the cross-layer equalized one, and the judge's figures."""
+    what = f"cross-layer equalization ({step.get('layers', 0)} kernels rescaled, calibrated anew)"
+    if step.get("why"):
+        return f"  - {fmt_name}: {what} not tried: {step['why']}"
+    sqnr = step.get("sqnr_db") or {}
+    gain = next(iter((step.get("gain_db") or {}).values()), None)
+    interval = f" (mean gain per judge sample, 95 %: [{gain[0]:+.2f}, {gain[1]:+.2f}] dB)" if gain else ""
+    other = next((v for k, v in sqnr.items() if k != "none"), None)
+    if step["kept"] != "none":
+        return f"  {mark(True)} {fmt_name}: kept {what}, SQNR {sqnr['none']:.1f} -> {other:.1f} dB{interval}"
+    return (f"  {mark(False)} {fmt_name}: not kept: {what}: SQNR {sqnr['none']:.1f} dB as kept, "
+            f"{other:.1f} dB with it{interval}")
 
 
 # A big model repeats one verdict per layer (ConvNeXtTiny: 18 GELUs, MobileNetV2: 52 BatchNorms);
