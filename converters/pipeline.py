@@ -267,12 +267,16 @@ def _round_weights(job: ConvertJob, formats) -> None:
 def _equalization(job: ConvertJob) -> None:
     """Cross-layer equalization as a candidate the exporters judge (`--int8-steps auto`;
     converters.rounding.equalization)."""
-    from converters.rounding.equalization import equalize
+    from converters.passes.pipeline import run_pipeline
+    from converters.rounding.equalization import equalization_changes
 
     rounding = job.weight_rounding
     if job.keras_model is None or rounding is None or rounding.mode != "auto" or not job.judge_reference:
         return
-    job.equalized_keras_model, job.equalization = equalize(job.keras_model)
+    equalized, (result,) = run_pipeline(job.keras_model, ["equalize"], None)
+    if result.changed:
+        job.equalization = equalization_changes(job.keras_model, equalized)
+        job.equalized_keras_model = equalized if job.equalization else None
 
 
 def _layer_errors(job: ConvertJob, report: ConvertReport, staged) -> dict | None:

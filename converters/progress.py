@@ -36,6 +36,9 @@ def step(description: str, total: int | None = None, enabled: bool | None = None
     """
     from edgeact.quiet import console
 
+    if enabled is False:  # nothing to show: the console is not opened (it is the process's, opened once)
+        yield _Counter()
+        return
     stream = stream or console()
     terminal = enabled is True or (enabled is None and stream.isatty())
     if terminal:

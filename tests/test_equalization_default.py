@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from converters.passes.pipeline import run_pipeline
 from converters.rounding.equalization import EQUALIZATION, equalization_changes
 from edgeact.config import Format, Int8Steps
 
@@ -33,6 +34,11 @@ def _outlier_cnn(keras, activation: str = "relu"):
         c1.set_weights([k1, b1])
         c2.set_weights([k2, b2])
     return model
+
+
+def _equalized(model):
+    equalized, (result,) = run_pipeline(model, ["equalize"], None)
+    return equalized if result.changed else None
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def test_equalization_is_kept_in_both_formats_and_wins_on_samples_no_step_saw(ke
     from edgeact.runtime import open_runner
 
     model = _outlier_cnn(keras)
-    assert {c.layer for c in equalization_changes(model)} == {"c1", "c2"}
+    assert {c.layer for c in equalization_changes(model, _equalized(model))} == {"c1", "c2"}
     report = _convert(model, data, tmp_path, Int8Steps.AUTO, layer_error="always")
     _convert(model, data, tmp_path, Int8Steps.NONE)
     unseen = data[300:]
@@ -88,4 +94,5 @@ def test_equalization_is_kept_in_both_formats_and_wins_on_samples_no_step_saw(ke
 
 
 def test_a_model_without_an_equalizable_pair_offers_nothing(keras):
-    assert equalization_changes(_outlier_cnn(keras, activation="relu6")) == []  # ReLU6 clips: no pair
+    model = _outlier_cnn(keras, activation="relu6")
+    assert equalization_changes(model, _equalized(model)) == []  # ReLU6 clips: no pair

@@ -245,13 +245,11 @@ def layer_errors_for_job(job, tflite: tuple | None = None, onnx: tuple | None = 
     For `converters.convert` after the exporters ran, with the staged (fp32, int8) paths:
         report["layer_errors"] = layer_errors_for_job(job, tflite=(fp32, int8), onnx=(...)).to_dict()
     """
-    from converters.rounding.equalization import EQUALIZATION
-
     pairs = {fmt: pair for fmt, pair in (("tflite", tflite), ("onnx", onnx)) if pair is not None}
     # A format whose INT8 model is the cross-layer equalized one is measured against the equalized
     # float model (its float file there, ConvertJob.equalized_float; its Keras model for the own
     # column): between an equalized pair its tensors are per-channel rescaled copies of the float's.
-    equalized = {fmt for fmt in pairs if (job.equalization_steps.get(fmt) or {}).get("kept") == EQUALIZATION
+    equalized = {fmt for fmt in pairs if (job.equalization_steps.get(fmt) or {}).get("kept", "none") != "none"
                  and fmt in job.equalized_float and job.equalized_keras_model is not None}
     changes = kept_weight_changes(job)
     samples = job.calibration.calibration.array()

@@ -22,18 +22,11 @@ from .layers import KernelChange
 EQUALIZATION = "cross-layer equalization"  # the step's name in the report
 
 
-def equalization_changes(model) -> list[KernelChange]:
-    """The kernels and biases the equalize pass changes in `model` (a folded Keras model), in Keras layout."""
-    return equalize(model)[1]
-
-
-def equalize(model) -> tuple[object, list[KernelChange]]:
-    """(the equalized Keras model, its KernelChanges against `model`); (None, []) when no pair."""
-    from converters.passes.pipeline import run_pipeline
-
-    equalized, (result,) = run_pipeline(model, ["equalize"], None)
-    if not result.changed:
-        return None, []
+def equalization_changes(model, equalized) -> list[KernelChange]:
+    """The kernels and biases that differ between `model` (a folded Keras model) and `equalized`
+    (the same model after the equalize pass, converters.pipeline runs it), in Keras layout."""
+    if equalized is None:
+        return []
     changes = []
     for layer in model.layers:
         if not hasattr(layer, "kernel") or layer.name not in {l.name for l in equalized.layers}:
@@ -46,7 +39,7 @@ def equalize(model) -> tuple[object, list[KernelChange]]:
             continue
         changes.append(KernelChange(layer.name, kernel, new_kernel.astype(np.float32), bias,
                                     None if bias is None else new_bias.astype(np.float32)))
-    return (equalized, changes) if changes else (None, [])
+    return changes
 
 
 def mark_superseded(job, fmt: str) -> None:
@@ -70,4 +63,4 @@ def unplaced(found: dict, changes: list) -> str:
         else f"{found.get('snapped', 0)} of {len(changes)} kernels written"
 
 
-__all__ = ["EQUALIZATION", "equalization_changes", "equalize", "fully_placed", "mark_superseded", "unplaced"]
+__all__ = ["EQUALIZATION", "equalization_changes", "fully_placed", "mark_superseded", "unplaced"]
