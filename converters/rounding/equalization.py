@@ -1,7 +1,8 @@
 """Cross-layer equalization as a default INT8 candidate: the equalized kernels and biases as changes
 each exporter writes into its own float model, then calibrates and judges.
 
-    changes = equalization_changes(folded_keras_model)   # [KernelChange...], [] when no pair
+    equalized, (result,) = run_pipeline(folded, ["equalize"], None)    # converters.pipeline runs the pass
+    changes = equalization_changes(folded, equalized)                   # [KernelChange...], [] when no pair
 
 The `equalize` pass (converters.passes.equalize, DFQ) rescales each conv -> ReLU -> conv pair
 per channel so that one channel blown up by the first layer (and scaled back down by the second)
