@@ -239,8 +239,7 @@ def _judged_equalization(job: ConvertJob, prepared: Path, int8_path: Path, reade
     found = snap_initializers(equalized, job.equalization)
     if not fully_placed(found, job.equalization):
         return {"kept": NONE, "layers": len(job.equalization),
-                "why": f"not every kernel and bias was found in the .onnx: "
-                                f"{unplaced(found, job.equalization)}"}
+                "why": f"not every kernel and bias was found in the .onnx: {unplaced(found, job.equalization)}"}
     quantize_static(str(equalized), str(quantized), reader, **settings)
     run = _judge_run(job)
     choice = choose_step(job.judge_reference, {NONE: run(int8_path), EQUALIZATION: run(quantized)})

@@ -28,9 +28,9 @@ def equalization_changes(model, equalized) -> list[KernelChange]:
     (the same model after the equalize pass, converters.pipeline runs it), in Keras layout."""
     if equalized is None:
         return []
-    changes = []
+    changes, names = [], {layer.name for layer in equalized.layers}
     for layer in model.layers:
-        if not hasattr(layer, "kernel") or layer.name not in {l.name for l in equalized.layers}:
+        if not hasattr(layer, "kernel") or layer.name not in names:
             continue
         new = equalized.get_layer(layer.name)
         kernel, new_kernel = layer.kernel.numpy(), new.kernel.numpy()

@@ -115,8 +115,7 @@ def _record_ranges(kept: bytes, samples, progress, values: SampledValues | None 
             progress.update(1)
     if values is not None:
         values.update({i: np.concatenate(p) for i, p in parts.items() if p})
-        if isinstance(values, SampledValues):
-            values.ends.update({i: (low[i], high[i]) for i in values})
+        values.ends.update({i: (low[i], high[i]) for i in values})
     return {i: (low[i], high[i]) for i in watched if np.isfinite(low[i]) and np.isfinite(high[i])}, count
 
 

@@ -92,9 +92,9 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
     if rewrite:
         calibrated, found["depthwise_rewrites"] = depthwise_rewrites(calibrated)
     if steps:
-        model = _int8_steps(job, calibrated, rounding.candidates(127), values, pixel_in)
-        if job.equalization and not own_graph:  # (an INT8 graph of its own pairs its tensors by rewrite)
-            model = _judged_equalization(job, source, calibration, model, rewrite, pixel_in)
+        # (an INT8 graph of its own pairs its tensors by rewrite: no equalized twin for it)
+        equalize = (source, calibration, rewrite) if job.equalization and not own_graph else None
+        model = _int8_steps(job, calibrated, rounding.candidates(127), values, pixel_in, equalize)
     else:
         model = quantize_calibrated(calibrated, job.options.io_type)
     if pixel_in is not None:
@@ -102,11 +102,14 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
     return model, found
 
 
-def _int8_steps(job: ConvertJob, calibrated: bytes, candidates: dict, values: dict, pixel_in) -> bytes:
+def _int8_steps(job: ConvertJob, calibrated: bytes, candidates: dict, values: SampledValues, pixel_in,
+                equalize: tuple | None = None) -> bytes:
     """The INT8 model with the steps the judge samples keep (converters.rounding.judge): first the
     weight step (each candidate's kernels go into the one calibration, converters.tflite.weights),
-    then, on top of it, per-tensor activation ranges (`_judged_ranges`). What was kept and why go to
-    ConvertJob.weight_steps["tflite"] and ConvertJob.range_steps["tflite"]."""
+    then, on top of it, per-tensor activation ranges (`_judged_ranges`), then against that the
+    equalized model (`_judged_equalization`, with `equalize` = (float model, calibration samples,
+    depthwise rewrites on)). Each model is run on the judge samples once. What was kept and why go
+    to ConvertJob.weight_steps, range_steps and equalization_steps["tflite"]."""
     from converters.rounding.judge import keep_step
 
     io_type = job.options.io_type
@@ -130,18 +133,22 @@ def _int8_steps(job: ConvertJob, calibrated: bytes, candidates: dict, values: di
         model, job.weight_steps["tflite"] = keep_step(job.weight_rounding.mode, job.judge_reference, plain,
                                                       candidates, build, run)
     model, job.range_steps["tflite"] = _judged_ranges(job, calibrated_of[model], model, values, run)
+    if equalize is not None:
+        model = _judged_equalization(job, *equalize, model, run)
     return model
 
 
-def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: dict, run) -> tuple[bytes, dict | None]:
+def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: SampledValues,
+                   run) -> tuple[bytes, dict | None]:
     """`model`, or the same model with per-tensor activation ranges when the judge samples keep them.
 
     Each op output's range is its min/max shrunk by the factor (1 down to 0.3) with the least
     rounding + clipping error on its values (`ranges.mse_ranges`: min/max itself where nothing
     beats it), where that factor is MIN_SHRINK or less (a few % narrower moves the grid less than
     the judge can resolve, and each candidate costs a quantization and a judge run: NASNetMobile's
-    MSE shrank 448 of 570 ranges); the model outputs keep min/max. Kept like a weight step: only when its gain on the
-    judge samples is resolved above zero (`choose_step`); `all` keeps it unjudged."""
+    MSE shrank 448 of 570 ranges); the model outputs keep min/max. Kept like a weight step: only
+    when its gain on the judge samples is resolved above zero (`choose_step`); `all` keeps it
+    unjudged."""
     from converters.rounding.judge import NONE, choose_step
 
     chosen = mse_ranges(values, ends=values.ends)
@@ -153,19 +160,19 @@ def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: dic
     if not shrunk:  # nothing moved enough to resolve on the judge samples: no model to build or run
         return model, None
     found = {"tensors": len(values), "shrunk": len(shrunk)}
-    if job.weight_rounding.mode == "all":
-        return quantize_calibrated(write_ranges(calibrated, shrunk), job.options.io_type), {"kept": PER_TENSOR, **found}
+    unjudged = job.weight_rounding.mode == "all"
     judge = job.weight_rounding.judge
-    if not job.judge_reference or judge is None or not len(judge):
+    if not unjudged and (not job.judge_reference or judge is None or not len(judge)):
         return model, None
     candidate = quantize_calibrated(write_ranges(calibrated, shrunk), job.options.io_type)
+    if unjudged:
+        return candidate, {"kept": PER_TENSOR, **found}
     choice = choose_step(job.judge_reference, {NONE: run(model), PER_TENSOR: run(candidate)})
     choice.update(found)
     return (candidate if choice["kept"] == PER_TENSOR else model), choice
 
 
-def _judged_equalization(job: ConvertJob, source: bytes, calibration, model: bytes, rewrite: bool,
-                         pixel_in) -> bytes:
+def _judged_equalization(job: ConvertJob, source: bytes, calibration, rewrite: bool, model: bytes, run) -> bytes:
     """`model`, or the equalized model (converters.rounding.equalization: its kernels written into the
     float model, calibrated anew, round-to-nearest weights) when the judge samples resolve a gain over
     it; the verdict goes to ConvertJob.equalization_steps["tflite"]."""
@@ -182,8 +189,7 @@ def _judged_equalization(job: ConvertJob, source: bytes, calibration, model: byt
     if rewrite:
         calibrated, _ = depthwise_rewrites(calibrated)
     candidate = quantize_calibrated(calibrated, job.options.io_type)
-    choice = choose_step(job.judge_reference, {NONE: _run_judge(job, model, pixel_in),
-                                               EQUALIZATION: _run_judge(job, candidate, pixel_in)})
+    choice = choose_step(job.judge_reference, {NONE: run(model), EQUALIZATION: run(candidate)})
     choice["layers"] = len(job.equalization)
     job.equalization_steps["tflite"] = choice
     if choice["kept"] != EQUALIZATION:

@@ -121,14 +121,9 @@ def _rounding_lines(report) -> list[str]:
         lines.append(f"  {mark(kept != 'none')} {fmt_name}: kept {kept}{shown}"
                      + (f" (mean gain per judge sample, 95 %: {tried})" if tried else "")
                      + (f"; then {step['superseded']} won over it (below)" if step.get("superseded") else ""))
-    for fmt_name, section in report.formats.items():
-        ranges = (section.details or {}).get("activation_ranges")
-        if ranges:
-            lines.append(_ranges_line(fmt_name, ranges))
-    for fmt_name, section in report.formats.items():
-        equalization = (section.details or {}).get("equalization")
-        if equalization:
-            lines.append(_equalization_line(fmt_name, equalization))
+    for key, line in (("activation_ranges", _ranges_line), ("equalization", _equalization_line)):
+        lines += [line(fmt_name, section.details[key]) for fmt_name, section in report.formats.items()
+                  if (section.details or {}).get(key)]
     for reason, group in _groups([{"layer": k, "reason": v} for k, v in (rounding.get("skipped") or {}).items()],
                                  lambda c: c["reason"]):
         lines.append(f"  - {len(group)} not rounded: {reason} ({some_of(c['layer'] for c in group)})")
@@ -136,20 +131,24 @@ def _rounding_lines(report) -> list[str]:
     return lines
 
 
-def _ranges_line(fmt_name: str, step: dict) -> str:
-    """Whether the format's INT8 model took per-tensor activation ranges, and the judge's figures."""
-    kept = step["kept"] != "none"
-    what = f"{step['shrunk']} of {step['tensors']} activation ranges shrunk by their rounding + clipping error"
+def _judged_figures(step: dict) -> tuple[float | None, float | None, str]:
+    """(SQNR as kept, SQNR with the step, the gain interval as text) of a step judged against one model."""
     sqnr = step.get("sqnr_db") or {}
     gain = next(iter((step.get("gain_db") or {}).values()), None)
     interval = f" (mean gain per judge sample, 95 %: [{gain[0]:+.2f}, {gain[1]:+.2f}] dB)" if gain else ""
-    shrunk = next((v for k, v in sqnr.items() if k != "none"), None)
-    if kept:
-        judged = f", SQNR {sqnr['none']:.1f} -> {shrunk:.1f} dB{interval}" if shrunk is not None \
+    return sqnr.get("none"), next((v for k, v in sqnr.items() if k != "none"), None), interval
+
+
+def _ranges_line(fmt_name: str, step: dict) -> str:
+    """Whether the format's INT8 model took per-tensor activation ranges, and the judge's figures."""
+    what = f"{step['shrunk']} of {step['tensors']} activation ranges shrunk by their rounding + clipping error"
+    before, shrunk, interval = _judged_figures(step)
+    if step["kept"] != "none":
+        judged = f", SQNR {before:.1f} -> {shrunk:.1f} dB{interval}" if shrunk is not None \
             else " (unjudged: --int8-steps all)"
         later = f"; then {step['superseded']} won over it (below)" if step.get("superseded") else ""
         return f"  {mark(True)} {fmt_name}: kept {what}{judged}{later}"
-    figures = f": SQNR {sqnr['none']:.1f} dB as kept, {shrunk:.1f} dB with them{interval}" if shrunk is not None else ""
+    figures = f": SQNR {before:.1f} dB as kept, {shrunk:.1f} dB with them{interval}" if shrunk is not None else ""
     return f"  {mark(False)} {fmt_name}: not kept: {what}{figures}"
 
 
@@ -158,13 +157,10 @@ def _equalization_line(fmt_name: str, step: dict) -> str:
     what = f"cross-layer equalization ({step.get('layers', 0)} kernels rescaled, calibrated anew)"
     if step.get("why"):
         return f"  - {fmt_name}: {what} not tried: {step['why']}"
-    sqnr = step.get("sqnr_db") or {}
-    gain = next(iter((step.get("gain_db") or {}).values()), None)
-    interval = f" (mean gain per judge sample, 95 %: [{gain[0]:+.2f}, {gain[1]:+.2f}] dB)" if gain else ""
-    other = next((v for k, v in sqnr.items() if k != "none"), None)
+    before, other, interval = _judged_figures(step)
     if step["kept"] != "none":
-        return f"  {mark(True)} {fmt_name}: kept {what}, SQNR {sqnr['none']:.1f} -> {other:.1f} dB{interval}"
-    return (f"  {mark(False)} {fmt_name}: not kept: {what}: SQNR {sqnr['none']:.1f} dB as kept, "
+        return f"  {mark(True)} {fmt_name}: kept {what}, SQNR {before:.1f} -> {other:.1f} dB{interval}"
+    return (f"  {mark(False)} {fmt_name}: not kept: {what}: SQNR {before:.1f} dB as kept, "
             f"{other:.1f} dB with it{interval}")
 
 
