@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.tflite.calibrate import VALUES_PER_SAMPLE, SampledValues, calibrate_float
-from converters.tflite.exporter import PER_TENSOR
-from converters.tflite.ranges import calibrated_ranges, mse_ranges
+from converters.rounding.ranges import PER_TENSOR, VALUES_PER_SAMPLE, SampledValues, mse_ranges
+from converters.tflite.calibrate import calibrate_float
+from converters.tflite.ranges import calibrated_ranges
 from edgeact.config import Format, Int8Steps
 
 

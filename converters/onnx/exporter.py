@@ -169,8 +169,13 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     none = Path(tmp) / "none.onnx"
                     quantize_static(str(prepared), str(none), reader if not cache.exists() else None,
                                     calibration_cache_path=cache, **settings)
-                    job.weight_steps["onnx"] = _judged_weight_step(job, prepared, none, candidates, int8_path,
-                                                                   cache, quantize_static, settings)
+                    job.weight_steps["onnx"], source = _judged_weight_step(
+                        job, prepared, none, candidates, int8_path, cache, quantize_static, settings)
+                    if job.options.calibration_method is CalibrationMethod.MINMAX and not exclude:
+                        reader.rewind()
+                        reader.progress = None  # the bar counted the calibration
+                        job.range_steps["onnx"] = _judged_ranges(job, prepared, source, int8_path, cache, reader,
+                                                                 quantize_static, settings)
                 else:
                     quantize_static(str(prepared), str(int8_path), reader, calibration_cache_path=calibration_cache,
                                     **settings)
@@ -196,6 +201,7 @@ def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates:
     from converters.rounding.judge import keep_step
 
     numbers = itertools.count()
+    sources = {none: prepared}  # INT8 model -> the float model it was quantized from
 
     def build(changes):
         count = next(numbers)
@@ -203,11 +209,48 @@ def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates:
         shutil.copyfile(prepared, snapped)
         found = snap_initializers(snapped, changes)
         quantize_static(str(snapped), str(quantized), None, calibration_cache_path=cache, **settings)
+        sources[quantized] = snapped
         return quantized, found
 
     run = _judge_run(job)
     kept, choice = keep_step(job.weight_rounding.mode, job.judge_reference, none, candidates, build, run)
     shutil.copyfile(kept, int8_path)
+    return choice, sources[kept]
+
+
+def _judged_ranges(job: ConvertJob, prepared: Path, source: Path, int8_path: Path, cache: Path, reader,
+                   quantize_static, settings: dict) -> dict | None:
+    """The model in `int8_path` (quantized from `source` with ORT's min/max cache), or the same model
+    with per-tensor activation ranges (converters.onnx.ranges: chosen on the prepared float model's
+    values by converters.rounding.ranges.shrunk_ranges) when the judge samples keep them; `all` keeps
+    them unjudged. The verdict, or None where no range moved enough to build a candidate."""
+    import shutil
+
+    from converters.rounding.judge import NONE, choose_step
+    from converters.rounding.ranges import PER_TENSOR, shrunk_ranges
+
+    from .ranges import sample_values, write_cache
+
+    unjudged = job.weight_rounding.mode == "all"
+    judge = job.weight_rounding.judge
+    if not unjudged and (not job.judge_reference or judge is None or not len(judge)):
+        return None
+    values = sample_values(prepared, cache, reader)
+    shrunk = shrunk_ranges(values)
+    if not shrunk:
+        return None
+    found = {"tensors": len(values), "shrunk": len(shrunk)}
+    ranges, candidate = prepared.with_name("ranges.json"), prepared.with_name("ranges_int8.onnx")
+    write_cache(cache, shrunk, ranges)
+    quantize_static(str(source), str(candidate), None, calibration_cache_path=ranges, **settings)
+    if unjudged:
+        shutil.copyfile(candidate, int8_path)
+        return {"kept": PER_TENSOR, **found}
+    run = _judge_run(job)
+    choice = choose_step(job.judge_reference, {NONE: run(int8_path), PER_TENSOR: run(candidate)})
+    choice.update(found)
+    if choice["kept"] == PER_TENSOR:
+        shutil.copyfile(candidate, int8_path)
     return choice
 
 
@@ -394,6 +437,7 @@ class OnnxExporter:
                                               runners=(int8_runner if arithmetic.method == "kernels" else None,
                                                        fp32_runner) if timing == threads else None),
                 "weight_rounding": job.weight_steps.get("onnx"),
+                "activation_ranges": job.range_steps.get("onnx"),
                 "equalization": job.equalization_steps.get("onnx"),
                 "rewrites": rewrites,
                 "fusion": {"fp32": check_activations(fp32, quantized=False),

@@ -29,25 +29,13 @@ import numpy as np
 
 from calibration.adapters import representative_dataset
 from converters.job import verify_threads
+from converters.rounding.ranges import VALUES_PER_SAMPLE, SampledValues
 from edgeact.errors import ConversionError, InputError, first_line
 from edgeact.quiet import last_error_line, native_output_captured
 
 from .ranges import keep_all_outputs, kept_outputs_calibration, model_outputs, subgraphs
 
 _FLOAT32 = 0  # TensorType.FLOAT32
-
-
-VALUES_PER_SAMPLE = 128  # per tensor and sample, drawn at random: what per-tensor ranges are chosen on
-
-
-class SampledValues(dict):
-    """{tensor index: a uniform random subset of its values}, and `ends`: {tensor index: (min, max)} over
-    all of them (a subset rarely holds the extremes, and adding them to it would weigh each as if it
-    were 1 in the subset's size instead of 1 in the tensor's)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ends: dict[int, tuple[float, float]] = {}
 
 
 def calibrate_float(model: bytes, samples: Iterable[Mapping[str, np.ndarray]], progress=None,

@@ -11,6 +11,7 @@ from converters.job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
 from converters.keras.serving import dict_output_model
 from converters.metadata import add_tflite_metadata, build_contract
 from converters.registry import register_exporter
+from converters.rounding.ranges import PER_TENSOR, SampledValues, shrunk_ranges
 from edgeact.config import Format, IOType
 from edgeact.data.pixel_input import to_pixels
 from edgeact.errors import InputError
@@ -22,16 +23,13 @@ from edgeact.report.records import FormatReport
 from edgeact.runtime.tflite import TFLiteRunner
 from edgeact.targets import device_spec, timing_threads
 
-from .calibrate import SampledValues, calibrate_float, write_ranges
+from .calibrate import calibrate_float, write_ranges
 from .check import check_fusion, check_integer_only
 from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
-from .ranges import mse_ranges, quantize_calibrated, run_converter
+from .ranges import quantize_calibrated, run_converter
 from .weights import snap_buffers
 from .xnnpack_rewrites import depthwise_rewrites
-
-PER_TENSOR = "per-tensor ranges"  # the activation-range step's name in the report
-MIN_SHRINK = 0.9  # a range is changed only where its best width is at most this share of min/max's
 
 
 def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
@@ -142,21 +140,13 @@ def _judged_ranges(job: ConvertJob, calibrated: bytes, model: bytes, values: Sam
                    run) -> tuple[bytes, dict | None]:
     """`model`, or the same model with per-tensor activation ranges when the judge samples keep them.
 
-    Each op output's range is its min/max shrunk by the factor (1 down to 0.3) with the least
-    rounding + clipping error on its values (`ranges.mse_ranges`: min/max itself where nothing
-    beats it), where that factor is MIN_SHRINK or less (a few % narrower moves the grid less than
-    the judge can resolve, and each candidate costs a quantization and a judge run: NASNetMobile's
-    MSE shrank 448 of 570 ranges); the model outputs keep min/max. Kept like a weight step: only
+    Each op output's range is converters.rounding.ranges.shrunk_ranges' (MSE-chosen, where it moved
+    enough: NASNetMobile's MSE shrank 448 of 570 ranges); the model outputs keep min/max. Kept like a weight step: only
     when its gain on the judge samples is resolved above zero (`choose_step`); `all` keeps it
     unjudged."""
     from converters.rounding.judge import NONE, choose_step
 
-    chosen = mse_ranges(values, ends=values.ends)
-    shrunk = {}
-    for i, (low, high) in chosen.items():
-        width = max(values.ends[i][1], 0.0) - min(values.ends[i][0], 0.0)
-        if high - low <= MIN_SHRINK * width:
-            shrunk[i] = (low, high)
+    shrunk = shrunk_ranges(values)
     if not shrunk:  # nothing moved enough to resolve on the judge samples: no model to build or run
         return model, None
     found = {"tensors": len(values), "shrunk": len(shrunk)}

@@ -29,6 +29,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from converters.rounding.ranges import mse_ranges
 from edgeact.config import IOType
 from edgeact.errors import ConversionError, InputError, first_line
 from edgeact.quiet import last_error_line, native_output_captured
@@ -355,32 +356,6 @@ def percentile_ranges(values: Mapping[str, np.ndarray], percentile: float = 99.9
         raise InputError(f"percentile {percentile} is outside (50, 100]; give e.g. 99.99")
     return {name: (float(np.percentile(v, 100 - percentile)), float(np.percentile(v, percentile)))
             for name, v in values.items() if v.size}
-
-
-def mse_ranges(values: Mapping, steps: int = 20, ends: Mapping | None = None) -> dict:
-    """The min/max range shrunk by the factor (1.0 down to 0.3) giving the least INT8 rounding+clipping MSE;
-    `ends`: each tensor's exact (min, max) where `values` are a random subset of its values."""
-    from converters.layer_error.measure import QuantGrid
-
-    ranges = {}
-    for name, v in values.items():
-        if not v.size:
-            continue
-        low, high = (float(v.min()), float(v.max())) if ends is None or name not in ends else ends[name]
-        low, high = min(low, 0.0), max(high, 0.0)
-        best = None
-        for factor in np.linspace(1.0, 0.3, steps):
-            lo, hi = low * factor, high * factor
-            scale = (hi - lo) / 255.0
-            if scale <= 0:
-                break
-            grid = QuantGrid(scale, int(round(-128 - lo / scale)))
-            error = float(np.mean((grid.fake_quantize(v) - v) ** 2))
-            if best is None or error < best[0]:
-                best = (error, lo, hi)
-        if best is not None:
-            ranges[name] = (best[1], best[2])
-    return ranges
 
 
 def choose_ranges(calibrated: bytes, samples: np.ndarray, method: RangeMethod,

@@ -1,0 +1,129 @@
+"""Per-tensor activation ranges in the default INT8 ONNX (converters.onnx.ranges, judged in
+converters.onnx.exporter._judged_ranges).
+
+ORT's MinMax calibration keeps only each tensor's min and max; edgeact runs the float model once
+more for a random subset of each cached tensor's values, chooses ranges on them
+(converters.rounding.ranges) and hands them to quantize_static through a copy of ORT's range cache.
+Checked here on a graph small enough to recompute in numpy: which tensors are sampled, that their
+ends are ORT's min/max and equal the recomputed ones, and that the quantized file carries the
+written range as its scale (read back) with min/max everywhere else. The effect on held-out data is
+checked on the MNIST example (tests/test_mnist_realdata.py).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from converters.onnx.ranges import cache_ranges, sample_values, write_cache
+from converters.rounding.ranges import VALUES_PER_SAMPLE
+
+
+def _graph(path):
+    """x (1, 3, 6, 6) -> 1x1 Conv (y) -> y * y * y (cube) -> 1x1 Conv (z): a long-tailed cube that
+    numpy recomputes exactly enough."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    w1 = rng.normal(0, 0.5, (4, 3, 1, 1)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (2, 4, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["y"], name="c1"),
+             helper.make_node("Mul", ["y", "y"], ["square"], name="m1"),
+             helper.make_node("Mul", ["square", "y"], ["cube"], name="m2"),
+             helper.make_node("Conv", ["cube", "w2"], ["z"], name="c2")]
+    graph = helper.make_graph(nodes, "cubed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 16, 16])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.save(model, str(path))
+    return w1, w2
+
+
+class _Reader:
+    def __init__(self, samples):
+        self.samples, self.position = samples, 0
+
+    def get_next(self):
+        if self.position >= len(self.samples):
+            return None
+        self.position += 1
+        return {"x": self.samples[self.position - 1][None]}
+
+    def rewind(self):
+        self.position = 0
+
+
+@pytest.fixture(scope="module")
+def cubed(tmp_path_factory):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    folder = tmp_path_factory.mktemp("onnx-ranges")
+    model = folder / "cubed.onnx"
+    w1, w2 = _graph(model)
+    samples = np.random.default_rng(6).normal(0, 1, (60, 3, 16, 16)).astype(np.float32)
+    settings = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    cache = folder / "ranges.json"
+    quantize_static(str(model), str(folder / "minmax.onnx"), _Reader(samples), calibration_cache_path=cache,
+                    **settings)
+    y = np.einsum("oc,nchw->nohw", w1[:, :, 0, 0], samples.astype(np.float64))
+    return {"folder": folder, "model": model, "cache": cache, "samples": samples, "settings": settings,
+            "recomputed": {"y": y, "square": y * y, "cube": y ** 3}}
+
+
+def test_values_are_sampled_from_every_cached_tensor_but_the_graphs_inputs_and_outputs(cubed):
+    values = sample_values(cubed["model"], cubed["cache"], _Reader(cubed["samples"]))
+    cached = cache_ranges(cubed["cache"])
+    assert {"x", "z"} <= set(cached)  # ORT calibrates them too; they keep min/max
+    assert set(values) == {"y", "square", "cube"} == set(values.ends)
+    for name, v in values.items():
+        assert v.size == len(cubed["samples"]) * VALUES_PER_SAMPLE
+        want = cubed["recomputed"][name]
+        assert values.ends[name] == cached[name]
+        assert values.ends[name] == pytest.approx((want.min(), want.max()), rel=1e-4)
+        low, high = values.ends[name]
+        assert low <= v.min() and v.max() <= high
+    # the same samples again give the same subset: the range chosen does not depend on the run
+    again = sample_values(cubed["model"], cubed["cache"], _Reader(cubed["samples"]))
+    assert all(np.array_equal(values[n], again[n]) for n in values)
+
+
+def _activation_scales(path) -> dict[str, float]:
+    """{tensor: scale} of each QuantizeLinear on an activation, read back from the file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(init[n.input[1]]) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in init}
+
+
+def test_the_written_cache_sets_the_files_scales_and_leaves_the_others_at_min_max(cubed):
+    from onnxruntime.quantization import quantize_static
+
+    cached = cache_ranges(cubed["cache"])
+    low, high = cached["cube"]
+    shrunk = {"cube": (low / 2, high / 2)}  # what shrunk_ranges would hand over, made plain
+    target = cubed["folder"] / "shrunk.json"
+    write_cache(cubed["cache"], shrunk, target)
+    assert json.loads(target.read_text())["calibration_method"] == json.loads(cubed["cache"].read_text())[
+        "calibration_method"]
+    out = cubed["folder"] / "shrunk.onnx"
+    quantize_static(str(cubed["model"]), str(out), None, calibration_cache_path=target, **cubed["settings"])
+    scales, minmax = _activation_scales(out), _activation_scales(cubed["folder"] / "minmax.onnx")
+    for name, (low, high) in cached.items():
+        if name not in minmax:
+            continue
+        low, high = shrunk.get(name, (low, high))
+        want = (max(high, 0.0) - min(low, 0.0)) / 255  # uint8 asymmetric: the range over 255 steps
+        assert scales[name] == pytest.approx(want, rel=1e-5), name
+    cube = cubed["recomputed"]["cube"]
+    recomputed = (cube.max() - min(cube.min(), 0)) / 255
+    assert minmax["cube"] == pytest.approx(recomputed, rel=1e-4)  # ORT's own min/max grid
+    assert scales["cube"] == pytest.approx(recomputed / 2, rel=1e-4)  # the written grid, where the step put it
+
