@@ -84,6 +84,12 @@ def test_max_drop_is_met_in_both_formats_by_float_fallback(files, tmp_path):
         assert drop == pytest.approx(best["metric"], abs=1e-9) and drop <= 5
         assert not best["full_integer"] and best["float_layers"][0] == "c2"
         assert report["formats"][fmt]["details"]["budget_attempt"] == best["attempt"]
+        assert plain["stage"] == "default"  # attempt 1: the file convert wrote, with the INT8 steps it kept
+        # the search wrote another model: no step the exporter kept is claimed for the file
+        for key in ("weight_rounding", "activation_ranges", "equalization"):
+            step = report["formats"][fmt]["details"].get(key) or {}
+            if step.get("kept", "none") != "none":
+                assert step["superseded"] == f"the accuracy budget search's attempt {best['attempt']}", (fmt, key)
     checks = {(c["kind"], c["format"]): c for c in report["checks"]}
     assert checks[("budget", "tflite")]["passed"] and checks[("budget", "onnx")]["passed"]
     assert "NOT full-integer" in checks[("integer_only", "tflite")]["summary"]
@@ -132,7 +138,9 @@ def test_min_agreement_on_held_out_samples_keeps_the_model_integer(files, tmp_pa
     assert section["eval_data"] == {"source": "the held-out calibration samples", "samples": 16, "labelled": False,
                                     "selection_samples": 16, "holdout_samples": 0}  # 16: too few to split
     best = _best(section["formats"]["tflite"])
-    assert best["changed"].startswith("equalize") and best["full_integer"]  # an integer fix, before any fallback
+    # met by an integer model before any fallback: convert's default INT8 file (attempt 1, the steps its
+    # judge kept) or an integer fix
+    assert best["stage"] in ("default", "fix") and best["full_integer"], best
     assert all(a["full_integer"] for a in section["formats"]["tflite"]["attempts"])
 
 
@@ -243,3 +251,36 @@ def test_a_two_input_two_output_model_meets_min_sqnr_per_named_output(keras, tmp
     named = search["holdout"]["output"]  # the output whose interval reaches lowest
     assert search["holdout"]["samples"] == 27 and named in sqnrs
     assert search["holdout"]["value"] == pytest.approx(sqnrs[named], abs=1e-3) and min(sqnrs.values()) >= 25
+
+
+@pytest.mark.slow
+def test_a_budget_the_default_int8_file_meets_keeps_that_file_and_its_steps(keras, tmp_path):
+    """The outlier CNN: convert's default INT8 (cross-layer equalization kept by its judge) meets
+    --min-sqnr 30 at once, so the search tries nothing else, the file is the one convert writes
+    without a budget, and its steps stand in the report."""
+    from .test_budget_search import _outlier_cnn, _sqnr
+
+    model, _, x = _outlier_cnn(keras)
+    model.save(path := tmp_path / "outlier.keras")
+    calibration = np.random.default_rng(3).uniform(0, 1, (300, 10, 10, 3)).astype(np.float32)
+    np.save(tmp_path / "calibration.npy", calibration)
+    np.savez(tmp_path / "eval.npz", x=x)
+    common = ("-c", tmp_path / "calibration.npy", "-f", "tflite", "-f", "onnx", "--layer-error", "never")
+    result = invoke("convert", path, *common, "--eval-data", tmp_path / "eval.npz", "--min-sqnr", 30,
+                    "-o", tmp_path / "budget")
+    assert result.exit_code == 0, result.output
+    plain = invoke("convert", path, *common, "-o", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    report = json.loads((tmp_path / "budget" / "outlier.edgeact.json").read_text())
+    reference = model.predict(x, verbose=0)
+    unseen = np.random.default_rng(4).uniform(0, 1, (100, 10, 10, 3)).astype(np.float32)
+    for fmt in ("tflite", "onnx"):
+        search = report["accuracy_budget"]["formats"][fmt]
+        assert [a["stage"] for a in search["attempts"]] == ["default"] and search["best"] == 1, fmt
+        step = report["formats"][fmt]["details"]["equalization"]
+        assert step["kept"] == "cross-layer equalization" and not step.get("superseded"), fmt
+        written = tmp_path / "budget" / f"outlier_int8.{fmt}"
+        assert _sqnr(reference, _predict(written, x)) >= 30.0, fmt  # recomputed on the eval data
+        # the exporter's file, untouched: the same outputs as convert's without a budget, on new samples
+        assert np.array_equal(_predict(written, unseen), _predict(tmp_path / "plain" / f"outlier_int8.{fmt}", unseen))
+    assert "the accuracy budget search's attempt" not in result.stdout

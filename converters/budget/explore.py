@@ -2,6 +2,9 @@
 
     result = explore(backend, budget, data, keras_model, limits)   # backend: tflite.TFLiteBackend, onnx.OnnxBackend
 
+0. **The default INT8 file.** The exporter's own INT8 model, with the steps its judge kept
+   (converters.rounding: weight rounding, bias correction, per-tensor ranges, equalization), is
+   the first attempt: a budget it meets needs nothing else.
 1. **Fixes x range methods.** Each chain of integer-preserving fixes of the Keras model (none,
    cross-layer equalization, bias correction, equalization then bias correction) is tried with
    every range method of the format; the first attempt that meets the budget ends the search.
@@ -33,6 +36,7 @@ from edgeact.data.samples import Samples
 from .evaluate import MIN_INT8_SHARE, Scorer, int8_share
 
 BIAS = "bias correction"
+DEFAULT = "default"  # the stage and ranges of the exporter's own INT8 file
 CHAINS = ((), ("equalize",), (BIAS,), ("equalize", BIAS))
 
 
@@ -57,7 +61,7 @@ class Attempt:
     float_layers: list[str] = field(default_factory=list)
     ranges: str = "minmax"
     fixes: list[str] = field(default_factory=list)
-    stage: str = "ranges"  # ranges, fix, 16x8, probe, float
+    stage: str = "ranges"  # default, ranges, fix, 16x8, probe, float
     int8_share: float = 1.0
     outputs: dict = field(default_factory=dict)  # the metric per judged output
     float_nodes: list[str] = field(default_factory=list)  # the format's names of the float ops
@@ -139,10 +143,19 @@ def _fix_text(chain, whats) -> str:
 
 
 def explore(backend, budget: Budget, scorer: Scorer, selection: Samples, macs: dict, limits: SearchLimits,
-            progress=None) -> tuple[_Search, Attempt]:
-    """Run stages 1-3 on the selection samples; the search state and its best attempt."""
+            progress=None, default: bytes | None = None) -> tuple[_Search, Attempt]:
+    """Run stages 0-3 on the selection samples; the search state and its best attempt.
+
+    `default`: the exporter's own INT8 file (the INT8 steps its judge kept, converters.rounding), tried
+    first (stage 0, "default"); the fallback does not start from it, since its steps are the file's,
+    not a variant the backend can quantize again."""
     say = progress or (lambda text: None)
     search = _Search(backend, budget, scorer, selection, macs, limits, say)
+    if default is not None:
+        say("the default INT8 model (the INT8 steps convert kept)")
+        row = search.try_model("the default INT8 model (convert's INT8 steps)", default, DEFAULT, (), DEFAULT)
+        if search.met(row):
+            return search, row
     variants = {}  # chain -> backend variant, for the fallback
     for chain in CHAINS:
         if search.out_of_time(f"the fixes {' + '.join(chain) or 'none'} and what follows"):
@@ -164,7 +177,7 @@ def explore(backend, budget: Budget, scorer: Scorer, selection: Samples, macs: d
                                    method, chain, "fix" if chain else "ranges")
             if search.met(row):
                 return search, row
-    integer_rows = [a for a in search.attempts if BIAS not in a.fixes]
+    integer_rows = [a for a in search.attempts if BIAS not in a.fixes and a.stage != DEFAULT]
     base = min(integer_rows, key=lambda a: a.metric) if budget.max_drop is not None else \
         max(integer_rows, key=lambda a: a.metric)
     base_variant = variants[tuple(base.fixes)]

@@ -154,7 +154,8 @@ class OnnxBackend:
 
 def search_onnx(job, float_path: Path, data: Samples, budget: Budget, max_fallback: int = 8, progress=None,
                 fixes: dict | None = None, holdout: Samples | None | str = "split",
-                limits: SearchLimits | None = None, kinds: dict | None = None) -> SearchResult:
+                limits: SearchLimits | None = None, kinds: dict | None = None,
+                default: bytes | None = None) -> SearchResult:
     """The search of `converters.budget.explore` for ONNX, until `budget` is met.
 
     Args:
@@ -163,6 +164,7 @@ def search_onnx(job, float_path: Path, data: Samples, budget: Budget, max_fallba
         data: evaluation inputs by input name (NHWC images), and labels for --max-drop.
         holdout: as for `converters.budget.tflite.search_tflite`.
         fixes: a cache of fixed Keras models shared with the TFLite search (`tflite.apply_fix`).
+        default: the exporter's INT8 file, tried first (`explore`).
     """
     from .evaluate import layer_macs
     from .tflite import _split, run_search
@@ -172,4 +174,4 @@ def search_onnx(job, float_path: Path, data: Samples, budget: Budget, max_fallba
     with tempfile.TemporaryDirectory(prefix="edgeact-fallback-onnx-") as tmp:
         backend = OnnxBackend(job, float_path, Path(tmp), fixes)
         return run_search(backend, job.keras_model, budget, selection, holdout, layer_macs(job.keras_model),
-                          limits, progress, kinds)
+                          limits, progress, kinds, default)

@@ -153,6 +153,7 @@ def _attempt_lines(fmt: str, enabled: bool | None):
 def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, staged) -> None:
     """Search every written format, write each best model over its staged INT8 file, verify it again."""
     from .evaluate import split_holdout
+    from .explore import DEFAULT
     from .onnx import search_onnx
     from .tflite import search_tflite
     from .write import rewrite_onnx, rewrite_tflite
@@ -167,27 +168,41 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
         if section.error is not None or "int8" not in section.files:
             continue
         start = time.perf_counter()
+        default = staged.staged_file(Path(section.files["int8"])).read_bytes()  # the exporter's, steps and all
         try:
             with _attempt_lines(fmt, job.options.progress) as say:
                 if fmt == "tflite":
                     result = search_tflite(job.keras_model, calibration, selection, plan.budget, job.options.io_type,
                                            progress=say, output_names=job.output_names, fixes=fixes,
-                                           holdout=holdout, limits=plan.limits, kinds=kinds)
+                                           holdout=holdout, limits=plan.limits, kinds=kinds, default=default)
                 else:
                     float_path = staged.staged_file(Path(section.files["fp32"]))
                     result = search_onnx(job, float_path, selection, plan.budget, progress=say, fixes=fixes,
-                                         holdout=holdout, limits=plan.limits, kinds=kinds)
+                                         holdout=holdout, limits=plan.limits, kinds=kinds, default=default)
         except Exception as exc:  # noqa: BLE001  the exporter's model stands; the budget check says why it failed
             searches[fmt] = {"budget": asdict(plan.budget), "metric": plan.budget.metric, "met": False,
                              "error": first_line(exc, 300), "attempts": [], "file": Path(section.files["int8"]).name}
             continue
         seconds = time.perf_counter() - start
-        with progress_step(f"{fmt}: verify attempt {result.best.attempt}", job.options.progress):
-            (rewrite_tflite if fmt == "tflite" else rewrite_onnx)(job, section, staged, result)
+        if result.best.stage == DEFAULT:  # the staged file is the one the exporter wrote and verified
+            section.details["budget_attempt"] = result.best.attempt
+        else:
+            _steps_replaced(section, result.best.attempt)
+            with progress_step(f"{fmt}: verify attempt {result.best.attempt}", job.options.progress):
+                (rewrite_tflite if fmt == "tflite" else rewrite_onnx)(job, section, staged, result)
         searches[fmt] = {**result.to_dict(), "file": Path(section.files["int8"]).name,
                          "search_seconds": round(seconds, 1)}
     report.accuracy_budget = {"budget": asdict(plan.budget), "metric": plan.budget.metric, "eval_data": source,
                               "met": all(s["met"] for s in searches.values()), "formats": searches}
+
+
+def _steps_replaced(section, attempt: int) -> None:
+    """The search wrote another model than the exporter's: the INT8 steps the exporter kept are not in
+    the file, and their records say so (the summary prints it on each step's line)."""
+    for key in ("weight_rounding", "activation_ranges", "equalization"):
+        step = (section.details or {}).get(key)
+        if step and step.get("kept", "none") != "none" and not step.get("superseded"):
+            step["superseded"] = f"the accuracy budget search's attempt {attempt}"
 
 
 def best_attempt(search: dict) -> dict:

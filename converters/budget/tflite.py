@@ -218,7 +218,8 @@ def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
                   io_type: IOType = IOType.INT8, methods: tuple[RangeMethod, ...] = tuple(RangeMethod),
                   max_fallback: int = 8, progress=None, output_names: list[str] | None = None,
                   fixes: dict | None = None, holdout: Samples | None | str = "split",
-                  limits: SearchLimits | None = None, kinds: dict | None = None) -> SearchResult:
+                  limits: SearchLimits | None = None, kinds: dict | None = None,
+                  default: bytes | None = None) -> SearchResult:
     """The search of `converters.budget.explore` for TFLite, until `budget` is met.
 
     Args:
@@ -232,6 +233,7 @@ def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
         output_names: name the models' SignatureDef outputs like this (convert's names); None: the Keras names.
         fixes: a cache of fixed models shared with the ONNX search (see `apply_fix`).
         kinds: {output name: OutputKind}, which outputs a top-1 budget judges.
+        default: the exporter's INT8 file, tried first (`explore`).
     """
     from .evaluate import layer_macs
 
@@ -240,7 +242,7 @@ def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
     selection, holdout = _split(data, holdout)
     backend = TFLiteBackend(keras_model, calibration, io_type, methods, output_names, fixes)
     return run_search(backend, keras_model, budget, selection, holdout, layer_macs(keras_model), limits,
-                      progress, kinds)
+                      progress, kinds, default)
 
 
 def _split(data: Samples, holdout) -> tuple[Samples, Samples | None]:
@@ -252,14 +254,15 @@ def _split(data: Samples, holdout) -> tuple[Samples, Samples | None]:
 
 
 def run_search(backend, keras_model, budget: Budget, selection: Samples, holdout: Samples | None, macs: dict,
-               limits: SearchLimits, progress=None, kinds: dict | None = None) -> SearchResult:
+               limits: SearchLimits, progress=None, kinds: dict | None = None,
+               default: bytes | None = None) -> SearchResult:
     """explore() on the selection samples, then finish() on the holdout."""
     from .evaluate import Scorer
 
     say = progress or (lambda text: None)
     scorer = Scorer.for_model(keras_model, budget, selection, kinds)
     held_scorer = Scorer.for_model(keras_model, budget, holdout, kinds) if holdout is not None else None
-    search, best = explore(backend, budget, scorer, selection, macs, limits, say)
+    search, best = explore(backend, budget, scorer, selection, macs, limits, say, default)
     say("judging the chosen model on the held-out samples" if holdout is not None else "judging the chosen model")
     return finish(search, best, holdout, held_scorer)
 

@@ -159,7 +159,8 @@ def _equalization_line(fmt_name: str, step: dict) -> str:
         return f"  - {fmt_name}: {what} not tried: {step['why']}"
     before, other, interval = _judged_figures(step)
     if step["kept"] != "none":
-        return f"  {mark(True)} {fmt_name}: kept {what}, SQNR {before:.1f} -> {other:.1f} dB{interval}"
+        later = f"; then {step['superseded']} won over it (below)" if step.get("superseded") else ""
+        return f"  {mark(True)} {fmt_name}: kept {what}, SQNR {before:.1f} -> {other:.1f} dB{interval}{later}"
     return (f"  {mark(False)} {fmt_name}: not kept: {what}: SQNR {before:.1f} dB as kept, "
             f"{other:.1f} dB with it{interval}")
 
