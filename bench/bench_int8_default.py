@@ -1,7 +1,7 @@
 """Default INT8 on trained models, judged on data convert never saw: plain converters, edgeact
 before the weight steps, edgeact after (converters.rounding), per format.
 
-    python bench/bench_int8_default.py [--epochs 3] [--eval 2000] [--only mnist_bn,photos]
+    python bench/bench_int8_default.py [--epochs 3] [--eval 2000] [--only mnist_cnn,photos] [--save DIR]
 
 Models, each trained here on real data (nothing is downloaded):
 
@@ -10,6 +10,8 @@ Models, each trained here on real data (nothing is downloaded):
 - `mnist_plain` and `mnist_outlier`: bench_int8_fixes.py's ReLU CNN, and its outlier copy (one
   channel x300, the next layer's weights reading it /300: the same float function);
 - `digits`: scikit-learn's 8x8 digits upscaled to 16x16, a BatchNorm/ReLU6/depthwise CNN;
+- `mobilenetv2_photos`: keras.applications.MobileNetV2 (alpha 0.35, 96x96) trained from scratch
+  on 96x96 crops of the same six photos, split the same way (`mobilenetv2_model`);
 - `photos`: 32x32 crops of six scikit-image photos (class = the photo), a MobileNet-style CNN;
   training and calibration crops come from the left 70 % of each photo, evaluation crops from
   the right 30 %.
@@ -143,6 +145,54 @@ def photo_model(keras, epochs: int, count: int):
     return [("photos", model, _crops(images, CALIBRATION, True, 2)[0], (x_test, y_test))]
 
 
+def _crops_at(images, count: int, left: bool, seed: int, side: int):
+    """`_crops` at `side` x `side`: crops of 1x to 4x that size (as far as the photo's part allows),
+    nearest-neighbour resized."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for _ in range(count):
+        label = int(rng.integers(len(images)))
+        image = images[label]
+        height, width = image.shape[:2]
+        split = int(width * 0.7)
+        size = int(rng.integers(side, max(side + 1, min(4 * side, height, split, width - split) + 1)))
+        low, high = (0, split - size) if left else (split, width - size)
+        x0 = int(rng.integers(low, max(low + 1, high)))
+        y0 = int(rng.integers(0, height - size + 1))
+        index = (np.arange(side) * size / side).astype(int)
+        xs.append(image[y0:y0 + size, x0:x0 + size][index][:, index])
+        ys.append(label)
+    return np.stack(xs).astype(np.float32) / 127.5 - 1.0, np.array(ys)  # MobileNetV2's [-1, 1]
+
+
+def mobilenetv2_model(keras, epochs: int, count: int):
+    """keras.applications.MobileNetV2 (alpha 0.35, 96x96, ReLU6, residual Adds, the real topology)
+    trained from scratch here on `_crops_at` of the same six photos: a real trained MobileNetV2 where
+    no pretrained weights can be downloaded. Training and calibration crops from the left 70 %,
+    evaluation crops from the right 30 %."""
+    from skimage import data
+
+    images = []
+    for name in PHOTOS:
+        image = getattr(data, name)()
+        images.append(np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3])
+    side = 96
+    x_train, y_train = _crops_at(images, 4000, True, 0, side)
+    x_test, y_test = _crops_at(images, count, False, 1, side)
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(side, side, 3), alpha=0.35, weights=None,
+                                           classes=len(PHOTOS), classifier_activation=None)
+    for layer in model.layers:  # Keras' 0.999 leaves the moving statistics at their start after a few epochs
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=32, epochs=epochs * 2, verbose=0)
+    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test))
+    print(f"  mobilenetv2_photos: float top-1 {accuracy:.3f} on {len(y_test)} held-out crops", flush=True)
+    return [("mobilenetv2_photos", model, _crops_at(images, CALIBRATION, True, 2, side)[0], (x_test, y_test))]
+
+
 def plain_tflite(model, calibration: np.ndarray) -> bytes:
     import tensorflow as tf
 
@@ -164,7 +214,7 @@ def plain_onnx(model, calibration: np.ndarray, folder: Path, per_channel: bool) 
     fp32, prepared = folder / "plain_fp32.onnx", folder / "plain_prepared.onnx"
     tf2onnx.convert.from_keras(model, input_signature=spec, output_path=str(fp32))
     quant_pre_process(str(fp32), str(prepared))
-    name = model.inputs[0].name
+    name = "image"  # the input signature's name, whatever the Keras input is called
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -245,6 +295,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--eval", type=int, default=2000)
     parser.add_argument("--only", default="", help="comma-separated model names")
+    parser.add_argument("--save", type=Path, help="also write each trained model (.keras), its calibration "
+                        "samples (.npy) and labelled evaluation data (.npz) here, for edgeact convert")
     args = parser.parse_args()
 
     from converters.keras.loader import import_keras
@@ -254,11 +306,21 @@ def main() -> None:
     print(f"# bench_int8_default  {time.strftime('%Y-%m-%d')}  {platform.machine()}  {os.cpu_count()} cores  "
           f"python {platform.python_version()}", flush=True)
     models = []
-    for build in (mnist_models, digits_model, photo_model):
+    builders = {mnist_models: ("mnist_cnn", "mnist_plain", "mnist_outlier"), digits_model: ("digits",),
+                photo_model: ("photos",), mobilenetv2_model: ("mobilenetv2_photos",)}
+    for build, names in builders.items():
+        if only and not only & set(names):
+            continue
         start = time.perf_counter()
         built = build(keras, args.epochs, args.eval)
         models += [m for m in built if not only or m[0] in only]
         print(f"  trained {', '.join(m[0] for m in built)} in {time.perf_counter() - start:.0f} s", flush=True)
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        for name, model, calibration, (x, y) in models:
+            model.save(args.save / f"{name}.keras")
+            np.save(args.save / f"{name}_calibration.npy", calibration)
+            np.savez(args.save / f"{name}_eval.npz", x=x, y=y)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
         for name, model, calibration, evaluation in models:
