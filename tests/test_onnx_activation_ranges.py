@@ -127,3 +127,37 @@ def test_the_written_cache_sets_the_files_scales_and_leaves_the_others_at_min_ma
     assert minmax["cube"] == pytest.approx(recomputed, rel=1e-4)  # ORT's own min/max grid
     assert scales["cube"] == pytest.approx(recomputed / 2, rel=1e-4)  # the written grid, where the step put it
 
+
+
+def test_an_equalization_not_placed_in_full_is_not_tried_and_the_report_says_which_kernel(cubed, tmp_path):
+    """Half an equalized pair computes another function: when one changed kernel is not in the .onnx
+    (here c2's new kernel refers to a kernel the graph does not hold), the exporter builds and judges
+    nothing, leaves the file alone, and names the kernel."""
+    import shutil
+    from types import SimpleNamespace
+
+    import onnx
+    from onnx import numpy_helper
+
+    from converters.onnx.exporter import _judged_equalization
+    from converters.rounding.layers import KernelChange
+
+    graph = onnx.load(str(cubed["model"])).graph
+    w1 = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == "w1")
+    keras_w1 = w1.transpose(2, 3, 1, 0)  # OIHW -> Keras HWIO
+    stranger = np.full((1, 1, 4, 2), 0.123, np.float32)  # no initializer holds this
+    changes = [KernelChange("c1", keras_w1, keras_w1 * 2), KernelChange("c2", stranger, stranger / 2)]
+    prepared = tmp_path / "prepared.onnx"
+    shutil.copyfile(cubed["model"], prepared)
+    int8 = tmp_path / "kept_int8.onnx"
+    shutil.copyfile(cubed["folder"] / "minmax.onnx", int8)
+    before = int8.read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("nothing is quantized when the change cannot be placed in full")
+
+    job = SimpleNamespace(equalization=changes)
+    verdict = _judged_equalization(job, prepared, int8, reader=None, quantize_static=refuse, settings={})
+    assert verdict["kept"] == "none" and verdict["layers"] == 2
+    assert "c2" in verdict["why"] and "c1" not in verdict["why"]
+    assert int8.read_bytes() == before
