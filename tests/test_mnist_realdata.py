@@ -79,6 +79,18 @@ def test_the_onnx_steps_the_judge_kept_gain_on_the_10000_test_images(mnist_conve
         got = np.asarray(only(open_runner(path).predict(x)), np.float64)
         return 10 * np.log10(np.sum(want ** 2) / np.sum((got - want) ** 2))
 
+    # what each step cost is in its record and on one summary line, which a run without steps lacks
+    from edgeact.report.render import render_convert_report
+
+    text = " ".join(render_convert_report(report, width=1000).split())
+    for fmt in ("tflite", "onnx"):
+        details = report.formats[fmt].details
+        parts = [details[k]["seconds"] for k in ("weight_rounding", "activation_ranges", "equalization")
+                 if (details.get(k) or {}).get("seconds") is not None]
+        assert len(parts) == 3, fmt
+        assert f"{fmt} {sum(parts):.2f} s" in text or f"{fmt} {sum(parts):.1f} s" in text, fmt
+    assert "time the steps took" in text
+    assert "time the steps took" not in render_convert_report(plain, width=1000)
     kept, without = sqnr(out / "mnist_cnn_int8.onnx"), sqnr(tmp_path / "mnist_cnn_int8.onnx")
     print(f"onnx int8 SQNR on the test images: {without:.2f} dB without the steps, {kept:.2f} dB as kept")
     assert kept > without + 2.0

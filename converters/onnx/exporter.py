@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from calibration.adapters import OrtCalibrationReader
 from converters.job import FLOAT_CHECK_SAMPLES, ConvertJob, verify_threads
 from converters.keras.serving import serving_function
 from converters.registry import register_exporter
+from converters.rounding.judge import timed
 from edgeact.config import ONNX_WEIGHT_LEVELS, CalibrationMethod, Format, OnnxLayout
 from edgeact.errors import ConversionError, first_line
 from edgeact.fastpath.speed_verdict import fast_path_report
@@ -169,21 +171,26 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     none = Path(tmp) / "none.onnx"
                     quantize_static(str(prepared), str(none), reader if not cache.exists() else None,
                                     calibration_cache_path=cache, **settings)
-                    job.weight_steps["onnx"], source = _judged_weight_step(
-                        job, prepared, none, candidates, int8_path, cache, quantize_static, settings)
+                    start = time.perf_counter()
+                    step, source = _judged_weight_step(job, prepared, none, candidates, int8_path, cache,
+                                                       quantize_static, settings)
+                    job.weight_steps["onnx"] = timed(step, start)
                     if job.options.calibration_method is CalibrationMethod.MINMAX and not exclude:
                         reader.rewind()
                         reader.progress = None  # the bar counted the calibration
-                        job.range_steps["onnx"] = _judged_ranges(job, prepared, source, int8_path, cache, reader,
-                                                                 quantize_static, settings)
+                        start = time.perf_counter()
+                        step = _judged_ranges(job, prepared, source, int8_path, cache, reader, quantize_static,
+                                              settings)
+                        job.range_steps["onnx"] = timed(step, start)
                 else:
                     quantize_static(str(prepared), str(int8_path), reader, calibration_cache_path=calibration_cache,
                                     **settings)
                 if weight_steps and job.equalization and not exclude:
                     reader.rewind()
                     reader.progress = None  # the bar counted the first calibration
-                    job.equalization_steps["onnx"] = _judged_equalization(job, prepared, int8_path, reader,
-                                                                          quantize_static, settings)
+                    start = time.perf_counter()
+                    job.equalization_steps["onnx"] = timed(_judged_equalization(
+                        job, prepared, int8_path, reader, quantize_static, settings), start)
                 folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)

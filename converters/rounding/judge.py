@@ -70,4 +70,14 @@ def keep_step(mode: str, reference: dict, none, candidates: dict, build, run) ->
     return model, choice
 
 
-__all__ = ["NONE", "choose_step", "keep_step"]
+def timed(step: dict | None, start: float) -> dict | None:
+    """`step` (a verdict, or None where nothing was tried) with the seconds since `start`
+    (time.perf_counter()): what building, quantizing and judging the step cost, in the report."""
+    import time
+
+    if step is not None:
+        step["seconds"] = round(time.perf_counter() - start, 2)
+    return step
+
+
+__all__ = ["NONE", "choose_step", "keep_step", "timed"]

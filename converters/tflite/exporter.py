@@ -108,7 +108,9 @@ def _int8_steps(job: ConvertJob, calibrated: bytes, candidates: dict, values: Sa
     equalized model (`_judged_equalization`, with `equalize` = (float model, calibration samples,
     depthwise rewrites on)). Each model is run on the judge samples once. What was kept and why go
     to ConvertJob.weight_steps, range_steps and equalization_steps["tflite"]."""
-    from converters.rounding.judge import keep_step
+    import time
+
+    from converters.rounding.judge import keep_step, timed
 
     io_type = job.options.io_type
     plain = quantize_calibrated(calibrated, io_type)
@@ -128,11 +130,16 @@ def _int8_steps(job: ConvertJob, calibrated: bytes, candidates: dict, values: Sa
 
     model = plain
     if candidates:
-        model, job.weight_steps["tflite"] = keep_step(job.weight_rounding.mode, job.judge_reference, plain,
-                                                      candidates, build, run)
-    model, job.range_steps["tflite"] = _judged_ranges(job, calibrated_of[model], model, values, run)
+        start = time.perf_counter()
+        model, step = keep_step(job.weight_rounding.mode, job.judge_reference, plain, candidates, build, run)
+        job.weight_steps["tflite"] = timed(step, start)
+    start = time.perf_counter()
+    model, step = _judged_ranges(job, calibrated_of[model], model, values, run)
+    job.range_steps["tflite"] = timed(step, start)
     if equalize is not None:
+        start = time.perf_counter()
         model = _judged_equalization(job, *equalize, model, run)
+        timed(job.equalization_steps.get("tflite"), start)
     return model
 
 

@@ -124,6 +124,9 @@ def _rounding_lines(report) -> list[str]:
     for key, line in (("activation_ranges", _ranges_line), ("equalization", _equalization_line)):
         lines += [line(fmt_name, section.details[key]) for fmt_name, section in report.formats.items()
                   if (section.details or {}).get(key)]
+    costs = [_steps_cost(fmt_name, section.details or {}) for fmt_name, section in report.formats.items()]
+    if any(costs):
+        lines.append("  time the steps took (build, quantize, judge): " + "; ".join(c for c in costs if c))
     for reason, group in _groups([{"layer": k, "reason": v} for k, v in (rounding.get("skipped") or {}).items()],
                                  lambda c: c["reason"]):
         lines.append(f"  - {len(group)} not rounded: {reason} ({some_of(c['layer'] for c in group)})")
@@ -137,6 +140,21 @@ def _judged_figures(step: dict) -> tuple[float | None, float | None, str]:
     gain = next(iter((step.get("gain_db") or {}).values()), None)
     interval = f" (mean gain per judge sample, 95 %: [{gain[0]:+.2f}, {gain[1]:+.2f}] dB)" if gain else ""
     return sqnr.get("none"), next((v for k, v in sqnr.items() if k != "none"), None), interval
+
+
+def _steps_cost(fmt_name: str, details: dict) -> str:
+    """'tflite 3.1 s (weight step 1.2, ranges 0.8, equalization 1.1)', or '' where no step recorded a time."""
+    parts = [(what, (details.get(key) or {}).get("seconds")) for key, what in
+             (("weight_rounding", "weight step"), ("activation_ranges", "ranges"), ("equalization", "equalization"))]
+    parts = [(what, seconds) for what, seconds in parts if seconds is not None]
+    if not parts:
+        return ""
+    total = sum(seconds for _, seconds in parts)
+
+    def shown(seconds: float) -> str:
+        return f"{seconds:.2f}" if seconds < 1 else f"{seconds:.1f}"
+
+    return f"{fmt_name} {shown(total)} s ({', '.join(f'{what} {shown(seconds)}' for what, seconds in parts)})"
 
 
 def _ranges_line(fmt_name: str, step: dict) -> str:
