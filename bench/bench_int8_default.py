@@ -113,23 +113,31 @@ def digits_model(keras, epochs: int, count: int):
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
 
-def _crops(images, count: int, left: bool, seed: int):
+def _crop_batch(images, count: int, left: bool, seed: int, side: int, pick_size, y_slack: int):
+    """`count` square crops (uint8) resized to `side` x `side` by nearest neighbour, and their labels
+    (the photo's index): from the left 70 % of each photo, or the right 30 %. `pick_size(rng, height,
+    split, right_width)` draws a crop's size; `y_slack` widens the top-row range by that much."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for _ in range(count):
         label = int(rng.integers(len(images)))
         image = images[label]
         height, width = image.shape[:2]
-        size = int(rng.integers(48, 129))  # crops at several scales, resized to 32x32
         split = int(width * 0.7)
+        size = pick_size(rng, height, split, width - split)
         low, high = (0, split - size) if left else (split, width - size)
         x0 = int(rng.integers(low, max(low + 1, high)))
-        y0 = int(rng.integers(0, height - size))
-        crop = image[y0:y0 + size, x0:x0 + size]
-        index = (np.arange(32) * size / 32).astype(int)
-        xs.append(crop[index][:, index])
+        y0 = int(rng.integers(0, height - size + y_slack))
+        index = (np.arange(side) * size / side).astype(int)
+        xs.append(image[y0:y0 + size, x0:x0 + size][index][:, index])
         ys.append(label)
-    return np.stack(xs).astype(np.float32) / 255.0, np.array(ys)
+    return np.stack(xs).astype(np.float32), np.array(ys)
+
+
+def _crops(images, count: int, left: bool, seed: int):
+    """32x32 crops of 48 to 128 pixels, in [0, 1]."""
+    x, y = _crop_batch(images, count, left, seed, 32, lambda rng, *_: int(rng.integers(48, 129)), 0)
+    return x / 255.0, y
 
 
 def photo_model(keras, epochs: int, count: int):
@@ -146,23 +154,13 @@ def photo_model(keras, epochs: int, count: int):
 
 
 def _crops_at(images, count: int, left: bool, seed: int, side: int):
-    """`_crops` at `side` x `side`: crops of 1x to 4x that size (as far as the photo's part allows),
-    nearest-neighbour resized."""
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for _ in range(count):
-        label = int(rng.integers(len(images)))
-        image = images[label]
-        height, width = image.shape[:2]
-        split = int(width * 0.7)
-        size = int(rng.integers(side, max(side + 1, min(4 * side, height, split, width - split) + 1)))
-        low, high = (0, split - size) if left else (split, width - size)
-        x0 = int(rng.integers(low, max(low + 1, high)))
-        y0 = int(rng.integers(0, height - size + 1))
-        index = (np.arange(side) * size / side).astype(int)
-        xs.append(image[y0:y0 + size, x0:x0 + size][index][:, index])
-        ys.append(label)
-    return np.stack(xs).astype(np.float32) / 127.5 - 1.0, np.array(ys)  # MobileNetV2's [-1, 1]
+    """`side` x `side` crops of 1x to 4x that size (as far as the photo's part allows), in
+    MobileNetV2's [-1, 1]."""
+    def pick(rng, height, split, right):
+        return int(rng.integers(side, max(side + 1, min(4 * side, height, split, right) + 1)))
+
+    x, y = _crop_batch(images, count, left, seed, side, pick, 1)
+    return x / 127.5 - 1.0, y
 
 
 def mobilenetv2_model(keras, epochs: int, count: int):
