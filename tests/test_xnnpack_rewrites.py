@@ -137,3 +137,30 @@ def test_convert_reports_the_rewrites_and_verifies_the_model(left_ops, tmp_path)
     assert "RELU" not in int8 and fp32.get("RELU") == 1  # the float reference keeps its one-op form
     assert "written as the depthwise convolutions they are: RELU -> DEPTHWISE_CONV_2D x2" in \
         render_format_section("tflite", section)
+
+
+
+def test_the_budget_searchs_attempts_carry_the_rewrites_too(left_ops, tmp_path):
+    """An accuracy budget replaces the exporter's file with one of its own attempts: for a CPU target
+    those attempts get the same rewrites (search_to_budget passes depthwise=True unless the target is
+    an Edge TPU), so the file the search writes has no standalone RELU/RELU6 and no valid pool, and
+    each attempt scores as it does without them."""
+    from converters.budget.explore import SearchLimits
+    from converters.budget.tflite import search_tflite
+    from converters.options import Budget
+    from edgeact.data.samples import Samples
+
+    model, data = left_ops
+    calibration, evaluation = data[:32], Samples({"image": data[32:]})
+    budget = Budget(min_sqnr=200.0)  # unreachable: the range and fix stages are all tried
+    limits = SearchLimits(max_candidates=1, max_fallback=1, wide_activations=False)
+    runs = {flag: search_tflite(model, calibration, evaluation, budget, holdout=None, limits=limits, depthwise=flag)
+            for flag in (False, True)}
+    before, after = (_counts(runs[flag].model, tmp_path, str(flag)) for flag in (False, True))
+    assert before.get("RELU") and before.get("RELU6") and before.get("AVERAGE_POOL_2D") == 2
+    assert not after.get("RELU") and not after.get("RELU6") and after.get("AVERAGE_POOL_2D") == 1
+    assert after["DEPTHWISE_CONV_2D"] == before.get("DEPTHWISE_CONV_2D", 0) + 3
+    plain, rewritten = ([a for a in runs[flag].attempts if a.stage == "ranges"] for flag in (False, True))
+    assert [a.changed for a in plain] == [a.changed for a in rewritten] and len(plain) == 3
+    for a, b in zip(plain, rewritten):
+        assert abs(a.metric - b.metric) < 0.5, (a.changed, a.metric, b.metric)

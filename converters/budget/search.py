@@ -152,6 +152,8 @@ def _attempt_lines(fmt: str, enabled: bool | None):
 
 def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, staged) -> None:
     """Search every written format, write each best model over its staged INT8 file, verify it again."""
+    from edgeact.targets import device_spec
+
     from .evaluate import split_holdout
     from .explore import DEFAULT
     from .onnx import search_onnx
@@ -174,7 +176,8 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
                 if fmt == "tflite":
                     result = search_tflite(job.keras_model, calibration, selection, plan.budget, job.options.io_type,
                                            progress=say, output_names=job.output_names, fixes=fixes,
-                                           holdout=holdout, limits=plan.limits, kinds=kinds, default=default)
+                                           holdout=holdout, limits=plan.limits, kinds=kinds, default=default,
+                                           depthwise=not device_spec(job.options.target).edgetpu)
                 else:
                     float_path = staged.staged_file(Path(section.files["fp32"]))
                     result = search_onnx(job, float_path, selection, plan.budget, progress=say, fixes=fixes,

@@ -115,8 +115,9 @@ class TFLiteBackend:
 
     def __init__(self, keras_model, calibration: Samples, io_type: IOType = IOType.INT8,
                  methods: tuple[RangeMethod, ...] = tuple(RangeMethod), output_names: list[str] | None = None,
-                 fixes: dict | None = None) -> None:
+                 fixes: dict | None = None, depthwise: bool = False) -> None:
         self.keras_model, self.calibration, self.io_type = keras_model, calibration, io_type
+        self.depthwise = depthwise  # converters.tflite.xnnpack_rewrites, as the exporter's INT8 file has them
         self.methods = [RangeMethod(m).value for m in methods]
         self.output_names = list(output_names or keras_model.output_names)
         self.fixes = fixes if fixes is not None else {}
@@ -142,7 +143,12 @@ class TFLiteBackend:
         return variant.ranged[method]
 
     def quantize(self, variant: _Variant, method: str, float_keys=()) -> bytes:
-        return quantize_calibrated(self._ranged(variant, method), self.io_type, list(float_keys))
+        calibrated = self._ranged(variant, method)
+        if self.depthwise:
+            from converters.tflite.xnnpack_rewrites import depthwise_rewrites
+
+            calibrated, _ = depthwise_rewrites(calibrated)
+        return quantize_calibrated(calibrated, self.io_type, list(float_keys))
 
     def wide(self, variant: _Variant, method: str) -> bytes:
         """The whole model in 16x8 mode (int16 activations, int8 weights, float in and out), TFLite's own
@@ -219,7 +225,7 @@ def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
                   max_fallback: int = 8, progress=None, output_names: list[str] | None = None,
                   fixes: dict | None = None, holdout: Samples | None | str = "split",
                   limits: SearchLimits | None = None, kinds: dict | None = None,
-                  default: bytes | None = None) -> SearchResult:
+                  default: bytes | None = None, depthwise: bool = False) -> SearchResult:
     """The search of `converters.budget.explore` for TFLite, until `budget` is met.
 
     Args:
@@ -234,13 +240,15 @@ def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
         fixes: a cache of fixed models shared with the ONNX search (see `apply_fix`).
         kinds: {output name: OutputKind}, which outputs a top-1 budget judges.
         default: the exporter's INT8 file, tried first (`explore`).
+        depthwise: write standalone RELU/RELU6 and valid average pools as depthwise convolutions in
+            every attempt, as the exporter does for a target that is not an Edge TPU.
     """
     from .evaluate import layer_macs
 
     limits = limits or SearchLimits(max_fallback=max_fallback)
     calibration = as_samples(keras_model, calibration)
     selection, holdout = _split(data, holdout)
-    backend = TFLiteBackend(keras_model, calibration, io_type, methods, output_names, fixes)
+    backend = TFLiteBackend(keras_model, calibration, io_type, methods, output_names, fixes, depthwise)
     return run_search(backend, keras_model, budget, selection, holdout, layer_macs(keras_model), limits,
                       progress, kinds, default)
 
