@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from edgeact.cli import cli
 
-from .helpers import build_one_bad_layer
+from .helpers import build_one_bad_layer, outlier_cnn, sqnr
 
 SCORES = ("--output-kind", "fc=class_scores")
 
@@ -258,9 +258,7 @@ def test_a_budget_the_default_int8_file_meets_keeps_that_file_and_its_steps(kera
     """The outlier CNN: convert's default INT8 (cross-layer equalization kept by its judge) meets
     --min-sqnr 30 at once, so the search tries nothing else, the file is the one convert writes
     without a budget, and its steps stand in the report."""
-    from .test_budget_search import _outlier_cnn, _sqnr
-
-    model, _, x = _outlier_cnn(keras)
+    model, _, x = outlier_cnn(keras)
     model.save(path := tmp_path / "outlier.keras")
     calibration = np.random.default_rng(3).uniform(0, 1, (300, 10, 10, 3)).astype(np.float32)
     np.save(tmp_path / "calibration.npy", calibration)
@@ -280,7 +278,7 @@ def test_a_budget_the_default_int8_file_meets_keeps_that_file_and_its_steps(kera
         step = report["formats"][fmt]["details"]["equalization"]
         assert step["kept"] == "cross-layer equalization" and not step.get("superseded"), fmt
         written = tmp_path / "budget" / f"outlier_int8.{fmt}"
-        assert _sqnr(reference, _predict(written, x)) >= 30.0, fmt  # recomputed on the eval data
+        assert sqnr(reference, _predict(written, x)) >= 30.0, fmt  # recomputed on the eval data
         # the exporter's file, untouched: the same outputs as convert's without a budget, on new samples
         assert np.array_equal(_predict(written, unseen), _predict(tmp_path / "plain" / f"outlier_int8.{fmt}", unseen))
     assert "the accuracy budget search's attempt" not in result.stdout

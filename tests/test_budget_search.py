@@ -14,34 +14,8 @@ from edgeact.data.samples import Samples
 from edgeact.report.budget import confidence_line, render_search_table
 
 from .helpers import build_one_bad_layer
-
-
-def _outlier_cnn(keras):
-    """The issue's outlier-channel CNN: c1's channels 0 and 1 scaled up 300x and c2's weights reading
-    them scaled down, so the float function is unchanged while c1's INT8 output grid is 300x too coarse."""
-    layers = keras.layers
-    keras.utils.set_random_seed(11)
-    inputs = keras.Input((10, 10, 3), name="image")
-    x = layers.Conv2D(8, 3, activation="relu", name="c1")(inputs)
-    x = layers.Conv2D(8, 3, activation="relu", name="c2")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inputs, layers.Dense(4, name="fc")(x), name="outlier")
-    k1, b1 = model.get_layer("c1").get_weights()
-    k2, b2 = model.get_layer("c2").get_weights()
-    for channel in (0, 1):
-        k1[..., channel] *= 300
-        b1[channel] *= 300
-        k2[:, :, channel, :] /= 300
-    model.get_layer("c1").set_weights([k1, b1])
-    model.get_layer("c2").set_weights([k2, b2])
-    rng = np.random.default_rng(0)
-    return model, rng.uniform(0, 1, (64, 10, 10, 3)).astype(np.float32), \
-        rng.uniform(0, 1, (200, 10, 10, 3)).astype(np.float32)
-
-
-def _sqnr(reference, outputs) -> float:
-    reference, outputs = np.asarray(reference, np.float64), np.asarray(outputs, np.float64)
-    return float(10 * np.log10(np.sum(reference ** 2) / np.sum((reference - outputs) ** 2)))
+from .helpers import outlier_cnn as _outlier_cnn
+from .helpers import sqnr as _sqnr
 
 
 @pytest.mark.slow

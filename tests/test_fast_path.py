@@ -327,7 +327,8 @@ def test_rewrite_keeps_int8_accuracy_of_a_trained_hard_swish_net(keras, mnist, t
                 (x_eval / 255.0).astype(np.float32)).values()
             accuracy[(variant, fmt)] = float(np.mean(scores.argmax(1) == y_eval))
     assert float_acc > 0.85, float_acc  # it learned something: the comparison means something
-    assert abs(accuracy[("after", "onnx")] - accuracy[("before", "onnx")]) <= 0.005, accuracy
+    # ONNX is not rewritten, but its judged INT8 steps see another graph: it may gain, not lose
+    assert accuracy[("after", "onnx")] >= accuracy[("before", "onnx")] - 0.005, accuracy
     assert accuracy[("after", "tflite")] >= accuracy[("before", "tflite")] - 0.015, (accuracy, parity)
     assert accuracy[("after", "tflite")] >= float_acc - 0.04, (accuracy, float_acc)
     assert model_coverage(tmp_path / "m_after_int8.tflite").partitions == 1
