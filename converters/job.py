@@ -74,6 +74,15 @@ class ConvertJob:
             self._scratch.cleanup()
             self._scratch = None
 
+    def mark_superseded(self, fmt: str, by: str) -> None:
+        """`by` won in `fmt` (cross-layer equalization, or an accuracy budget's attempt), so the INT8
+        steps kept before it are not in the file, and their records say so. A step already marked
+        keeps what replaced it first; a step is not marked as replaced by itself."""
+        for steps in (self.weight_steps, self.range_steps, self.equalization_steps):
+            step = steps.get(fmt) or {}
+            if step.get("kept", "none") not in ("none", by) and not step.get("superseded"):
+                step["superseded"] = by
+
     @property
     def input_names(self) -> list[str]:
         return self.signature.input_names

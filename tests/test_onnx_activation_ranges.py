@@ -157,7 +157,8 @@ def test_an_equalization_not_placed_in_full_is_not_tried_and_the_report_says_whi
         raise AssertionError("nothing is quantized when the change cannot be placed in full")
 
     job = SimpleNamespace(equalization=changes)
-    verdict = _judged_equalization(job, prepared, int8, reader=None, quantize_static=refuse, settings={})
+    verdict = _judged_equalization(job, prepared, int8, reader=None, quantize_static=refuse, settings={},
+                                   run=refuse)
     assert verdict["kept"] == "none" and verdict["layers"] == 2
     assert "c2" in verdict["why"] and "c1" not in verdict["why"]
     assert int8.read_bytes() == before

@@ -190,22 +190,14 @@ def search_to_budget(plan: BudgetPlan, job: ConvertJob, report: ConvertReport, s
         if result.best.stage == DEFAULT:  # the staged file is the one the exporter wrote and verified
             section.details["budget_attempt"] = result.best.attempt
         else:
-            _steps_replaced(section, result.best.attempt)
+            # the file is no longer the exporter's: the steps it kept are not in it
+            job.mark_superseded(fmt, f"the accuracy budget search's attempt {result.best.attempt}")
             with progress_step(f"{fmt}: verify attempt {result.best.attempt}", job.options.progress):
                 (rewrite_tflite if fmt == "tflite" else rewrite_onnx)(job, section, staged, result)
         searches[fmt] = {**result.to_dict(), "file": Path(section.files["int8"]).name,
                          "search_seconds": round(seconds, 1)}
     report.accuracy_budget = {"budget": asdict(plan.budget), "metric": plan.budget.metric, "eval_data": source,
                               "met": all(s["met"] for s in searches.values()), "formats": searches}
-
-
-def _steps_replaced(section, attempt: int) -> None:
-    """The search wrote another model than the exporter's: the INT8 steps the exporter kept are not in
-    the file, and their records say so (the summary prints it on each step's line)."""
-    for key in ("weight_rounding", "activation_ranges", "equalization"):
-        step = (section.details or {}).get(key)
-        if step and step.get("kept", "none") != "none" and not step.get("superseded"):
-            step["superseded"] = f"the accuracy budget search's attempt {attempt}"
 
 
 def best_attempt(search: dict) -> dict:

@@ -163,6 +163,9 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                 rounding = job.weight_rounding if weight_steps else None
                 candidates = rounding.candidates(ONNX_WEIGHT_LEVELS[job.options.onnx_weight_bits]) \
                     if rounding is not None else {}
+                # one judge for every step: a file it has run (the kept one, judged again by the next
+                # step) is not run again
+                run = _judge_run(job) if rounding is not None and rounding.judge is not None else None
                 if candidates:
                     # The model as it is calibrates, into ORT's range cache; each candidate's kernels go
                     # into a copy, quantized from that cache (the grids the rounding was chosen for, see
@@ -173,14 +176,14 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                                     calibration_cache_path=cache, **settings)
                     start = time.perf_counter()
                     step, source = _judged_weight_step(job, prepared, none, candidates, int8_path, cache,
-                                                       quantize_static, settings)
+                                                       quantize_static, settings, run)
                     job.weight_steps["onnx"] = timed(step, start)
                     if job.options.calibration_method is CalibrationMethod.MINMAX and not exclude:
                         reader.rewind()
                         reader.progress = None  # the bar counted the calibration
                         start = time.perf_counter()
                         step = _judged_ranges(job, prepared, source, int8_path, cache, reader, quantize_static,
-                                              settings)
+                                              settings, run)
                         job.range_steps["onnx"] = timed(step, start)
                 else:
                     quantize_static(str(prepared), str(int8_path), reader, calibration_cache_path=calibration_cache,
@@ -190,7 +193,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
                     reader.progress = None  # the bar counted the first calibration
                     start = time.perf_counter()
                     job.equalization_steps["onnx"] = timed(_judged_equalization(
-                        job, prepared, int8_path, reader, quantize_static, settings), start)
+                        job, prepared, int8_path, reader, quantize_static, settings, run), start)
                 folded = fold_constant_mul_into_scale(int8_path)  # a scale change, not a QLinearMul
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
@@ -199,7 +202,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
 
 
 def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates: dict, int8_path: Path,
-                        cache: Path, quantize_static, settings: dict) -> dict:
+                        cache: Path, quantize_static, settings: dict, run) -> dict:
     """Quantize each candidate from the range cache, keep the one the judge samples pick (converters.rounding.judge)
     in `int8_path`, and say why."""
     import itertools
@@ -219,14 +222,13 @@ def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates:
         sources[quantized] = snapped
         return quantized, found
 
-    run = _judge_run(job)
     kept, choice = keep_step(job.weight_rounding.mode, job.judge_reference, none, candidates, build, run)
     shutil.copyfile(kept, int8_path)
     return choice, sources[kept]
 
 
 def _judged_ranges(job: ConvertJob, prepared: Path, source: Path, int8_path: Path, cache: Path, reader,
-                   quantize_static, settings: dict) -> dict | None:
+                   quantize_static, settings: dict, run) -> dict | None:
     """The model in `int8_path` (quantized from `source` with ORT's min/max cache), or the same model
     with per-tensor activation ranges (converters.onnx.ranges: chosen on the prepared float model's
     values by converters.rounding.ranges.shrunk_ranges) when the judge samples keep them; `all` keeps
@@ -253,7 +255,6 @@ def _judged_ranges(job: ConvertJob, prepared: Path, source: Path, int8_path: Pat
     if unjudged:
         shutil.copyfile(candidate, int8_path)
         return {"kept": PER_TENSOR, **found}
-    run = _judge_run(job)
     choice = choose_step(job.judge_reference, {NONE: run(int8_path), PER_TENSOR: run(candidate)})
     choice.update(found)
     if choice["kept"] == PER_TENSOR:
@@ -262,26 +263,33 @@ def _judged_ranges(job: ConvertJob, prepared: Path, source: Path, int8_path: Pat
 
 
 def _judge_run(job: ConvertJob):
-    """The judge: a model's outputs on the judge samples, with the format's own kernels."""
+    """The judge: a model's outputs on the judge samples, with the format's own kernels; each file
+    content is run once (the steps judge the kept file one after another, under changing paths)."""
+    import hashlib
+
     arithmetic = verify_arithmetic(job.options.onnx_weight_bits)
     judge = to_layout(job, job.weight_rounding.judge)
+    judged: dict[str, dict] = {}
 
     def run(path):
-        runner = OnnxRunner(path, threads=verify_threads(), optimization=arithmetic.optimization,
-                            config=arithmetic.config)
-        return runner.predict(judge)
+        key = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if key not in judged:
+            runner = OnnxRunner(path, threads=verify_threads(), optimization=arithmetic.optimization,
+                                config=arithmetic.config)
+            judged[key] = runner.predict(judge)
+        return judged[key]
 
     return run
 
 
 def _judged_equalization(job: ConvertJob, prepared: Path, int8_path: Path, reader, quantize_static,
-                         settings: dict) -> dict:
+                         settings: dict, run) -> dict:
     """The equalized model (converters.rounding.equalization: its kernels written into a copy of the
     prepared float model, calibrated anew, round-to-nearest weights) in `int8_path` when the judge
     samples resolve a gain over the model there; the verdict."""
     import shutil
 
-    from converters.rounding.equalization import EQUALIZATION, fully_placed, mark_superseded, unplaced
+    from converters.rounding.equalization import EQUALIZATION, fully_placed, unplaced
     from converters.rounding.judge import NONE, choose_step
 
     equalized, quantized = prepared.with_name("equalized.onnx"), prepared.with_name("equalized_int8.onnx")
@@ -291,7 +299,6 @@ def _judged_equalization(job: ConvertJob, prepared: Path, int8_path: Path, reade
         return {"kept": NONE, "layers": len(job.equalization),
                 "why": f"not every kernel and bias was found in the .onnx: {unplaced(found, job.equalization)}"}
     quantize_static(str(equalized), str(quantized), reader, **settings)
-    run = _judge_run(job)
     choice = choose_step(job.judge_reference, {NONE: run(int8_path), EQUALIZATION: run(quantized)})
     choice["layers"] = len(job.equalization)
     if choice["kept"] == EQUALIZATION:
@@ -299,7 +306,7 @@ def _judged_equalization(job: ConvertJob, prepared: Path, int8_path: Path, reade
         twin = job.scratch() / "onnx_equalized_fp32.onnx"  # what its per-layer error is measured against
         shutil.copyfile(equalized, twin)
         job.equalized_float["onnx"] = twin
-        mark_superseded(job, "onnx")
+        job.mark_superseded("onnx", EQUALIZATION)
     return choice
 
 

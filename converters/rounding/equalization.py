@@ -43,14 +43,6 @@ def equalization_changes(model, equalized) -> list[KernelChange]:
     return changes
 
 
-def mark_superseded(job, fmt: str) -> None:
-    """Equalization won in `fmt`: the steps kept before it are not in the file (it holds the equalized
-    model's round-to-nearest weights and min/max ranges), and their records say so."""
-    for steps in (job.weight_steps, job.range_steps):
-        if (steps.get(fmt) or {}).get("kept", "none") != "none":
-            steps[fmt]["superseded"] = EQUALIZATION
-
-
 def fully_placed(found: dict, changes: list) -> bool:
     """Whether a snap (converters.tflite.weights / converters.onnx.weights) wrote every kernel and bias."""
     biases = sum(1 for c in changes if c.new_bias is not None)
@@ -64,4 +56,4 @@ def unplaced(found: dict, changes: list) -> str:
         else f"{found.get('snapped', 0)} of {len(changes)} kernels written"
 
 
-__all__ = ["EQUALIZATION", "equalization_changes", "fully_placed", "mark_superseded", "unplaced"]
+__all__ = ["EQUALIZATION", "equalization_changes", "fully_placed", "unplaced"]

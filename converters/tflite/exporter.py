@@ -173,7 +173,7 @@ def _judged_equalization(job: ConvertJob, source: bytes, calibration, rewrite: b
     """`model`, or the equalized model (converters.rounding.equalization: its kernels written into the
     float model, calibrated anew, round-to-nearest weights) when the judge samples resolve a gain over
     it; the verdict goes to ConvertJob.equalization_steps["tflite"]."""
-    from converters.rounding.equalization import EQUALIZATION, fully_placed, mark_superseded, unplaced
+    from converters.rounding.equalization import EQUALIZATION, fully_placed, unplaced
     from converters.rounding.judge import NONE, choose_step
 
     equalized, found = snap_buffers(source, job.equalization)
@@ -192,7 +192,7 @@ def _judged_equalization(job: ConvertJob, source: bytes, calibration, rewrite: b
     if choice["kept"] != EQUALIZATION:
         return model
     job.equalized_float["tflite"] = equalized  # the float twin its per-layer error is measured against
-    mark_superseded(job, "tflite")
+    job.mark_superseded("tflite", EQUALIZATION)
     return candidate
 
 
