@@ -18,7 +18,11 @@ no edgeact step touches them), so what it shows is the runtime's, not edgeact's:
 - `control`: the same convolutions with nothing else, fully delegated (the baseline);
 - `relu_as_depthwise`, `avgpool_valid_as_depthwise`: the same graphs with the op written as the
   1x1 (identity, fused ReLU) or 2x2 (weights 1/4) depthwise convolution it is, what an INT8-only
-  graph rewrite could give XNNPACK instead.
+  graph rewrite could give XNNPACK instead;
+- `avgpool_same + edgeact rewrite`, `concat_six + edgeact rewrite`: the plain converter's float
+  model of those two, calibrated on the same samples and rewritten by edgeact's
+  converters/tflite/xnnpack_rewrites.py before quantizing (the same-padded pool as a depthwise
+  convolution with a border correction, the six-input concatenation as two nested ones).
 
 For each: ops and XNNPACK partitions in INT8 (edgeact.fastpath.coverage, as convert reports
 them), and float and INT8 batch-1 latency, timed interleaved (median of round means).
@@ -97,11 +101,32 @@ def models(keras) -> dict:
         ("avgpool_valid_as_depthwise", avgpool_valid_as_depthwise)]}
 
 
+REWRITTEN = ("avgpool_same", "concat_six")  # also timed as edgeact's INT8 rewrite writes them
+
+
+def calibration_data() -> np.ndarray:
+    return np.random.default_rng(1).normal(0, 1, (32, *SHAPE)).astype(np.float32)
+
+
+def rewritten_int8(fp32: bytes) -> bytes:
+    """The float model calibrated on the same samples, with edgeact's XNNPACK rewrites, quantized."""
+    from converters.tflite.calibrate import calibrate_float
+    from converters.tflite.ranges import quantize_calibrated
+    from converters.tflite.xnnpack_rewrites import xnnpack_rewrites
+    from edgeact.config import IOType
+
+    calibrated, _ = calibrate_float(fp32, [{"x": s[None]} for s in calibration_data()])
+    rewritten, found = xnnpack_rewrites(calibrated)
+    if not found:
+        raise SystemExit("edgeact's rewrites found nothing to rewrite in a model built to have it")
+    return quantize_calibrated(rewritten, IOType.INT8)
+
+
 def convert_pair(model) -> tuple[bytes, bytes]:
     import tensorflow as tf
 
     fp32 = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    data = np.random.default_rng(1).normal(0, 1, (32, *SHAPE)).astype(np.float32)
+    data = calibration_data()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([s[None]] for s in data)
@@ -128,14 +153,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="repro-xnnpack-") as tmp:
         runners, coverage = {}, {}
-        for name, model in models(keras).items():
+        for base, model in models(keras).items():
             fp32, int8 = convert_pair(model)
-            for kind, data in (("fp32", fp32), ("int8", int8)):
-                path = Path(tmp) / f"{name}_{kind}.tflite"
-                path.write_bytes(data)
-                with native_output_captured():
-                    runners[(name, kind)] = open_runner(path, threads=args.threads)
-            coverage[name] = model_coverage(Path(tmp) / f"{name}_int8.tflite", threads=args.threads)
+            variants = [(base, int8)]
+            if base in REWRITTEN:
+                variants.append((f"{base} + edgeact rewrite", rewritten_int8(fp32)))
+            for name, int8 in variants:
+                file = name.replace(" ", "_").replace("+", "")
+                for kind, data in (("fp32", fp32), ("int8", int8)):
+                    (Path(tmp) / f"{file}_{kind}.tflite").write_bytes(data)
+                    with native_output_captured():
+                        runners[(name, kind)] = open_runner(Path(tmp) / f"{file}_{kind}.tflite", threads=args.threads)
+                coverage[name] = model_coverage(Path(tmp) / f"{file}_int8.tflite", threads=args.threads)
         sample = np.random.default_rng(0).normal(0, 1, (1, *SHAPE)).astype(np.float32)
         prepared = {key: runner.prepare(sample) for key, runner in runners.items()}
         means: dict = {key: [] for key in runners}

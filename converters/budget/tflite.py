@@ -145,9 +145,9 @@ class TFLiteBackend:
     def quantize(self, variant: _Variant, method: str, float_keys=()) -> bytes:
         calibrated = self._ranged(variant, method)
         if self.depthwise:
-            from converters.tflite.xnnpack_rewrites import depthwise_rewrites
+            from converters.tflite.xnnpack_rewrites import xnnpack_rewrites
 
-            calibrated, _ = depthwise_rewrites(calibrated)
+            calibrated, _ = xnnpack_rewrites(calibrated)
         return quantize_calibrated(calibrated, self.io_type, list(float_keys))
 
     def wide(self, variant: _Variant, method: str) -> bytes:

@@ -29,7 +29,7 @@ from .fixed_batch import fixed_batch
 from .pixel_in import PixelIn, normalisation_model, plan_pixel_in, set_input_quantization
 from .ranges import quantize_calibrated, run_converter
 from .weights import snap_buffers
-from .xnnpack_rewrites import depthwise_rewrites
+from .xnnpack_rewrites import xnnpack_rewrites
 
 
 def _converter(job: ConvertJob, keras_model=None, float_form: bool = False):
@@ -88,7 +88,7 @@ def export_int8(job: ConvertJob, float_model: bytes, progress=None) -> tuple[byt
     found["conversions"] = 2 if own_graph else 1
     rewrite = not device_spec(job.options.target).edgetpu  # the Edge TPU maps RELU and AVERAGE_POOL_2D itself
     if rewrite:
-        calibrated, found["depthwise_rewrites"] = depthwise_rewrites(calibrated)
+        calibrated, found["xnnpack_rewrites"] = xnnpack_rewrites(calibrated)
     if steps:
         # (an INT8 graph of its own pairs its tensors by rewrite: no equalized twin for it)
         equalize = (source, calibration, rewrite) if job.equalization and not own_graph else None
@@ -184,7 +184,7 @@ def _judged_equalization(job: ConvertJob, source: bytes, calibration, rewrite: b
         return model
     calibrated, _ = calibrate_float(equalized, calibration)
     if rewrite:
-        calibrated, _ = depthwise_rewrites(calibrated)
+        calibrated, _ = xnnpack_rewrites(calibrated)
     candidate = quantize_calibrated(calibrated, job.options.io_type)
     choice = choose_step(job.judge_reference, {NONE: run(model), EQUALIZATION: run(candidate)})
     choice["layers"] = len(job.equalization)

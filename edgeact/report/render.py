@@ -247,9 +247,9 @@ def render_format_section(name: str, section) -> str:
         for (op, after, reason), group in _groups(fusion["standalone"], lambda i: (i["op"], i["after"], i["reason"])):
             lines += _alike(group, lambda _: f"      standalone {op} after {after}: {reason}",
                             f"      standalone {op} after {after} x{len(group)}: {reason}")
-    rewritten = (details.get("calibration") or {}).get("depthwise_rewrites")
+    rewritten = (details.get("calibration") or {}).get("xnnpack_rewrites")
     if rewritten:
-        lines.append("  int8 ops XNNPACK runs in float only, written as the depthwise convolutions they are: "
+        lines.append("  int8 ops XNNPACK does not run, written as the ops they are that it runs: "
                      + ", ".join(f"{what} x{n}" for what, n in rewritten.items()))
     if details.get("fast_path"):
         from edgeact.fastpath.speed_verdict import render_fast_path
