@@ -162,3 +162,44 @@ def test_an_equalization_not_placed_in_full_is_not_tried_and_the_report_says_whi
     assert verdict["kept"] == "none" and verdict["layers"] == 2
     assert "c2" in verdict["why"] and "c1" not in verdict["why"]
     assert int8.read_bytes() == before
+
+
+def test_ranges_the_onnx_judge_refuses_lose_on_samples_no_step_saw_and_leave_the_file_as_it_was(keras, tmp_path):
+    """The ONNX twin of tests/test_activation_ranges.py's refusal: a conv whose output is cubed (a long
+    tail the next layer reads). The ranges chosen by their own rounding + clipping error shrink the
+    cube's; the judge must refuse them, the file must give the min/max file's outputs, and the step
+    forced (`--int8-steps all`, which forces the weight step too) must lose on samples that neither
+    calibration nor the judge saw. Measured: judge 35.9 -> 32.1 dB; unseen 35.2 dB kept, 31.9 forced."""
+    import onnxruntime as ort
+
+    from converters import ConvertOptions, convert
+    from edgeact.config import Format, Int8Steps
+    from tests.helpers import sqnr
+
+    layers = keras.layers
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((12, 12, 3), name="image")
+    a = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    cube = layers.Multiply(name="cube")([layers.Multiply(name="square")([a, a]), a])
+    x = layers.Conv2D(8, 1, activation="relu", name="mix")(cube)
+    model = keras.Model(inputs, layers.Dense(4, name="fc")(layers.GlobalAveragePooling2D(name="gap")(x)), name="cubed")
+    data = np.random.default_rng(2).normal(0, 1, (700, 12, 12, 3)).astype(np.float32)
+    np.save(tmp_path / "calibration.npy", data[:300])
+    unseen = data[300:]
+    want = model.predict(unseen, verbose=0)
+    outputs, reports = {}, {}
+    for steps in (Int8Steps.AUTO, Int8Steps.ALL, Int8Steps.NONE):
+        reports[steps] = convert(model, str(tmp_path / "calibration.npy"), tmp_path / steps.value, ConvertOptions(
+            formats=(Format.ONNX,), int8_steps=steps, name="cubed", progress=False, force=True, layer_error="never"))
+        session = ort.InferenceSession(str(tmp_path / steps.value / "cubed_int8.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        outputs[steps] = np.concatenate([session.run(None, {name: s[None]})[0] for s in unseen])
+    step = reports[Int8Steps.AUTO].formats["onnx"].details["activation_ranges"]
+    assert step["kept"] == "none" and step["shrunk"] >= 1 and step["samples"] > 0
+    assert step["gain_db"]["per-tensor ranges"][0] <= 0
+    assert step["sqnr_db"]["per-tensor ranges"] < step["sqnr_db"]["none"]
+    rounding = reports[Int8Steps.AUTO].formats["onnx"].details.get("weight_rounding") or {"kept": "none"}
+    assert rounding["kept"] == "none", "this model's kernels were meant to keep round-to-nearest"
+    assert np.array_equal(outputs[Int8Steps.AUTO], outputs[Int8Steps.NONE])  # refused: the min/max file
+    assert sqnr(want, outputs[Int8Steps.ALL]) < sqnr(want, outputs[Int8Steps.AUTO])  # and it does lose
