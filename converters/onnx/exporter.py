@@ -40,7 +40,12 @@ from edgeact.targets import timing_threads
 
 from .check import check_activations, check_graph_shape, check_integer_kernels, count_ops
 from .kernels import verify_arithmetic
-from .rewrites import conv1d_epilogue_into_conv, fold_constant_mul_into_scale, reduce_mean_to_global_pool
+from .rewrites import (
+    average_pool_to_depthwise,
+    conv1d_epilogue_into_conv,
+    fold_constant_mul_into_scale,
+    reduce_mean_to_global_pool,
+)
 from .weights import snap_initializers
 
 
@@ -153,6 +158,7 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
             with native_output_captured() as captured, _entropy_bins(job.options.calibration_method):
                 _pre_process(quant_pre_process, float_path, prepared)
                 pooled = reduce_mean_to_global_pool(prepared)  # quantizable, unlike ReduceMean
+                depthwise = average_pool_to_depthwise(prepared)  # ORT's fast 3x3 kernel, not QLinearAveragePool
                 settings = dict(
                     quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -198,7 +204,8 @@ def quantize_onnx(job: ConvertJob, float_path: Path, int8_path: Path, progress=N
         except Exception as exc:
             detail = last_error_line(captured.text) or first_line(exc, 300)
             raise ConversionError(f"ONNX Runtime could not quantize the model: {first_line(detail, 200)}") from None
-    return {"ReduceMean -> GlobalAveragePool": pooled, "Mul by a constant -> quantization scale": folded}
+    return {"ReduceMean -> GlobalAveragePool": pooled, "AveragePool -> depthwise Conv": depthwise,
+            "Mul by a constant -> quantization scale": folded}
 
 
 def _judged_weight_step(job: ConvertJob, prepared: Path, none: Path, candidates: dict, int8_path: Path,

@@ -1,7 +1,9 @@
 """Rewrites of the ONNX graph that keep INT8 on integer kernels, or take work off them.
 
 After tf2onnx (the float model written): `conv1d_epilogue_into_conv` (see its docstring).
-Before quantization (float graph): `reduce_mean_to_global_pool`, below.
+Before quantization (float graph): `reduce_mean_to_global_pool`, below, and
+`average_pool_to_depthwise` (an AveragePool as the 3x3 depthwise convolution ORT runs fast; see
+its docstring).
 After quantization (QDQ graph): `fold_constant_mul_into_scale` (a Mul by a constant becomes
 a change of quantization scale; see its docstring).
 
@@ -22,6 +24,8 @@ constant input (opset 18+).
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 
 def _axes(node, initializers: dict) -> list[int] | None:
@@ -93,7 +97,6 @@ def fold_constant_mul_into_scale(path: str | Path) -> list[str]:
     type as q_x, whose output is read only by DequantizeLinear nodes and is no graph output.
     Returns the names of the Mul nodes dropped.
     """
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -202,7 +205,6 @@ def conv1d_epilogue_into_conv(path: str | Path) -> list[str]:
     channel (shape (1, C, 1) or (C, 1)); each moved tensor has one reader and is no graph
     output; Clip only with constant bounds. Returns the names of the Conv nodes changed.
     """
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -270,5 +272,88 @@ def conv1d_epilogue_into_conv(path: str | Path) -> list[str]:
         unread = [i for i in graph.initializer if i.name in orphans and i.name not in read]
         for init in unread:
             graph.initializer.remove(init)
+        onnx.save(model, str(path))
+    return changed
+
+
+def _pool_counts(size: int, window: int, stride: int, before: int, after: int) -> np.ndarray:
+    """How many inputs each output position of a padded window covers along one axis (ceil_mode 0)."""
+    out = (size + before + after - window) // stride + 1
+    start = np.arange(out) * stride - before
+    return np.minimum(start + window, size) - np.maximum(start, 0)
+
+
+def average_pool_to_depthwise(path: str | Path) -> list[str]:
+    """Rewrite, in place, every 2-D AveragePool of the float ONNX file as a depthwise convolution.
+
+        AveragePool(x, k, strides, pads, count_include_pad=0)            x: (N, C, H, W)
+    becomes
+        y = Conv(x, W = 1/(kh*kw), group=C, the same strides and pads)
+        AveragePool's output = Add(y, Mul(y, m)),   m[i, j] = kh*kw / n[i, j] - 1
+
+    where n is how many inputs window (i, j) covers (the padding is not counted); without padding,
+    or with count_include_pad=1, the Conv alone is the pool. Why: ORT runs the INT8 pool as
+    QLinearAveragePool, 0.35x its float graph, where its INT8 depthwise QLinearConv is 4.9x its
+    float at 3x3 (bench/repro_ort_int8.py; 17 % of NASNetMobile's INT8 time). m is 0 inside the map,
+    so the inside values are the convolution's; border values also carry the Mul's and Add's
+    rounding. Made on the graph about to be quantized only: the float ONNX keeps its pools.
+
+    Guards (the node stays): kernel_shape of 2 dims; input (N, C, H, W) with C, H, W known;
+    ceil_mode 0; dilations 1; auto_pad NOTSET or VALID; the output's spatial size as recomputed.
+    Returns the names of the rewritten nodes.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    graph, nodes, changed = model.graph, [], []
+
+    def ints(node, name, default):
+        return next((list(a.ints) for a in node.attribute if a.name == name), default)
+
+    def strs(node, name, default):
+        return next((a.s.decode() for a in node.attribute if a.name == name), default)
+
+    for node in graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "AveragePool" else None
+        kernel = ints(node, "kernel_shape", []) if shape else []
+        if len(kernel) != 2 or len(shape) != 4 or any(d is None or d <= 0 for d in shape[1:]) \
+                or _attr(node, "ceil_mode", 0) or set(ints(node, "dilations", [1, 1])) != {1} \
+                or strs(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            nodes.append(node)
+            continue
+        strides = ints(node, "strides", [1, 1])
+        pads = ints(node, "pads", [0, 0, 0, 0]) if strs(node, "auto_pad", "NOTSET") == "NOTSET" else [0, 0, 0, 0]
+        rows = _pool_counts(shape[2], kernel[0], strides[0], pads[0], pads[2])
+        cols = _pool_counts(shape[3], kernel[1], strides[1], pads[1], pads[3])
+        out_shape = shapes.get(node.output[0])
+        if out_shape is None or len(out_shape) != 4 or out_shape[2:] != [len(rows), len(cols)]:
+            nodes.append(node)
+            continue
+        name, channels, window = node.name or node.output[0], shape[1], kernel[0] * kernel[1]
+        weights = numpy_helper.from_array(np.full((channels, 1, *kernel), 1.0 / window, np.float32),
+                                          f"{name}/edgeact_depthwise_weights")
+        graph.initializer.append(weights)
+        counts = np.outer(rows, cols)
+        exact = _attr(node, "count_include_pad", 0) or np.all(counts == window)
+        mean = node.output[0] if exact else f"{name}/edgeact_window_mean"
+        nodes.append(helper.make_node("Conv", [node.input[0], weights.name], [mean], name=f"{name}/edgeact_depthwise",
+                                      group=channels, kernel_shape=kernel, strides=strides, pads=pads))
+        if not exact:
+            border = numpy_helper.from_array((window / counts - 1.0).astype(np.float32)[None, None],
+                                             f"{name}/edgeact_border_map")
+            graph.initializer.append(border)
+            share = f"{name}/edgeact_border_share"
+            nodes.append(helper.make_node("Mul", [mean, border.name], [share], name=f"{name}/edgeact_border_mul"))
+            nodes.append(helper.make_node("Add", [mean, share], list(node.output), name=f"{name}/edgeact_border_add"))
+        changed.append(node.name)
+    if changed:
+        del graph.node[:]
+        graph.node.extend(nodes)
         onnx.save(model, str(path))
     return changed

@@ -251,6 +251,9 @@ def render_format_section(name: str, section) -> str:
     if rewritten:
         lines.append("  int8 ops XNNPACK does not run, written as the ops they are that it runs: "
                      + ", ".join(f"{what} x{n}" for what, n in rewritten.items()))
+    done = {what: len(nodes) for what, nodes in (details.get("rewrites") or {}).items() if nodes}
+    if done:
+        lines.append("  int8 graph rewrites: " + ", ".join(f"{what} x{n}" for what, n in done.items()))
     if details.get("fast_path"):
         from edgeact.fastpath.speed_verdict import render_fast_path
 
