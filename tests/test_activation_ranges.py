@@ -16,23 +16,14 @@ from converters.rounding.ranges import PER_TENSOR, VALUES_PER_SAMPLE, SampledVal
 from converters.tflite.calibrate import calibrate_float
 from converters.tflite.ranges import calibrated_ranges
 from edgeact.config import Format, Int8Steps
+from tests.helpers import cubed_cnn
 
 
 @pytest.fixture(scope="module")
 def cubed(keras):
     """A conv whose output is cubed: a long tail (most values within +-3, the largest near 50) that
     min/max spends the INT8 grid on, and that the next layer reads."""
-    layers = keras.layers
-    keras.utils.set_random_seed(11)
-    inputs = keras.Input((12, 12, 3), name="image")
-    a = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
-    cube = layers.Multiply(name="cube")([layers.Multiply(name="square")([a, a]), a])
-    x = layers.Conv2D(8, 1, activation="relu", name="mix")(cube)
-    out = layers.Dense(4, name="fc")(layers.GlobalAveragePooling2D(name="gap")(x))
-    model = keras.Model(inputs, out, name="cubed")
-    rng = np.random.default_rng(2)
-    data = rng.normal(0, 1, (700, 12, 12, 3)).astype(np.float32)
-    return model, data
+    return cubed_cnn(keras)
 
 
 def _float(model) -> bytes:

@@ -174,16 +174,9 @@ def test_ranges_the_onnx_judge_refuses_lose_on_samples_no_step_saw_and_leave_the
 
     from converters import ConvertOptions, convert
     from edgeact.config import Format, Int8Steps
-    from tests.helpers import sqnr
+    from tests.helpers import cubed_cnn, sqnr
 
-    layers = keras.layers
-    keras.utils.set_random_seed(11)
-    inputs = keras.Input((12, 12, 3), name="image")
-    a = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
-    cube = layers.Multiply(name="cube")([layers.Multiply(name="square")([a, a]), a])
-    x = layers.Conv2D(8, 1, activation="relu", name="mix")(cube)
-    model = keras.Model(inputs, layers.Dense(4, name="fc")(layers.GlobalAveragePooling2D(name="gap")(x)), name="cubed")
-    data = np.random.default_rng(2).normal(0, 1, (700, 12, 12, 3)).astype(np.float32)
+    model, data = cubed_cnn(keras)
     np.save(tmp_path / "calibration.npy", data[:300])
     unseen = data[300:]
     want = model.predict(unseen, verbose=0)
