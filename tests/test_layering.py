@@ -64,7 +64,7 @@ WINGS: dict[str, set[str]] = {
                          "converters.budget", "converters.edgetpu", "converters.rounding"},
 }
 CONVERTERS_BASE = {"converters.options", "converters.job", "converters.progress", "converters.verify",
-                   "converters.metadata", "converters.registry", "converters.check_registry"}
+                   "converters.metadata", "converters.registry", "converters.check_registry", "converters.pool_windows"}
 CONVERTERS_TOP = {"converters", "converters.checks", "converters.pipeline"}
 
 # Lazy imports that cross the table on purpose: (importing module, imported wing) -> why.

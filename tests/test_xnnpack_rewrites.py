@@ -232,3 +232,15 @@ def test_the_budget_searchs_attempts_carry_the_rewrites_too(left_ops, tmp_path):
     assert [a.changed for a in plain] == [a.changed for a in rewritten] and len(plain) == 3
     for a, b in zip(plain, rewritten):
         assert b.metric > a.metric - 0.5, (a.changed, a.metric, b.metric)
+
+
+def test_a_same_pool_without_calibrated_ranges_is_left_as_it_is(left_ops):
+    """The border correction's new tensors copy a calibrated range; a float model that was never
+    calibrated has none, so its same-padded pools stay (the rewrites that need no range still run)."""
+    import tensorflow as tf
+
+    model, _ = left_ops
+    fp32 = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    rewritten, found = xnnpack_rewrites(fp32)
+    assert SAME_POOL_KEY not in found and CONCAT_KEY not in found and found[RELU_KEY] == 2 and found[POOL_KEY] == 1
+    assert read_tflite_bytes(rewritten)["AVERAGE_POOL_2D"] == 2

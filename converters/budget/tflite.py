@@ -240,8 +240,9 @@ def search_tflite(keras_model, calibration, data: Samples, budget: Budget,
         fixes: a cache of fixed models shared with the ONNX search (see `apply_fix`).
         kinds: {output name: OutputKind}, which outputs a top-1 budget judges.
         default: the exporter's INT8 file, tried first (`explore`).
-        depthwise: write standalone RELU/RELU6 and valid average pools as depthwise convolutions in
-            every attempt, as the exporter does for a target that is not an Edge TPU.
+        depthwise: apply converters.tflite.xnnpack_rewrites (standalone RELU/RELU6, average pools,
+            long concatenations) to every attempt, as the exporter does for a target that is not an
+            Edge TPU.
     """
     from .evaluate import layer_macs
 

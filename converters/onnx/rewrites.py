@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.pool_windows import window_counts
+
 
 def _axes(node, initializers: dict) -> list[int] | None:
     for attr in node.attribute:
@@ -276,13 +278,6 @@ def conv1d_epilogue_into_conv(path: str | Path) -> list[str]:
     return changed
 
 
-def _pool_counts(size: int, window: int, stride: int, before: int, after: int) -> np.ndarray:
-    """How many inputs each output position of a padded window covers along one axis (ceil_mode 0)."""
-    out = (size + before + after - window) // stride + 1
-    start = np.arange(out) * stride - before
-    return np.minimum(start + window, size) - np.maximum(start, 0)
-
-
 def average_pool_to_depthwise(path: str | Path) -> list[str]:
     """Rewrite, in place, every 2-D AveragePool of the float ONNX file as a depthwise convolution.
 
@@ -293,8 +288,9 @@ def average_pool_to_depthwise(path: str | Path) -> list[str]:
 
     where n is how many inputs window (i, j) covers (the padding is not counted); without padding,
     or with count_include_pad=1, the Conv alone is the pool. Why: ORT runs the INT8 pool as
-    QLinearAveragePool, 0.35x its float graph, where its INT8 depthwise QLinearConv is 4.9x its
-    float at 3x3 (bench/repro_ort_int8.py; 17 % of NASNetMobile's INT8 time). m is 0 inside the map,
+    QLinearAveragePool, 0.17-0.35x its float graph in five runs of bench/repro_ort_int8.py, where
+    the graph with a 3x3 depthwise QLinearConv in its place took 3-20x less INT8 time in each
+    (17 % of NASNetMobile's INT8 time was its pools). m is 0 inside the map,
     so the inside values are the convolution's; border values also carry the Mul's and Add's
     rounding. Made on the graph about to be quantized only: the float ONNX keeps its pools.
 
@@ -329,8 +325,8 @@ def average_pool_to_depthwise(path: str | Path) -> list[str]:
             continue
         strides = ints(node, "strides", [1, 1])
         pads = ints(node, "pads", [0, 0, 0, 0]) if strs(node, "auto_pad", "NOTSET") == "NOTSET" else [0, 0, 0, 0]
-        rows = _pool_counts(shape[2], kernel[0], strides[0], pads[0], pads[2])
-        cols = _pool_counts(shape[3], kernel[1], strides[1], pads[1], pads[3])
+        rows = window_counts(shape[2], kernel[0], strides[0], pads[0], pads[2])
+        cols = window_counts(shape[3], kernel[1], strides[1], pads[1], pads[3])
         out_shape = shapes.get(node.output[0])
         if out_shape is None or len(out_shape) != 4 or out_shape[2:] != [len(rows), len(cols)]:
             nodes.append(node)

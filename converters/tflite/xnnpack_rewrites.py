@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from converters.pool_windows import same_padding, window_counts
+
 _FLOAT32 = 0
 _ADD, _AVERAGE_POOL, _CONCATENATION, _DEPTHWISE, _MUL, _RELU, _RELU6 = 0, 1, 2, 4, 18, 19, 21  # BuiltinOperator
 _ACT_NONE, _ACT_RELU, _ACT_RELU6 = 0, 1, 3  # ActivationFunctionType
@@ -55,9 +57,12 @@ SAME_POOL_KEY = "AVERAGE_POOL_2D (same) -> DEPTHWISE_CONV_2D + MUL + ADD"
 CONCAT_KEY = f"CONCATENATION (over {XNNPACK_CONCATENATION_INPUTS} inputs) -> nested CONCATENATION"
 
 
-def _code(op_codes, op) -> int:
-    code = op_codes[op.opcodeIndex]
+def _builtin(code) -> int:
     return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+
+
+def _code(op_codes, op) -> int:
+    return _builtin(op_codes[op.opcodeIndex])
 
 
 class _Graph:
@@ -70,7 +75,7 @@ class _Graph:
     def opcode(self, builtin: int) -> int:
         if builtin not in self._codes:
             for i, code in enumerate(self.model.operatorCodes):
-                if max(int(code.builtinCode), int(code.deprecatedBuiltinCode)) == builtin:
+                if _builtin(code) == builtin:
                     self._codes[builtin] = i
                     break
             else:
@@ -145,12 +150,8 @@ def _depthwise(g: _Graph, op, x: int, kernel: np.ndarray, strides, padding: int,
 
 
 def same_pool_counts(size: int, window: int, stride: int) -> np.ndarray:
-    """How many inputs each output position of a SAME-padded window covers along one axis
-    (TensorFlow's padding: ceil(size/stride) outputs, the smaller half of the padding first)."""
-    out = -(-size // stride)
-    before = max((out - 1) * stride + window - size, 0) // 2
-    start = np.arange(out) * stride - before
-    return np.minimum(start + window, size) - np.maximum(start, 0)
+    """How many inputs each output position of a SAME-padded window covers along one axis."""
+    return window_counts(size, window, stride, *same_padding(size, window, stride))
 
 
 def _relu(g: _Graph, op, kind: int) -> list | None:
@@ -175,11 +176,13 @@ def _pool(g: _Graph, op) -> tuple[str, list] | None:
     if padding == _VALID:
         return POOL_KEY, [_depthwise(g, op, x, kernel, strides, _VALID, activation, name)]
     counts = np.outer(same_pool_counts(shape[1], height, strides[0]), same_pool_counts(shape[2], width, strides[1]))
-    if padding != _SAME or counts.shape != tuple(out_shape[1:3]) or g.range(out) is None:
+    if padding != _SAME or counts.shape != tuple(out_shape[1:3]):
         return None
     if np.all(counts == height * width):
         return SAME_POOL_KEY, [_depthwise(g, op, x, kernel, strides, _SAME, activation, name)]
     like = out if activation == _ACT_NONE else x
+    if g.range(out) is None or g.range(like) is None:
+        return None
     y = g.activation(f"{name}/edgeact_window_mean", out_shape, like)
     z = g.activation(f"{name}/edgeact_border_share", out_shape, like)
     m = g.constant(f"{name}/edgeact_border_map", (height * width / counts - 1.0).astype(np.float32)[None, :, :, None])
