@@ -10,20 +10,23 @@ stage), written in ONNX by hand and quantized by ONNX Runtime's own quantize_sta
 settings edgeact's exporter uses (QDQ, uint8 activations, int8 per-channel weights, MinMax, after
 quant_pre_process), on random calibration data: no edgeact step touches them, so what this shows
 is the runtime's. Timed batch 1, interleaved, median of round means, both sessions with all graph
-optimisations; the optimised graph's node types are read back to show which kernel ran.
+optimisations; the optimised graph's node types are read back to show which kernel ran. Graphs this
+small run in well under a millisecond, where a shared VM's noise is as large as the effects:
+compare several runs (docs/benchmarks/repro_ort_int8.md).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_families import cpu_header  # noqa: E402  (sibling scripts, not a package)
+from bench_mobilenetv3 import timed_mean  # noqa: E402
 
 CHANNELS, SIZE = 64, 28
 
@@ -41,9 +44,9 @@ def graphs() -> dict:
         nodes = [helper.make_node("Conv", ["x", "wa"], ["a"]), helper.make_node("Relu", ["a"], ["ra"]),
                  *middle, helper.make_node("Conv", ["m", "wb"], ["y"])]
         inits = [weights("wa", (CHANNELS, CHANNELS, 1, 1)), weights("wb", (CHANNELS, CHANNELS, 1, 1)), *inits]
-        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                              [1, CHANNELS, SIZE, SIZE])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+        shape = [1, CHANNELS, SIZE, SIZE]
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         return model
@@ -86,29 +89,26 @@ def quantize(model, folder: Path, name: str) -> tuple[Path, Path]:
     return fp32, int8
 
 
-def session(path: Path, threads: int, optimised: Path | None = None):
+def kernels_run(path: Path, threads: int, folder: Path) -> str:
+    """Node types of the graph ORT runs at the timing's optimisation level (all), with counts. (edgeact's
+    runtime.onnx.optimized_graph stops at the extended level, before the layout transforms.)"""
+    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if optimised is not None:
-        options.optimized_model_filepath = str(optimised)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def timed(sess, sample, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        sess.run(None, {"x": sample})
-    start = time.perf_counter()
-    for _ in range(runs):
-        sess.run(None, {"x": sample})
-    return (time.perf_counter() - start) / runs * 1e3
+    options.optimized_model_filepath = str(folder / f"{path.stem}_optimised.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    nodes = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    return ", ".join(f"{t} x{nodes.count(t)}" for t in dict.fromkeys(nodes))
 
 
 def main() -> None:
-    import onnx
     import onnxruntime as ort
+
+    from edgeact.runtime import open_runner
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -119,17 +119,17 @@ def main() -> None:
     print(cpu_header(), f"onnxruntime {ort.__version__}", f"threads {args.threads}", sep="\n", flush=True)
     sample = np.random.default_rng(2).normal(0, 1, (1, CHANNELS, SIZE, SIZE)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="repro-ort-") as tmp:
-        folder, sessions, kernels = Path(tmp), {}, {}
+        folder, runners, kernels = Path(tmp), {}, {}
         for i, (name, model) in enumerate(graphs().items()):
             fp32, int8 = quantize(model, folder, f"g{i}")
-            sessions[(name, "fp32")] = session(fp32, args.threads)
-            sessions[(name, "int8")] = session(int8, args.threads, folder / f"g{i}_optimised.onnx")
-            nodes = [n.op_type for n in onnx.load(str(folder / f"g{i}_optimised.onnx")).graph.node]
-            kernels[name] = ", ".join(f"{t} x{nodes.count(t)}" for t in dict.fromkeys(nodes))
-        means = {key: [] for key in sessions}
+            runners[(name, "fp32")] = open_runner(fp32, threads=args.threads)  # ORT, all optimisations
+            runners[(name, "int8")] = open_runner(int8, threads=args.threads)
+            kernels[name] = kernels_run(int8, args.threads, folder)
+        prepared = {key: runner.prepare(sample) for key, runner in runners.items()}
+        means = {key: [] for key in runners}
         for _ in range(args.rounds):
-            for key, sess in sessions.items():
-                means[key].append(timed(sess, sample, args.runs, args.warmup))
+            for key, runner in runners.items():
+                means[key].append(timed_mean(runner, prepared[key], args.runs, args.warmup))
     print("\n| graph | float ms | INT8 ms | INT8/float | INT8 kernels ORT ran (optimised graph) |")
     print("| --- | --- | --- | --- | --- |")
     for name in kernels:
